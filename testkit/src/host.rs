@@ -1,0 +1,505 @@
+//! A small Spin-3.6.3-like HTTP trigger host on wasmtime, for tests.
+//!
+//! One fresh component instance per request (as Spin), `fermyon:spin/variables@2.0.0` and
+//! `fermyon:spin/key-value@2.0.0` (in memory), WASI p2 and `wasi:http@0.2.x`, outbound HTTP
+//! checked against `allowed_outbound_hosts` exactly as Spin parses it, TLS trusting only the
+//! test CA, and a name -> IP map instead of DNS. See README.md (`host`) for the contract.
+
+mod allowed;
+mod logs;
+mod manifest;
+mod outbound;
+mod spin_api;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use spin_api::KvHandle;
+
+use logs::LogSink;
+use manifest::Route;
+use outbound::{Outbound, OutboundHooks};
+use spin_api::{SpinState, SpinView};
+
+/// How to run the component.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The component (`.wasm`). Default: the workspace's
+    /// `target/wasm32-wasip2/release/tenant_bridge.wasm`.
+    pub wasm: PathBuf,
+    /// The project's `spin.toml`. Default: the workspace's `spin.toml`.
+    pub manifest: PathBuf,
+    /// App variable values, like `SPIN_VARIABLE_<NAME>` (keys `name`, `NAME` or
+    /// `SPIN_VARIABLE_NAME`). A name not declared in `[variables]` is an error.
+    pub variables: HashMap<String, String>,
+    /// The only root trusted for outbound TLS (None: no HTTPS request can succeed).
+    pub ca_pem: Option<String>,
+    /// Like /etc/hosts: host name -> IP (the port comes from the URL). Other names use DNS,
+    /// except `*.invalid`, `*.test` and `*.example`, which fail as DNS errors without a lookup.
+    /// Whatever the name, only loopback addresses are ever connected to: anything else is
+    /// refused (`connection-refused`, with a `[host]` log line).
+    pub hosts: HashMap<String, IpAddr>,
+    /// Also copy guest output and host log lines to the real stderr.
+    pub echo_logs: bool,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        HostConfig {
+            wasm: root.join("target/wasm32-wasip2/release/tenant_bridge.wasm"),
+            manifest: root.join("spin.toml"),
+            variables: HashMap::new(),
+            ca_pem: None,
+            hosts: HashMap::new(),
+            echo_logs: false,
+        }
+    }
+}
+
+/// One outbound HTTP request the guest attempted, allowed or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundRecord {
+    pub method: String,
+    /// Absolute URL as the guest addressed it (`https://host[:port]/path?query`).
+    pub url: String,
+    /// Header names lowercased, in order, as sent: the guest's headers plus `host`
+    /// (`host[:port]`, the port only when not the scheme's default, as Spin sends it).
+    pub headers: Vec<(String, String)>,
+    /// Refused by `allowed_outbound_hosts` (the guest got `HttpRequestDenied`).
+    pub denied: bool,
+}
+
+impl OutboundRecord {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running host; dropping it stops the server (and aborts unfinished requests).
+pub struct RunningHost {
+    addr: SocketAddr,
+    logs: LogSink,
+    records: Arc<Mutex<Vec<OutboundRecord>>>,
+    kv: KvHandle,
+    server: JoinHandle<()>,
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl RunningHost {
+    /// Loads the manifest and component and starts serving on `127.0.0.1:0`. Fails like
+    /// `spin up` would: bad manifest, required variable without value, malformed literal
+    /// `allowed_outbound_hosts` entry; also for an undeclared variable in `cfg.variables`.
+    pub async fn start(cfg: HostConfig) -> anyhow::Result<RunningHost> {
+        let app = manifest::load(&cfg.manifest, &cfg.variables)?;
+        let logs = LogSink::new(cfg.echo_logs);
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let kv = KvHandle::default();
+
+        let wasm = cfg.wasm.clone();
+        let component = tokio::task::spawn_blocking(move || load_component(&wasm))
+            .await
+            .context("compiling the component panicked")??;
+        let engine = engine();
+        let mut linker: Linker<InstanceState> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        outbound::shadow_http_error_code(&mut linker, |s: &mut InstanceState| &mut s.table)?;
+        spin_api::add_to_linker(&mut linker, |s: &mut InstanceState| SpinView {
+            state: &mut s.spin,
+            table: &mut s.table,
+        })?;
+        // Spin provides more (redis, sqlite, llm, ...); a component importing those fails here
+        // (`define_unknown_imports_as_traps` would shadow semver-matched WASI imports).
+        let pre = ProxyPre::new(linker.instantiate_pre(&component)?).map_err(|e| {
+            anyhow::Error::from(e)
+                .context("the component does not export wasi:http/incoming-handler")
+        })?;
+
+        let outbound = Arc::new(Outbound {
+            component_id: app.component_id.clone(),
+            allowed: app.allowed_hosts.clone(),
+            tls: outbound::tls_config(cfg.ca_pem.as_deref())?,
+            hosts: cfg.hosts.clone(),
+            records: records.clone(),
+            logs: logs.clone(),
+        });
+        let server = Arc::new(Server {
+            pre,
+            route: app.route.clone(),
+            component_id: app.component_id.clone(),
+            variables: Arc::new(app.component_variables.clone()),
+            kv_labels: Arc::new(app.key_value_stores.clone()),
+            kv: kv.clone(),
+            outbound,
+            logs: logs.clone(),
+        });
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((sock, _)) = accepted else { continue };
+                        let server = server.clone();
+                        conns.spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                server.clone().handle(req)
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(sock), svc)
+                                .await;
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+
+        Ok(RunningHost {
+            addr,
+            logs,
+            records,
+            kv,
+            server: task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every outbound request attempted so far, in order.
+    pub fn outbound(&self) -> Vec<OutboundRecord> {
+        self.records.lock().unwrap().clone()
+    }
+
+    /// Guest stdout/stderr (whole lines) and host log lines (`[host] ...`) so far.
+    pub fn logs(&self) -> String {
+        self.logs.contents()
+    }
+
+    /// The in-memory key-value stores the guest sees.
+    pub fn kv(&self) -> KvHandle {
+        self.kv.clone()
+    }
+}
+
+/// The `T` of each request's `Store<T>`.
+struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    table: ResourceTable,
+    spin: SpinState,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResBody = UnsyncBoxBody<Bytes, BoxError>;
+
+struct Server {
+    pre: ProxyPre<InstanceState>,
+    route: Route,
+    component_id: String,
+    variables: Arc<HashMap<String, String>>,
+    kv_labels: Arc<Vec<String>>,
+    kv: KvHandle,
+    outbound: Arc<Outbound>,
+    logs: LogSink,
+}
+
+fn text_response(status: u16, text: &str) -> hyper::Response<ResBody> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(
+            Full::new(Bytes::from(text.to_string()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .expect("valid response")
+}
+
+/// Aborts the guest task if the request is abandoned before the response is handed over.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Server {
+    async fn handle(
+        self: Arc<Self>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<ResBody>, Infallible> {
+        if !self.route.matches(req.uri().path()) {
+            return Ok(text_response(404, "Not Found"));
+        }
+        let out = self.logs.guest_stream();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(out.clone())
+            .stderr(out)
+            .build();
+        let mut store = Store::new(
+            self.pre.engine(),
+            InstanceState {
+                wasi,
+                http: WasiHttpCtx::new(),
+                hooks: OutboundHooks {
+                    shared: self.outbound.clone(),
+                    parse_error_logged: false,
+                },
+                table: ResourceTable::new(),
+                spin: SpinState {
+                    variables: self.variables.clone(),
+                    kv: self.kv.clone(),
+                    kv_labels: self.kv_labels.clone(),
+                },
+            },
+        );
+        let (resp_tx, resp_rx) = oneshot::channel();
+        let setup = (|| -> wasmtime::Result<_> {
+            let incoming = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let outparam = store.data_mut().http().new_response_outparam(resp_tx)?;
+            Ok((incoming, outparam))
+        })();
+        let (incoming, outparam) = match setup {
+            Ok(x) => x,
+            Err(e) => {
+                self.logs.host(&format!("bad incoming request: {e:#}"));
+                return Ok(text_response(400, "Bad Request"));
+            }
+        };
+
+        let (done_tx, done_rx) = oneshot::channel::<Result<(), String>>();
+        let pre = self.pre.clone();
+        let logs = self.logs.clone();
+        let id = self.component_id.clone();
+        let task = tokio::spawn(async move {
+            let result = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            }
+            .await;
+            let outcome = result.map_err(|e| format!("{e:?}"));
+            if let Err(e) = &outcome {
+                logs.host(&format!("component {id:?} failed: {e}"));
+            }
+            // Report before the store (and with it an unfinished body) goes away, so the body
+            // sees the failure when it ends.
+            let _ = done_tx.send(outcome);
+            drop(store);
+        });
+        let mut guard = AbortOnDrop(Some(task));
+
+        match resp_rx.await {
+            Ok(Ok(resp)) => {
+                let task = guard.0.take();
+                Ok(resp.map(|body| {
+                    GuestBody {
+                        inner: body,
+                        outcome: done_rx,
+                        task,
+                        ended: false,
+                    }
+                    .boxed_unsync()
+                }))
+            }
+            Ok(Err(code)) => {
+                self.logs
+                    .host(&format!("component set an error response: {code:?}"));
+                Ok(text_response(500, "Internal Server Error"))
+            }
+            Err(_) => {
+                let why = match done_rx.await {
+                    Ok(Err(e)) => e,
+                    _ => "component did not call response-outparam.set".to_string(),
+                };
+                self.logs.host(&format!("no response: {why}"));
+                Ok(text_response(500, "Internal Server Error"))
+            }
+        }
+    }
+}
+
+/// The guest's response body, streamed as written. If the guest trapped or aborted the body,
+/// it ends with an error, so hyper drops the connection and the client sees a broken transfer.
+struct GuestBody {
+    inner: HyperOutgoingBody,
+    outcome: oneshot::Receiver<Result<(), String>>,
+    task: Option<JoinHandle<()>>,
+    ended: bool,
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        // Client gone mid-body: stop the guest. A finished body leaves the guest to finish.
+        if !self.ended {
+            if let Some(t) = self.task.take() {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(e))) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(
+                    format!("guest aborted the response body: {e}").into()
+                )))
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                match self.outcome.try_recv() {
+                    Ok(Err(e)) => Poll::Ready(Some(Err(format!(
+                        "guest failed while streaming: {e}"
+                    )
+                    .into()))),
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        Poll::Ready(Some(Err("guest task vanished".into())))
+                    }
+                    // finished normally (the guest may still be running after finish)
+                    Ok(Ok(())) | Err(oneshot::error::TryRecvError::Empty) => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(&wasmtime::Config::new()).expect("wasmtime engine"))
+}
+
+/// Compiles `path` once per process (and once per content on disk, in the temp dir).
+fn load_component(path: &Path) -> anyhow::Result<Component> {
+    static CACHE: OnceLock<Mutex<HashMap<u64, Component>>> = OnceLock::new();
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "reading component {} (build it with `cargo build --release --target wasm32-wasip2`)",
+            path.display()
+        )
+    })?;
+    let engine = engine();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let key = h.finish();
+
+    // Holding the lock while compiling keeps parallel tests from compiling the same thing.
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
+    if let Some(c) = cache.get(&key) {
+        return Ok(c.clone());
+    }
+    let dir = std::env::temp_dir().join("tenant-bridge-testkit-cwasm");
+    let file = dir.join(format!("{key:016x}.cwasm"));
+    // SAFETY: the file is one this function wrote with this engine configuration (its name is
+    // the hash of the input and of the engine's compatibility hash); wasmtime still checks its
+    // header. A failure falls back to compiling.
+    let cached = unsafe { Component::deserialize_file(engine, &file) }.ok();
+    let component = match cached {
+        Some(c) => c,
+        None => {
+            let compiled = engine.precompile_component(&bytes).map_err(|e| {
+                anyhow::Error::from(e).context(format!("compiling {}", path.display()))
+            })?;
+            let _ = std::fs::create_dir_all(&dir);
+            let tmp = dir.join(format!("{key:016x}.{}.tmp", std::process::id()));
+            if std::fs::write(&tmp, &compiled).is_ok() {
+                let _ = std::fs::rename(&tmp, &file);
+            }
+            // SAFETY: `compiled` was just produced by `precompile_component` on this engine.
+            unsafe { Component::deserialize(engine, &compiled) }?
+        }
+    };
+    cache.insert(key, component.clone());
+    Ok(component)
+}
