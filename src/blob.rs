@@ -142,6 +142,7 @@ pub fn open<T: Transport>(
 ) -> Result<(Head, T::Body), Problem> {
     let cloud = config::cloud(env.vars)?;
     let service = config::blob_service(env.vars, tenant)?;
+    identity::preflight(env.vars, tenant, cloud)?;
     let target = Target {
         service: &service,
         container,
@@ -171,8 +172,11 @@ pub fn open<T: Transport>(
             }
         }
         let resp = Response { head, body: buf };
-        if resp.status() == 401 && attempt == 0 {
-            // A cached token was refused: drop it and try once with a new one.
+        let token_refused =
+            resp.status() == 401 || error_code(&resp.head, &resp.body) == "AuthenticationFailed";
+        if token_refused && attempt == 0 {
+            // A cached token was refused (Storage: 401; Azurite: 403 AuthenticationFailed): drop
+            // it and try once with a new one.
             identity::forget(env, &scope)?;
             continue;
         }

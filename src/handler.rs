@@ -48,7 +48,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         .unwrap_or((&path_and_query, ""));
     let key_headers = req
         .headers()
-        .get(&"x-functions-key".to_string())
+        .get("x-functions-key")
         .into_iter()
         .map(|v| String::from_utf8_lossy(&v).into_owned())
         .collect();

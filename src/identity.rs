@@ -138,6 +138,22 @@ pub fn forget<T: Transport>(env: &Env<T>, scope: &Scope) -> Result<(), Problem> 
     Ok(())
 }
 
+/// Validates every identity setting a request to `tenant` needs, before any upstream call.
+pub fn preflight(vars: &dyn Variables, tenant: Tenant, cloud: Cloud) -> Result<(), Problem> {
+    let client_id = config::managed_identity(vars)?;
+    config::imds_endpoint(vars)?;
+    if tenant == Tenant::Cross {
+        config::exchange(vars, cloud)?;
+        if client_id.is_none() {
+            return Err(Problem::config_missing(
+                config::var::AZURE_CLIENT_ID,
+                "cross-tenant federation works only with a user-assigned managed identity; set its client id",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A bearer token for `scope.resource` in the scope's tenant.
 pub fn access_token<T: Transport>(env: &Env<T>, scope: &Scope) -> Result<String, Problem> {
     let client_id = config::managed_identity(env.vars)?;
@@ -151,13 +167,9 @@ pub fn access_token<T: Transport>(env: &Env<T>, scope: &Scope) -> Result<String,
             Ok(token.access_token)
         }
         Tenant::Cross => {
+            preflight(env.vars, scope.tenant, scope.cloud)?;
             let ex = config::exchange(env.vars, scope.cloud)?;
-            let Some(client_id) = client_id else {
-                return Err(Problem::config_missing(
-                    config::var::AZURE_CLIENT_ID,
-                    "cross-tenant federation works only with a user-assigned managed identity; set its client id",
-                ));
-            };
+            let client_id = client_id.unwrap_or_default();
             let key = exchange_key(scope.cloud, &ex, &client_id, scope.resource);
             let token = cached(env.store, &key, env.now, || {
                 let assertion_key = mi_key(scope.cloud, Some(&client_id), &ex.audience);

@@ -208,6 +208,7 @@ pub fn get_secret<T: Transport>(
 ) -> Result<String, Problem> {
     let cloud = config::cloud(env.vars)?;
     let vault = config::vault(env.vars, tenant)?;
+    identity::preflight(env.vars, tenant, cloud)?;
     let target = Target {
         vault: &vault,
         tenant,

@@ -1,0 +1,451 @@
+//! The two-tenant world every integration test runs in: the compiled component in the testkit's
+//! Spin-like wasmtime host, strict fakes of IMDS / Entra / Key Vault per tenant, and one real
+//! Azurite (HTTPS, `--oauth basic`) holding an account per tenant.
+//!
+//! Azurite, the CA and the signing keys are shared by all tests of a binary (starting them is
+//! slow); fakes and the host are fresh per test so recorded traffic belongs to one test.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use tenant_bridge_testkit::azurite::Azurite;
+use tenant_bridge_testkit::entra::{
+    AppRegistration, EntraDirectory, FakeEntra, FederatedCredential,
+};
+use tenant_bridge_testkit::host::{HostConfig, OutboundRecord, RunningHost};
+use tenant_bridge_testkit::imds::{FakeImds, ImdsConfig};
+use tenant_bridge_testkit::jwt::{self, Signer};
+use tenant_bridge_testkit::keyvault::{FakeVault, VaultConfig, VaultNetwork};
+use tenant_bridge_testkit::pki::TestPki;
+use tokio::runtime::Runtime;
+
+pub const TENANT_A: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
+pub const TENANT_B: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";
+/// The user-assigned managed identity (lives in tenant A).
+pub const MI_CLIENT_ID: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
+pub const MI_OBJECT_ID: &str = "0b0b0b0b-4444-4444-8444-0b0b0b0b0b0b";
+/// The multi-tenant app registration (home tenant A) and its service principals.
+pub const APP_ID: &str = "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9";
+pub const APP_SP_A: &str = "5a5a5a5a-6666-4666-8666-5a5a5a5a5a5a";
+pub const APP_SP_B: &str = "5b5b5b5b-7777-4777-8777-5b5b5b5b5b5b";
+pub const VAULT_A_HOST: &str = "tenant-a-vault.vault.azure.net";
+pub const VAULT_B_HOST: &str = "tenant-b-vault.vault.azure.net";
+pub const ENTRA_HOST: &str = "login.microsoftonline.com";
+pub const ACCOUNT_A: &str = "tenantastore";
+pub const ACCOUNT_B: &str = "tenantbstore";
+pub const KEY: &str = "test-key-1";
+pub const ROTATED_KEY: &str = "test-key-2";
+pub const FUNCTION_KEYS: &str = "tests:test-key-1,rotated:test-key-2";
+pub const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub const VAULT_RESOURCE: &str = "https://vault.azure.net";
+pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
+/// Seeded in both Azurite accounts by [`shared`].
+pub const SEED_CONTAINER: &str = "seed";
+pub const SEED_BLOB: &str = "greeting.txt";
+pub const SEED_A: &[u8] = b"Hello from tenant A";
+pub const SEED_B: &[u8] = b"Hello from tenant B \x00\xff";
+
+pub fn rt() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the release .wasm once per test binary, exactly as `spin build` would.
+pub fn wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "tenant-bridge",
+            ])
+            .status()
+            .expect("run cargo build for wasm32-wasip2");
+        assert!(status.success(), "building the component failed");
+        root().join("target/wasm32-wasip2/release/tenant_bridge.wasm")
+    })
+    .clone()
+}
+
+/// State shared by every test in a binary.
+pub struct Shared {
+    pub pki: TestPki,
+    pub imds_signer: Arc<Signer>,
+    pub entra_signer: Arc<Signer>,
+    pub azurite: Azurite,
+}
+
+pub fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let pki = TestPki::new();
+        let imds_signer = Arc::new(Signer::new("imds-key"));
+        let entra_signer = Arc::new(Signer::new("entra-key"));
+        let azurite = rt().block_on(async {
+            let az = Azurite::start(&pki, &[ACCOUNT_A, ACCOUNT_B]).await;
+            for (account, data) in [(ACCOUNT_A, SEED_A), (ACCOUNT_B, SEED_B)] {
+                az.create_container(account, SEED_CONTAINER).await;
+                az.put_blob(account, SEED_CONTAINER, SEED_BLOB, data).await;
+            }
+            az
+        });
+        Shared {
+            pki,
+            imds_signer,
+            entra_signer,
+            azurite,
+        }
+    })
+}
+
+/// A per-test world: fresh fakes, fresh host, shared Azurite.
+pub struct World {
+    pub imds: FakeImds,
+    pub vault_a: FakeVault,
+    pub vault_b: FakeVault,
+    pub entra: FakeEntra,
+    pub host: RunningHost,
+    pub vars: HashMap<String, String>,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").to_string())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    /// The problem `code` of an RFC 9457 body.
+    pub fn code(&self) -> String {
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text()
+        );
+        self.json()["code"].as_str().unwrap_or_default().to_string()
+    }
+    pub fn detail(&self) -> String {
+        self.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Where the per-test fakes listen, for variables that must point at one of them.
+pub struct Endpoints {
+    pub imds: String,
+    pub vault_a: String,
+    pub vault_b: String,
+    pub entra: String,
+    pub azurite: String,
+}
+
+type VarFn = Box<dyn FnOnce(&Endpoints) -> String>;
+
+pub struct WorldBuilder {
+    vars: Vec<(String, Option<String>)>,
+    computed: Vec<(String, VarFn)>,
+    manifest: Option<PathBuf>,
+}
+
+impl WorldBuilder {
+    /// Overrides a variable (None: leave it to spin.toml's default).
+    pub fn var(mut self, name: &str, value: Option<&str>) -> Self {
+        self.vars
+            .push((name.to_string(), value.map(str::to_string)));
+        self
+    }
+    /// Sets a variable from the fakes' endpoints once they are running.
+    pub fn var_with(mut self, name: &str, f: impl FnOnce(&Endpoints) -> String + 'static) -> Self {
+        self.computed.push((name.to_string(), Box::new(f)));
+        self
+    }
+    pub fn manifest(mut self, path: PathBuf) -> Self {
+        self.manifest = Some(path);
+        self
+    }
+    pub fn build(self) -> World {
+        World::start(self)
+    }
+}
+
+impl World {
+    pub fn builder() -> WorldBuilder {
+        WorldBuilder {
+            vars: Vec::new(),
+            computed: Vec::new(),
+            manifest: None,
+        }
+    }
+
+    pub fn new() -> World {
+        Self::builder().build()
+    }
+
+    fn start(b: WorldBuilder) -> World {
+        let wasm = wasm();
+        let s = shared();
+        rt().block_on(async {
+            let imds = FakeImds::start(
+                ImdsConfig {
+                    tenant_id: TENANT_A.into(),
+                    identities: vec![(MI_CLIENT_ID.into(), MI_OBJECT_ID.into())],
+                    system_assigned_object_id: None,
+                    token_lifetime_secs: 86399,
+                },
+                s.imds_signer.clone(),
+            )
+            .await;
+            let trusted = vec![s.imds_signer.verifier(), s.entra_signer.verifier()];
+            let vault = |tenant: &str, host: &str, reader: &str| VaultConfig {
+                tenant_id: tenant.into(),
+                host: host.into(),
+                authority_host: "login.windows.net".into(),
+                trusted_issuer_keys: trusted.clone(),
+                readers: vec![reader.into()],
+                network: VaultNetwork::Open,
+                rbac: true,
+            };
+            let vault_a =
+                FakeVault::start(vault(TENANT_A, VAULT_A_HOST, MI_OBJECT_ID), &s.pki).await;
+            let vault_b = FakeVault::start(vault(TENANT_B, VAULT_B_HOST, APP_SP_B), &s.pki).await;
+            vault_a.set_secret("TEST-SECRET-001", "TenantA");
+            vault_b.set_secret("TEST-SECRET-001", "TenantB");
+            let entra = FakeEntra::start(
+                directory(),
+                vec![s.imds_signer.verifier()],
+                s.entra_signer.clone(),
+                &s.pki,
+                ENTRA_HOST,
+            )
+            .await;
+
+            let mut vars: HashMap<String, String> = [
+                ("function_keys", FUNCTION_KEYS.to_string()),
+                ("azure_client_id", MI_CLIENT_ID.to_string()),
+                ("imds_endpoint", imds.endpoint()),
+                ("keyvault_endpoint", vault_a.endpoint()),
+                ("blob_service_endpoint", s.azurite.endpoint()),
+                ("blob_service_path", s.azurite.account_path(ACCOUNT_A)),
+                ("app_client_id", APP_ID.to_string()),
+                ("cross_tenant_id", TENANT_B.to_string()),
+                ("cross_keyvault_endpoint", vault_b.endpoint()),
+                ("cross_blob_service_endpoint", s.azurite.endpoint()),
+                ("cross_blob_service_path", s.azurite.account_path(ACCOUNT_B)),
+                ("authority_host", entra.endpoint()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            for (name, value) in b.vars {
+                match value {
+                    Some(v) => vars.insert(name, v),
+                    None => vars.remove(&name),
+                };
+            }
+            let endpoints = Endpoints {
+                imds: imds.endpoint(),
+                vault_a: vault_a.endpoint(),
+                vault_b: vault_b.endpoint(),
+                entra: entra.endpoint(),
+                azurite: s.azurite.endpoint(),
+            };
+            for (name, f) in b.computed {
+                vars.insert(name, f(&endpoints));
+            }
+            let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let mut cfg = HostConfig {
+                wasm,
+                variables: vars.clone(),
+                ca_pem: Some(s.pki.ca_pem()),
+                hosts: [VAULT_A_HOST, VAULT_B_HOST, ENTRA_HOST]
+                    .iter()
+                    .map(|h| (h.to_string(), localhost))
+                    .collect(),
+                echo_logs: std::env::var_os("TB_ECHO_LOGS").is_some(),
+                ..HostConfig::default()
+            };
+            if let Some(m) = b.manifest {
+                cfg.manifest = m;
+            }
+            let host = RunningHost::start(cfg)
+                .await
+                .expect("start the component host");
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client");
+            World {
+                imds,
+                vault_a,
+                vault_b,
+                entra,
+                host,
+                vars,
+                client,
+            }
+        })
+    }
+
+    /// GET with the test function key in `x-functions-key`.
+    pub fn get(&self, path_and_query: &str) -> Reply {
+        self.request("GET", path_and_query, &[("x-functions-key", KEY)])
+    }
+
+    pub fn request(&self, method: &str, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
+        let url = format!("{}{}", self.host.base_url(), path_and_query);
+        rt().block_on(async {
+            let mut req = self.client.request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                &url,
+            );
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("body of {url}: {e}"))
+                .to_vec();
+            Reply {
+                status,
+                headers,
+                body,
+            }
+        })
+    }
+
+    pub fn outbound(&self) -> Vec<OutboundRecord> {
+        self.host.outbound()
+    }
+
+    pub fn logs(&self) -> String {
+        self.host.logs()
+    }
+
+    /// Upload a blob to an account of the shared Azurite.
+    pub fn put_blob(&self, account: &str, container: &str, blob: &str, data: &[u8]) {
+        let az = &shared().azurite;
+        rt().block_on(async {
+            az.create_container(account, container).await;
+            az.put_blob(account, container, blob, data).await;
+        });
+    }
+
+    /// Asserts nothing secret leaked into the body or the logs: no JWT, no function key, none of
+    /// the given secret values.
+    pub fn assert_no_leak(&self, reply: &Reply, secrets: &[&str]) {
+        let logs = self.logs();
+        for (what, text) in [("body", reply.text()), ("log", logs)] {
+            assert!(!text.contains("eyJ"), "{what} contains a JWT: {text}");
+            for s in [KEY, ROTATED_KEY].iter().chain(secrets) {
+                assert!(!text.contains(s), "{what} contains secret {s:?}: {text}");
+            }
+        }
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn directory() -> EntraDirectory {
+    EntraDirectory {
+        tenants: vec![TENANT_A.into(), TENANT_B.into()],
+        apps: vec![AppRegistration {
+            app_id: APP_ID.into(),
+            home_tenant: TENANT_A.into(),
+            multi_tenant: true,
+            federated_credentials: vec![FederatedCredential {
+                issuer: format!("https://login.microsoftonline.com/{TENANT_A}/v2.0"),
+                subject: MI_OBJECT_ID.into(),
+                audiences: vec![EXCHANGE_AUDIENCE.into()],
+            }],
+        }],
+        service_principals: vec![
+            (TENANT_A.into(), APP_ID.into(), APP_SP_A.into()),
+            (TENANT_B.into(), APP_ID.into(), APP_SP_B.into()),
+        ],
+        resource_principals: [TENANT_A, TENANT_B]
+            .iter()
+            .flat_map(|t| {
+                [
+                    (t.to_string(), VAULT_RESOURCE.to_string()),
+                    (t.to_string(), STORAGE_RESOURCE.to_string()),
+                ]
+            })
+            .collect(),
+        federation_disabled_tenants: vec![],
+    }
+}
+
+/// The `tid` claim of a bearer token in an outbound request.
+pub fn bearer_tid(record: &OutboundRecord) -> Option<String> {
+    let auth = record.header("authorization")?;
+    let token = auth.strip_prefix("Bearer ")?;
+    jwt::decode_unverified(token)?
+        .get("tid")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Writes a copy of spin.toml with `edit` applied, for tests of the host's enforcement.
+pub fn manifest_variant(name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("spin.toml")).expect("read spin.toml");
+    let dir = std::env::temp_dir().join(format!(
+        "tenant-bridge-manifest-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, edit(text)).expect("write manifest variant");
+    path
+}
+
+pub fn base64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
