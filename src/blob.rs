@@ -161,7 +161,7 @@ pub fn open<T: Transport>(
             .header("x-ms-version", API_VERSION)
             .header("x-ms-date", http_date(env.now))
             .header("x-ms-client-request-id", env.request_id.clone());
-        let (head, mut body) = env.http.open(&req).map_err(|e| net_problem(&req, &e))?;
+        let (head, mut body) = crate::retry::open(env, &req)?.map_err(|e| net_problem(&req, &e))?;
         if head.status == 200 {
             return Ok((head, body));
         }

@@ -45,6 +45,8 @@ pub mod var {
     pub const AUTHORITY_HOST: &str = "authority_host";
     pub const TOKEN_EXCHANGE_AUDIENCE: &str = "token_exchange_audience";
     pub const TOKEN_CACHE_STORE: &str = "token_cache_store";
+    pub const REQUEST_DEADLINE_SECS: &str = "request_deadline_secs";
+    pub const RETRY_BASE_MS: &str = "retry_base_ms";
 }
 
 /// The Azure cloud: decides token resources, DNS suffixes, authority and exchange audience.
@@ -290,6 +292,40 @@ pub fn token_cache_store(vars: &dyn Variables) -> String {
     get(vars, var::TOKEN_CACHE_STORE).unwrap_or_else(|| "default".into())
 }
 
+/// A whole-number variable with a default, within bounds.
+fn number(
+    vars: &dyn Variables,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, Problem> {
+    match get(vars, name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(Problem::config(
+                name,
+                format!(
+                    "'{}' is not a whole number from {} to {}",
+                    crate::errors::truncate(&v, 20),
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        },
+    }
+}
+
+/// The per-request deadline in seconds (default 30): when it runs out the caller gets a 504.
+pub fn request_deadline_secs(vars: &dyn Variables) -> Result<u64, Problem> {
+    number(vars, var::REQUEST_DEADLINE_SECS, 30, 1..=600)
+}
+
+/// The first retry wait in milliseconds (default 800, as the Azure SDKs); doubles per retry.
+pub fn retry_base_ms(vars: &dyn Variables) -> Result<u64, Problem> {
+    number(vars, var::RETRY_BASE_MS, 800, 1..=60_000)
+}
+
 /// Where a blob service lives: origin plus optional account path (Azurite path-style).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobService {
@@ -379,6 +415,64 @@ pub fn exchange(vars: &dyn Variables, cloud: Cloud) -> Result<Exchange, Problem>
         authority,
         audience,
     })
+}
+
+/// Whether an endpoint variable holds something other than "not configured".
+fn configured(vars: &dyn Variables, name: &str) -> bool {
+    get(vars, name).is_some_and(|v| v.trim_end_matches('/') != UNSET)
+}
+
+/// The readiness check: every setting the configured endpoints need is present and valid.
+/// Returns the API endpoints this configuration serves. Never calls anything upstream.
+pub fn health(vars: &dyn Variables) -> Result<Vec<&'static str>, Problem> {
+    if !flag(vars, var::AUTH_DISABLED)?
+        && crate::auth::parse_keys(&vars.get(var::FUNCTION_KEYS).unwrap_or_default()).is_empty()
+    {
+        return Err(Problem::config_missing(
+            var::FUNCTION_KEYS,
+            "no function key is configured, so every caller would be refused",
+        ));
+    }
+    let cloud = cloud(vars)?;
+    imds_endpoint(vars)?;
+    let mi = managed_identity(vars)?;
+    crate::config::request_deadline_secs(vars)?;
+    crate::config::retry_base_ms(vars)?;
+    let mut serves = Vec::new();
+    if configured(vars, var::KEYVAULT_ENDPOINT) {
+        vault(vars, Tenant::Same)?;
+        serves.push("GetSecretSameTenant");
+    }
+    if configured(vars, var::BLOB_SERVICE_ENDPOINT) {
+        blob_service(vars, Tenant::Same)?;
+        serves.push("DownloadBlobSameTenant");
+    }
+    let cross_vault = configured(vars, var::CROSS_KEYVAULT_ENDPOINT);
+    let cross_blob = configured(vars, var::CROSS_BLOB_SERVICE_ENDPOINT);
+    if cross_vault || cross_blob {
+        exchange(vars, cloud)?;
+        if mi.is_none() {
+            return Err(Problem::config_missing(
+                var::AZURE_CLIENT_ID,
+                "cross-tenant federation works only with a user-assigned managed identity",
+            ));
+        }
+    }
+    if cross_vault {
+        vault(vars, Tenant::Cross)?;
+        serves.push("GetSecretCrossTenant");
+    }
+    if cross_blob {
+        blob_service(vars, Tenant::Cross)?;
+        serves.push("DownloadBlobCrossTenant");
+    }
+    if serves.is_empty() {
+        return Err(Problem::config_missing(
+            var::KEYVAULT_ENDPOINT,
+            "no vault or blob endpoint is configured (keyvault_endpoint, blob_service_endpoint, cross_keyvault_endpoint, cross_blob_service_endpoint)",
+        ));
+    }
+    Ok(serves)
 }
 
 #[cfg(test)]
@@ -487,6 +581,40 @@ mod tests {
         assert!(!flag(&vars(&[]), "auth_disabled").unwrap());
         assert!(flag(&vars(&[("auth_disabled", "TRUE")]), "auth_disabled").unwrap());
         assert!(flag(&vars(&[("auth_disabled", "maybe")]), "auth_disabled").is_err());
+    }
+
+    #[test]
+    fn health_lists_what_the_configuration_serves() {
+        let v = vars(&[
+            ("function_keys", "k"),
+            ("keyvault_endpoint", "https://v.vault.azure.net"),
+        ]);
+        assert_eq!(health(&v).unwrap(), ["GetSecretSameTenant"]);
+        let v = vars(&[
+            ("function_keys", "k"),
+            (
+                "cross_blob_service_endpoint",
+                "https://b.blob.core.windows.net",
+            ),
+        ]);
+        assert!(health(&v).unwrap_err().detail.contains("cross_tenant_id"));
+        let v = vars(&[
+            ("function_keys", "k"),
+            (
+                "cross_blob_service_endpoint",
+                "https://b.blob.core.windows.net",
+            ),
+            ("cross_tenant_id", "11111111-2222-3333-4444-555555555555"),
+            ("app_client_id", "11111111-2222-3333-4444-555555555555"),
+        ]);
+        assert!(health(&v).unwrap_err().detail.contains("azure_client_id"));
+        assert!(health(&vars(&[("function_keys", "k")])).is_err());
+        assert!(
+            health(&vars(&[("keyvault_endpoint", "https://v.vault.azure.net")]))
+                .unwrap_err()
+                .detail
+                .contains("function_keys")
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn token_request(ex: &Exchange, resource: &str, assertion: &str) -> Request 
             "application/x-www-form-urlencoded".into(),
         )],
         body: body.into_bytes(),
+        timeout: None,
     }
 }
 

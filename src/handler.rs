@@ -6,12 +6,13 @@ use crate::errors::{Problem, PROBLEM_CONTENT_TYPE};
 use crate::identity::Env;
 use crate::log::{RequestLine, Upstream};
 use crate::platform::{self, KvStore, SpinBody, SpinTransport, SpinVariables, StreamingResponse};
+use crate::retry::Budget;
 use crate::routes::{self, Action, Incoming};
 use crate::upstream::{BodyReader, Head};
 use crate::{blob, keyvault};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::wit::wasi::http0_2_0::types::{Method, ResponseOutparam as RawOutparam};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Headers on every answer that carries a secret or blob: never cached, never sniffed.
 fn sensitive_headers(content_type: &str) -> Vec<(&'static str, String)> {
@@ -62,12 +63,19 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let vars = SpinVariables;
     let transport = SpinTransport::default();
     let store = KvStore::new(config::token_cache_store(&vars));
+    // A malformed deadline or backoff setting is reported once the route needs upstream calls.
+    let budget = Budget::from_config(&vars, started);
     let env = Env {
         http: &transport,
         store: &store,
         vars: &vars,
         now,
         request_id: platform::request_id(),
+        budget: budget.clone().unwrap_or(Budget {
+            deadline: started + Duration::from_secs(30),
+            limit_secs: 30,
+            base: Duration::from_millis(800),
+        }),
     };
     let mut line = RequestLine {
         ts: now,
@@ -89,36 +97,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
             line.route = planned.endpoint.name().to_string();
             line.caller = Some(caller_name(planned.caller));
             line.resource = Some(planned.action.resource());
-            match planned.action {
-                Action::Secret {
-                    tenant,
-                    name,
-                    version,
-                } => {
-                    line.tenant = Some(tenant.label());
-                    match keyvault::get_secret(&env, tenant, &name, version.as_deref()) {
-                        Ok(value) => {
-                            line.status = 200;
-                            line.bytes = value.len() as u64;
-                            platform::respond(
-                                out,
-                                200,
-                                &sensitive_headers("text/plain; charset=utf-8"),
-                                value.as_bytes(),
-                            );
-                        }
-                        Err(p) => respond_problem(out, &p, &mut line),
-                    }
-                }
-                Action::Blob {
-                    tenant,
-                    container,
-                    blob,
-                } => {
-                    line.tenant = Some(tenant.label());
-                    download(&env, out, tenant, &container, &blob, &mut line);
-                }
-            }
+            serve(planned.action, &env, budget, out, &mut line);
         }
     }
 
@@ -136,6 +115,71 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         .collect();
     line.duration_ms = started.elapsed().as_millis();
     eprintln!("{}", line.to_json());
+}
+
+/// Runs a planned action and answers.
+fn serve(
+    action: Action,
+    env: &Env<SpinTransport>,
+    budget: Result<Budget, Problem>,
+    out: RawOutparam,
+    line: &mut RequestLine,
+) {
+    let action = match (action, budget) {
+        (Action::Health, _) => return health(env, out, line),
+        (_, Err(p)) => return respond_problem(out, &p, line),
+        (action, Ok(_)) => action,
+    };
+    match action {
+        Action::Secret {
+            tenant,
+            name,
+            version,
+        } => {
+            line.tenant = Some(tenant.label());
+            match keyvault::get_secret(env, tenant, &name, version.as_deref()) {
+                Ok(value) => {
+                    line.status = 200;
+                    line.bytes = value.len() as u64;
+                    platform::respond(
+                        out,
+                        200,
+                        &sensitive_headers("text/plain; charset=utf-8"),
+                        value.as_bytes(),
+                    );
+                }
+                Err(p) => respond_problem(out, &p, line),
+            }
+        }
+        Action::Blob {
+            tenant,
+            container,
+            blob,
+        } => {
+            line.tenant = Some(tenant.label());
+            download(env, out, tenant, &container, &blob, line);
+        }
+        Action::Health => health(env, out, line),
+    }
+}
+
+/// Readiness: 200 with the endpoints this configuration serves, or 503 naming the variable.
+fn health(env: &Env<SpinTransport>, out: RawOutparam, line: &mut RequestLine) {
+    match config::health(env.vars) {
+        Ok(serves) => {
+            line.status = 200;
+            let body = serde_json::json!({ "status": "ok", "serves": serves }).to_string();
+            let headers = [
+                ("content-type", "application/json".to_string()),
+                ("cache-control", "no-store".to_string()),
+            ];
+            platform::respond(out, 200, &headers, body.as_bytes());
+        }
+        Err(mut p) => {
+            p.status = 503;
+            respond_problem(out, &p, line);
+        }
+    }
 }
 
 fn caller_name(caller: crate::auth::Caller) -> String {

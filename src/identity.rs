@@ -5,7 +5,7 @@
 use crate::config::{self, Cloud, Exchange, Origin, Tenant, Variables};
 use crate::errors::Problem;
 use crate::upstream::{net_problem, NetError, Transport};
-use crate::{entra, imds, jwt};
+use crate::{entra, imds, jwt, retry};
 use serde::{Deserialize, Serialize};
 
 /// A token as cached. `refresh_at` is when to fetch a new one while this one still works.
@@ -63,6 +63,8 @@ pub struct Env<'a, T: Transport> {
     pub now: u64,
     /// `x-ms-client-request-id` for every service call of this request (correlation in logs).
     pub request_id: String,
+    /// Deadline and backoff for retries.
+    pub budget: crate::retry::Budget,
 }
 
 /// Serves `key` from the cache while fresh; otherwise fetches, keeping the old token if the
@@ -190,7 +192,7 @@ fn mi_token<T: Transport>(
     client_id: Option<&str>,
 ) -> Result<Token, Problem> {
     let req = imds::token_request(imds_origin, resource, client_id);
-    let resp = env.http.send(&req).map_err(|e| match e {
+    let resp = retry::send(env, &req)?.map_err(|e| match e {
         NetError::ConnectionRefused | NetError::Dns | NetError::Timeout => {
             imds::unreachable_problem(imds_origin)
         }
@@ -214,7 +216,7 @@ fn exchange_token<T: Transport>(
     assertion: &str,
 ) -> Result<Token, Problem> {
     let req = entra::token_request(ex, resource, assertion);
-    let resp = env.http.send(&req).map_err(|e| net_problem(&req, &e))?;
+    let resp = retry::send(env, &req)?.map_err(|e| net_problem(&req, &e))?;
     if resp.status() != 200 {
         let claims = jwt::claims(assertion).unwrap_or_default();
         let ctx = entra::Context {

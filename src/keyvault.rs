@@ -224,7 +224,7 @@ pub fn get_secret<T: Transport>(
             None => req,
         }
     };
-    let send = |req: &Request| env.http.send(req).map_err(|e| net_problem(req, &e));
+    let send = |req: &Request| crate::retry::send(env, req)?.map_err(|e| net_problem(req, &e));
 
     let mut challenge = match env
         .store

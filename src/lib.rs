@@ -17,6 +17,7 @@ pub mod input;
 pub mod jwt;
 pub mod keyvault;
 pub mod log;
+pub mod retry;
 pub mod routes;
 pub mod upstream;
 

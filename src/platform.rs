@@ -153,8 +153,15 @@ impl SpinTransport {
         let options = RequestOptions::new();
         let nanos = |d: Duration| d.as_nanos() as u64;
         // Hosts that do not support an option refuse it; the deadline still bounds the call.
-        let _ = options.set_connect_timeout(Some(nanos(CONNECT_TIMEOUT)));
-        let _ = options.set_first_byte_timeout(Some(nanos(FIRST_BYTE_TIMEOUT)));
+        // The request's remaining deadline bounds connecting and the first byte; body streaming
+        // is bounded between bytes only, so a large blob may take longer than the deadline.
+        let bound = |d: Duration| {
+            req.timeout
+                .map_or(d, |t| t.min(d))
+                .max(Duration::from_millis(1))
+        };
+        let _ = options.set_connect_timeout(Some(nanos(bound(CONNECT_TIMEOUT))));
+        let _ = options.set_first_byte_timeout(Some(nanos(bound(FIRST_BYTE_TIMEOUT))));
         let _ = options.set_between_bytes_timeout(Some(nanos(BETWEEN_BYTES_TIMEOUT)));
 
         let future = outgoing_handler::handle(outgoing, Some(options)).map_err(net_error)?;

@@ -10,6 +10,8 @@ use crate::input::{self, Query};
 pub enum Endpoint {
     GetSecret(Tenant),
     DownloadBlob(Tenant),
+    /// `/api/healthz`: configuration check for probes, no key, no upstream call.
+    Health,
 }
 
 impl Endpoint {
@@ -31,6 +33,7 @@ impl Endpoint {
                 "DownloadBlobCrossTenant",
                 Endpoint::DownloadBlob(Tenant::Cross),
             ),
+            ("healthz", Endpoint::Health),
         ]
         .into_iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -43,12 +46,15 @@ impl Endpoint {
             Endpoint::GetSecret(Tenant::Cross) => "GetSecretCrossTenant",
             Endpoint::DownloadBlob(Tenant::Same) => "DownloadBlobSameTenant",
             Endpoint::DownloadBlob(Tenant::Cross) => "DownloadBlobCrossTenant",
+            Endpoint::Health => "healthz",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Report configuration health.
+    Health,
     Secret {
         tenant: Tenant,
         name: String,
@@ -65,6 +71,7 @@ impl Action {
     /// The resource, for the log line (names only).
     pub fn resource(&self) -> String {
         match self {
+            Action::Health => "configuration".to_string(),
             Action::Secret {
                 name,
                 version: Some(v),
@@ -119,17 +126,25 @@ pub fn plan(req: &Incoming, vars: &dyn Variables) -> Result<Planned, Refusal> {
         return Err(refuse(None, Problem::method_not_allowed(req.method)));
     }
     let query = Query::parse(req.query);
-    let caller = authenticate(req, &query, vars).map_err(|p| refuse(None, p))?;
-    let action = match endpoint {
-        Endpoint::GetSecret(tenant) => secret_action(tenant, &query),
-        Endpoint::DownloadBlob(tenant) => blob_action(tenant, &query),
-    };
-    match action {
-        Ok(action) => Ok(Planned {
+    let action = |caller: Caller, action| {
+        Ok(Planned {
             endpoint,
             caller,
             action,
-        }),
+        })
+    };
+    let tenant = match endpoint {
+        // Probes carry no key; the answer reveals only whether configuration is complete.
+        Endpoint::Health => return action(Caller::Anonymous, Action::Health),
+        Endpoint::GetSecret(tenant) | Endpoint::DownloadBlob(tenant) => tenant,
+    };
+    let caller = authenticate(req, &query, vars).map_err(|p| refuse(None, p))?;
+    let parsed = match endpoint {
+        Endpoint::DownloadBlob(_) => blob_action(tenant, &query),
+        _ => secret_action(tenant, &query),
+    };
+    match parsed {
+        Ok(parsed) => action(caller, parsed),
         Err(p) => Err(refuse(Some(caller), p)),
     }
 }

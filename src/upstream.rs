@@ -39,6 +39,8 @@ pub struct Request {
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Time left for this attempt (the request's remaining deadline).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Request {
@@ -50,6 +52,7 @@ impl Request {
             path_and_query,
             headers: Vec::new(),
             body: Vec::new(),
+            timeout: None,
         }
     }
 

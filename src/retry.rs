@@ -1,0 +1,325 @@
+//! Retries with exponential backoff and jitter, bounded by the request's deadline.
+//!
+//! What is retried follows the services' guidance (azure-wire §1, §7): IMDS on 404 (identity
+//! being assigned), 408, 429 and 5xx, and on 410 (IMDS upgrading) at a slow fixed pace; Entra on
+//! 429 and 5xx; Key Vault and Storage on 408, 429, 500, 502, 503, 504, honouring `Retry-After`,
+//! `retry-after-ms` and `x-ms-retry-after-ms`. Lost connections and timeouts are retried too;
+//! a denied destination, DNS or TLS failure never is (waiting does not fix configuration).
+
+use crate::errors::Problem;
+use crate::identity::Env;
+use crate::upstream::{
+    retry_after, BodyReader, Head, NetError, Request, Response, Service, Transport,
+};
+use std::time::{Duration, Instant};
+
+/// Attempts after the first one for ordinary transient failures.
+pub const MAX_RETRIES: u32 = 4;
+/// IMDS answers 410 for up to ~70 s while it upgrades; MSAL polls 7 times.
+pub const MAX_GONE_RETRIES: u32 = 7;
+/// Longest single backoff wait.
+pub const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// The per-request time budget and backoff base (both Spin variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub deadline: Instant,
+    /// `request_deadline_secs`, for the 504's detail.
+    pub limit_secs: u64,
+    /// `retry_base_ms`: the first backoff wait.
+    pub base: Duration,
+}
+
+impl Budget {
+    /// The budget of a request that started at `started`, from `request_deadline_secs` and
+    /// `retry_base_ms`.
+    pub fn from_config(
+        vars: &dyn crate::config::Variables,
+        started: Instant,
+    ) -> Result<Budget, Problem> {
+        let limit_secs = crate::config::request_deadline_secs(vars)?;
+        let base = Duration::from_millis(crate::config::retry_base_ms(vars)?);
+        Ok(Budget {
+            deadline: started + Duration::from_secs(limit_secs),
+            limit_secs,
+            base,
+        })
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// What one attempt produced, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Status(u16),
+    /// Connection refused, timed out or broken: worth another try.
+    Transient,
+    /// Denied, DNS, TLS: configuration, not luck.
+    Permanent,
+}
+
+pub fn outcome_of(err: &NetError) -> Outcome {
+    match err {
+        NetError::ConnectionRefused
+        | NetError::Timeout
+        | NetError::Broken(_)
+        | NetError::Other(_) => Outcome::Transient,
+        NetError::Denied | NetError::Dns | NetError::Tls(_) => Outcome::Permanent,
+    }
+}
+
+/// How long to wait before retry number `retry` (1-based), or `None` to stop. `server_hint` is
+/// the service's own Retry-After; `jitter` is in [0, 1).
+pub fn delay(
+    service: Service,
+    outcome: Outcome,
+    retry: u32,
+    base: Duration,
+    server_hint: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
+    let retryable = match (service, outcome) {
+        (_, Outcome::Permanent) => false,
+        (_, Outcome::Transient) => true,
+        (Service::Imds, Outcome::Status(s)) => matches!(s, 404 | 408 | 410 | 429 | 500..=599),
+        (Service::Entra, Outcome::Status(s)) => s == 429 || (500..=599).contains(&s),
+        (Service::KeyVault | Service::Blob, Outcome::Status(s)) => {
+            matches!(s, 408 | 429 | 500 | 502 | 503 | 504)
+        }
+    };
+    if !retryable {
+        return None;
+    }
+    if service == Service::Imds && outcome == Outcome::Status(410) {
+        // A fixed, slow pace: 12.5 × base, i.e. 10 s with the default 800 ms base.
+        return (retry <= MAX_GONE_RETRIES).then(|| base.mul_f64(12.5));
+    }
+    if retry > MAX_RETRIES {
+        return None;
+    }
+    let exponential = base.saturating_mul(1 << (retry - 1).min(16)).min(MAX_DELAY);
+    // ±20 % jitter spreads the retries of replicas that failed together.
+    let jittered = exponential.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0));
+    Some(
+        server_hint
+            .map_or(jittered, |hint| hint.max(jittered))
+            .min(MAX_DELAY),
+    )
+}
+
+/// A small xorshift generator seeded per request: jitter needs spread, not secrecy.
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: &str) -> Jitter {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in seed.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Jitter(h | 1)
+    }
+    pub fn sample(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn deadline_problem(req: &Request, budget: &Budget) -> Problem {
+    let hint = if req.service == Service::Imds {
+        " (IMDS answers only on an Azure VM or AKS node; check that nothing blocks 169.254.169.254)"
+    } else {
+        ""
+    };
+    Problem::timeout(format!(
+        "the request deadline (request_deadline_secs = {}) ran out while waiting for {} at {}{hint}",
+        budget.limit_secs,
+        req.service.name(),
+        req.origin
+    ))
+}
+
+/// Sends `req` (a fresh copy per attempt, each with the remaining time as its timeout) until it
+/// succeeds, fails for good, or the deadline leaves no room for another try. Returns the last
+/// response head and body reader, or the last network error.
+pub fn open<T: Transport>(
+    env: &Env<T>,
+    req: &Request,
+) -> Result<Result<(Head, T::Body), NetError>, Problem> {
+    let mut jitter = Jitter::new(&env.request_id);
+    let mut retry = 0;
+    loop {
+        let remaining = env.budget.remaining();
+        if remaining.is_zero() {
+            return Err(deadline_problem(req, &env.budget));
+        }
+        let mut attempt = req.clone();
+        attempt.timeout = Some(remaining);
+        let result = env.http.open(&attempt);
+        let (outcome, hint) = match &result {
+            Ok((head, _)) if head.status < 400 => return Ok(result),
+            Ok((head, _)) => (
+                Outcome::Status(head.status),
+                retry_after(head).map(Duration::from_secs),
+            ),
+            Err(NetError::Timeout) if env.budget.remaining().is_zero() => {
+                return Err(deadline_problem(req, &env.budget));
+            }
+            Err(e) => (outcome_of(e), None),
+        };
+        retry += 1;
+        let Some(wait) = delay(
+            req.service,
+            outcome,
+            retry,
+            env.budget.base,
+            hint,
+            jitter.sample(),
+        ) else {
+            return Ok(result);
+        };
+        if wait >= env.budget.remaining() {
+            // No time to wait and try again: give the caller the real answer (a 429's
+            // Retry-After tells them when to come back) rather than a blind 504.
+            return Ok(result);
+        }
+        if let Ok((_, mut body)) = result {
+            // Drain what is left of a small error body so the connection can be reused.
+            while let Ok(Some(_)) = body.next_chunk() {}
+        }
+        std::thread::sleep(wait);
+    }
+}
+
+/// As [`open`], reading the whole (small) body.
+pub fn send<T: Transport>(
+    env: &Env<T>,
+    req: &Request,
+) -> Result<Result<Response, NetError>, Problem> {
+    Ok(match open(env, req)? {
+        Ok((head, mut body)) => {
+            let mut buf = Vec::new();
+            loop {
+                match body.next_chunk() {
+                    Ok(Some(chunk))
+                        if buf.len() + chunk.len() <= crate::upstream::SMALL_BODY_LIMIT =>
+                    {
+                        buf.extend_from_slice(&chunk)
+                    }
+                    Ok(Some(_)) => {
+                        break Err(NetError::Other(format!(
+                            "{} answered with more than 1 MiB",
+                            req.service.name()
+                        )))
+                    }
+                    Ok(None) => break Ok(Response { head, body: buf }),
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        Err(e) => Err(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(800);
+
+    #[test]
+    fn imds_retries_what_the_docs_say() {
+        for s in [404, 408, 429, 500, 503] {
+            assert!(
+                delay(Service::Imds, Outcome::Status(s), 1, BASE, None, 0.5).is_some(),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403] {
+            assert!(
+                delay(Service::Imds, Outcome::Status(s), 1, BASE, None, 0.5).is_none(),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn gone_polls_slowly_up_to_seven_times() {
+        assert_eq!(
+            delay(Service::Imds, Outcome::Status(410), 1, BASE, None, 0.0),
+            Some(Duration::from_secs(10))
+        );
+        assert!(delay(Service::Imds, Outcome::Status(410), 7, BASE, None, 0.0).is_some());
+        assert!(delay(Service::Imds, Outcome::Status(410), 8, BASE, None, 0.0).is_none());
+    }
+
+    #[test]
+    fn services_retry_only_transient_statuses() {
+        assert!(delay(Service::Entra, Outcome::Status(400), 1, BASE, None, 0.5).is_none());
+        assert!(delay(Service::Entra, Outcome::Status(503), 1, BASE, None, 0.5).is_some());
+        assert!(delay(Service::KeyVault, Outcome::Status(404), 1, BASE, None, 0.5).is_none());
+        assert!(delay(Service::KeyVault, Outcome::Status(501), 1, BASE, None, 0.5).is_none());
+        assert!(delay(Service::Blob, Outcome::Status(503), 1, BASE, None, 0.5).is_some());
+        assert!(delay(Service::Blob, Outcome::Permanent, 1, BASE, None, 0.5).is_none());
+        assert!(delay(Service::Blob, Outcome::Transient, 1, BASE, None, 0.5).is_some());
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_stops() {
+        let d = |retry, j| {
+            delay(
+                Service::KeyVault,
+                Outcome::Status(503),
+                retry,
+                BASE,
+                None,
+                j,
+            )
+            .unwrap()
+        };
+        assert_eq!(d(1, 0.5), BASE);
+        assert_eq!(d(2, 0.5), BASE * 2);
+        assert_eq!(d(3, 0.0), (BASE * 4).mul_f64(0.8));
+        assert!(d(4, 0.999) < (BASE * 8).mul_f64(1.2));
+        assert!(delay(
+            Service::KeyVault,
+            Outcome::Status(503),
+            MAX_RETRIES + 1,
+            BASE,
+            None,
+            0.5
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn server_hints_win_when_longer_and_are_capped() {
+        let hint = Some(Duration::from_secs(5));
+        assert_eq!(
+            delay(Service::KeyVault, Outcome::Status(429), 1, BASE, hint, 0.5),
+            Some(Duration::from_secs(5))
+        );
+        let tiny = Some(Duration::from_millis(1));
+        assert_eq!(
+            delay(Service::KeyVault, Outcome::Status(429), 1, BASE, tiny, 0.5),
+            Some(BASE)
+        );
+        let huge = Some(Duration::from_secs(3600));
+        assert_eq!(
+            delay(Service::KeyVault, Outcome::Status(429), 1, BASE, huge, 0.5),
+            Some(MAX_DELAY)
+        );
+    }
+
+    #[test]
+    fn jitter_is_in_range_and_varies() {
+        let mut j = Jitter::new("req-1");
+        let values: Vec<f64> = (0..100).map(|_| j.sample()).collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
+        assert!(values.windows(2).any(|w| w[0] != w[1]));
+    }
+}
