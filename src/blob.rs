@@ -36,36 +36,6 @@ pub fn blob_path(svc: &BlobService, container: &str, blob: &str) -> String {
     )
 }
 
-/// RFC 1123 date for `x-ms-date`.
-pub fn http_date(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    // Civil-from-days (Howard Hinnant), valid for all dates after 1970.
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 /// The Storage error code: `x-ms-error-code`, else `<Code>` of the XML body.
 pub fn error_code(head: &Head, body: &[u8]) -> String {
     if let Some(code) = head.header("x-ms-error-code") {
@@ -159,7 +129,7 @@ pub fn open<T: Transport>(
         let req = Request::get(Service::Blob, &service.origin, path.clone())
             .header("Authorization", format!("Bearer {token}"))
             .header("x-ms-version", API_VERSION)
-            .header("x-ms-date", http_date(env.now))
+            .header("x-ms-date", crate::timefmt::http_date(env.now))
             .header("x-ms-client-request-id", env.request_id.clone());
         let (head, mut body) = crate::retry::open(env, &req)?.map_err(|e| net_problem(&req, &e))?;
         if head.status == 200 {
@@ -210,13 +180,6 @@ mod tests {
             "/devstoreaccount1/c/a%20b/%C3%BC%3F%23%252e.txt"
         );
         assert_eq!(blob_path(&svc(""), "$web", "x"), "/%24web/x");
-    }
-
-    #[test]
-    fn dates_are_rfc1123() {
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(1_795_872_955), "Sat, 28 Nov 2026 13:35:55 GMT");
-        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
 
     #[test]

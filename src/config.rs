@@ -326,6 +326,11 @@ pub fn retry_base_ms(vars: &dyn Variables) -> Result<u64, Problem> {
     number(vars, var::RETRY_BASE_MS, 800, 1..=60_000)
 }
 
+/// Largest blob served (`max_blob_bytes`); `None` when 0 or unset.
+pub fn max_blob_bytes(vars: &dyn Variables) -> Result<Option<u64>, Problem> {
+    Ok(Some(number(vars, "max_blob_bytes", 0, 0..=u64::MAX)?).filter(|n| *n > 0))
+}
+
 /// Where a blob service lives: origin plus optional account path (Azurite path-style).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobService {
@@ -438,6 +443,7 @@ pub fn health(vars: &dyn Variables) -> Result<Vec<&'static str>, Problem> {
     let mi = managed_identity(vars)?;
     crate::config::request_deadline_secs(vars)?;
     crate::config::retry_base_ms(vars)?;
+    max_blob_bytes(vars)?;
     let mut serves = Vec::new();
     if configured(vars, var::KEYVAULT_ENDPOINT) {
         vault(vars, Tenant::Same)?;

@@ -78,7 +78,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }),
     };
     let mut line = RequestLine {
-        ts: now,
+        time: crate::timefmt::rfc3339(now),
         request_id: env.request_id.clone(),
         method: method.clone(),
         ..Default::default()
@@ -96,7 +96,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Ok(planned) => {
             line.route = planned.endpoint.name().to_string();
             line.caller = Some(caller_name(planned.caller));
-            line.resource = Some(planned.action.resource());
+            line.resource = Some(planned.action.resource(&vars));
             serve(planned.action, &env, budget, out, &mut line);
         }
     }
@@ -217,11 +217,26 @@ fn download(
     name: &str,
     line: &mut RequestLine,
 ) {
+    let limit = match config::max_blob_bytes(env.vars) {
+        Ok(limit) => limit,
+        Err(p) => return respond_problem(out, &p, line),
+    };
     let (head, mut body): (Head, SpinBody) = match blob::open(env, tenant, container, name) {
         Ok(opened) => opened,
         Err(p) => return respond_problem(out, &p, line),
     };
     let expected = head.content_length();
+    if let (Some(limit), Some(n)) = (limit, expected) {
+        if n > limit {
+            let p = Problem::new(
+                413,
+                "blob-too-large",
+                "Blob too large",
+                format!("the blob is {n} bytes; max_blob_bytes allows {limit}"),
+            );
+            return respond_problem(out, &p, line);
+        }
+    }
     let mut headers = sensitive_headers("text/plain");
     if let Some(n) = expected {
         headers.push(("content-length", encoded_len(n).to_string()));
@@ -238,6 +253,11 @@ fn download(
         match body.next_chunk() {
             Ok(Some(chunk)) => {
                 received += chunk.len() as u64;
+                if limit.is_some_and(|l| received > l) {
+                    line.aborted =
+                        Some("blob exceeds max_blob_bytes (no Content-Length from Storage)".into());
+                    return;
+                }
                 encoded.clear();
                 encoder.push(&chunk, &mut encoded);
                 if !response.write(&encoded) {

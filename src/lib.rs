@@ -5,6 +5,7 @@
 //! lives in modules that build and test on the host target; `platform` and `handler` are the
 //! Spin edge and exist only in the WebAssembly build.
 
+pub mod access;
 pub mod auth;
 pub mod base64_stream;
 pub mod blob;
@@ -19,6 +20,7 @@ pub mod keyvault;
 pub mod log;
 pub mod retry;
 pub mod routes;
+pub mod timefmt;
 pub mod upstream;
 
 #[cfg(target_arch = "wasm32")]

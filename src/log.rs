@@ -17,7 +17,7 @@ pub struct Upstream {
 
 #[derive(Serialize, Default)]
 pub struct RequestLine {
-    pub ts: u64,
+    pub time: String,
     pub request_id: String,
     pub method: String,
     pub route: String,

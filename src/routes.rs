@@ -1,6 +1,7 @@
 //! From an incoming request to a validated action: route, method, caller key, parameters, in
 //! that order. Nothing here talks to a service, so every refusal is free of upstream calls.
 
+use crate::access;
 use crate::auth::{self, Caller};
 use crate::config::{self, var, Tenant, Variables};
 use crate::errors::Problem;
@@ -69,18 +70,35 @@ pub enum Action {
 
 impl Action {
     /// The resource, for the log line (names only).
-    pub fn resource(&self) -> String {
+    pub fn resource(&self, vars: &dyn Variables) -> String {
         match self {
             Action::Health => "configuration".to_string(),
             Action::Secret {
+                tenant,
                 name,
-                version: Some(v),
-                ..
-            } => format!("secret {name}/{v}"),
-            Action::Secret { name, .. } => format!("secret {name}"),
+                version,
+            } => {
+                let vault = config::vault(vars, *tenant)
+                    .map_or_else(|_| "(vault not configured)".to_string(), |v| v.to_string());
+                match version {
+                    Some(v) => format!("{vault}/secrets/{name}/{v}"),
+                    None => format!("{vault}/secrets/{name}"),
+                }
+            }
             Action::Blob {
-                container, blob, ..
-            } => format!("blob {container}/{}", crate::errors::truncate(blob, 200)),
+                tenant,
+                container,
+                blob,
+            } => {
+                let account = config::blob_service(vars, *tenant).map_or_else(
+                    |_| "(blob service not configured)".to_string(),
+                    |s| format!("{}{}", s.origin, s.base_path),
+                );
+                format!(
+                    "{account}/{container}/{}",
+                    crate::errors::truncate(blob, 200)
+                )
+            }
         }
     }
 }
@@ -109,7 +127,22 @@ pub struct Refusal {
     pub problem: Problem,
 }
 
+/// Longest path and query accepted (a 1024-character blob name percent-encoded fits easily).
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+
 pub fn plan(req: &Incoming, vars: &dyn Variables) -> Result<Planned, Refusal> {
+    if req.path.len() + req.query.len() > MAX_URL_BYTES {
+        return Err(Refusal {
+            endpoint: None,
+            caller: None,
+            problem: Problem::new(
+                414,
+                "uri-too-long",
+                "URI too long",
+                format!("the path and query exceed {MAX_URL_BYTES} bytes"),
+            ),
+        });
+    }
     let Some(endpoint) = Endpoint::from_path(req.path) else {
         return Err(Refusal {
             endpoint: None,
@@ -142,10 +175,24 @@ pub fn plan(req: &Incoming, vars: &dyn Variables) -> Result<Planned, Refusal> {
     let parsed = match endpoint {
         Endpoint::DownloadBlob(_) => blob_action(tenant, &query),
         _ => secret_action(tenant, &query),
-    };
+    }
+    .and_then(|action| permit(&action, vars).map(|()| action));
     match parsed {
         Ok(parsed) => action(caller, parsed),
         Err(p) => Err(refuse(Some(caller), p)),
+    }
+}
+
+/// The endpoint's least-privilege rules, if any.
+fn permit(action: &Action, vars: &dyn Variables) -> Result<(), Problem> {
+    match action {
+        Action::Secret { tenant, name, .. } => access::check_secret(vars, *tenant, name),
+        Action::Blob {
+            tenant,
+            container,
+            blob,
+        } => access::check_blob(vars, *tenant, container, blob),
+        Action::Health => Ok(()),
     }
 }
 

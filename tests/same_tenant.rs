@@ -264,18 +264,17 @@ fn every_request_logs_one_structured_line_without_secrets() {
         &[],
     );
     assert_eq!(r.status, 200);
+    let lines = w.log_lines(1);
     let logs = w.logs();
-    let lines: Vec<serde_json::Value> = logs
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).expect("JSON log line"))
-        .collect();
     assert_eq!(lines.len(), 1, "{logs}");
     let l = &lines[0];
     assert_eq!(l["route"], "GetSecretSameTenant");
     assert_eq!(l["caller"], "rotated");
     assert_eq!(l["status"], 200);
-    assert_eq!(l["resource"], "secret TEST-SECRET-001");
+    assert_eq!(l["resource"], format!("{}/secrets/TEST-SECRET-001", w.vault_a.endpoint()));
+    assert_eq!(l["tenant"], "same-tenant");
+    assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(l["duration_ms"].is_u64());
     let upstream = l["upstream"].as_array().unwrap();
     assert_eq!(upstream.len(), 3, "probe, IMDS, Key Vault: {l}");
     assert!(upstream

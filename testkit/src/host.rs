@@ -361,12 +361,19 @@ impl Server {
         match resp_rx.await {
             Ok(Ok(resp)) => {
                 let task = guard.0.take();
+                let expected = resp
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
                 Ok(resp.map(|body| {
                     GuestBody {
                         inner: body,
                         outcome: done_rx,
                         task,
                         ended: false,
+                        expected,
+                        sent: 0,
                     }
                     .boxed_unsync()
                 }))
@@ -395,6 +402,10 @@ struct GuestBody {
     outcome: oneshot::Receiver<Result<(), String>>,
     task: Option<JoinHandle<()>>,
     ended: bool,
+    /// The response's Content-Length: once that much is sent, hyper stops polling and drops the
+    /// body, which is a complete response, not a client gone away.
+    expected: Option<u64>,
+    sent: u64,
 }
 
 impl Drop for GuestBody {
@@ -421,7 +432,15 @@ impl Body for GuestBody {
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                    if self.expected == Some(self.sent) {
+                        self.ended = true;
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(Some(Err(e))) => {
                 self.ended = true;
                 Poll::Ready(Some(Err(

@@ -364,6 +364,24 @@ impl World {
         self.host.logs()
     }
 
+    /// The component's JSON log lines, waiting (up to 5 s) until `count` are there: an instance
+    /// writes its line after the response, so it can land after the caller has the body.
+    pub fn log_lines(&self, count: usize) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let lines: Vec<serde_json::Value> = self
+                .logs()
+                .lines()
+                .filter(|l| l.starts_with('{'))
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+                .collect();
+            if lines.len() >= count || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Upload a blob to an account of the shared Azurite.
     pub fn put_blob(&self, account: &str, container: &str, blob: &str, data: &[u8]) {
         let az = &shared().azurite;
@@ -381,6 +399,26 @@ impl World {
             assert!(!text.contains("eyJ"), "{what} contains a JWT: {text}");
             for s in [KEY, ROTATED_KEY].iter().chain(secrets) {
                 assert!(!text.contains(s), "{what} contains secret {s:?}: {text}");
+            }
+        }
+    }
+}
+
+/// What must never appear in a log line: any JWT (tokens, assertions), the function keys, the
+/// seeded secret values.
+pub const NEVER_LOGGED: &[&str] = &["eyJ", KEY, ROTATED_KEY, "TenantA", "TenantB"];
+
+/// The log scanner: every world's complete log output is checked when the test ends, so the whole
+/// integration suite runs through it.
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let logs = self.host.logs();
+        for needle in NEVER_LOGGED {
+            if let Some(line) = logs.lines().find(|l| l.contains(needle)) {
+                panic!("log scanner: {needle:?} appears in the log: {line}");
             }
         }
     }
