@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tenant_bridge_testkit::http::{Fault, FakeServer, Recorded, Reply};
+use tenant_bridge_testkit::http::{FakeServer, Fault, Recorded, Reply};
 
 const SECRET_A: &str = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
 const SECRET_B: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";
@@ -19,7 +19,11 @@ fn fast() -> WorldBuilder {
 }
 
 fn status_fault(status: u16) -> Fault {
-    Fault::Status { status, headers: vec![], body: String::new() }
+    Fault::Status {
+        status,
+        headers: vec![],
+        body: String::new(),
+    }
 }
 
 #[test]
@@ -47,14 +51,21 @@ fn imds_410_waits_then_ok() {
 #[test]
 fn key_vault_429_retry_after_is_honoured() {
     let w = fast().build();
-    assert_eq!(w.get(SECRET_A).status, 200, "warm up: challenge and token cached");
+    assert_eq!(
+        w.get(SECRET_A).status,
+        200,
+        "warm up: challenge and token cached"
+    );
     w.vault_a.clear();
     w.vault_a.push_fault(Fault::retry_after(429, 1));
     let started = Instant::now();
     let r = w.get(SECRET_A);
     assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
     assert_eq!(w.vault_a.requests().len(), 2);
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured"
+    );
 }
 
 #[test]
@@ -63,7 +74,10 @@ fn key_vault_throttling_that_persists_is_503_with_retry_after() {
     assert_eq!(w.get(SECRET_A).status, 200);
     w.vault_a.clear();
     for _ in 0..10 {
-        w.vault_a.push_fault(Fault::json(429, &serde_json::json!({"error":{"code":"Throttled","message":"Rate limit is exceeded."}})));
+        w.vault_a.push_fault(Fault::json(
+            429,
+            &serde_json::json!({"error":{"code":"Throttled","message":"Rate limit is exceeded."}}),
+        ));
     }
     let r = w.get(SECRET_A);
     assert_eq!((r.status, r.code().as_str()), (503, "upstream-throttled"));
@@ -75,7 +89,9 @@ fn key_vault_throttling_that_persists_is_503_with_retry_after() {
 fn entra_503_then_ok() {
     let w = fast().build();
     w.entra.push_fault(status_fault(503));
-    let r = w.get(&format!("/api/DownloadBlobCrossTenant?container={SEED_CONTAINER}&blob={SEED_BLOB}"));
+    let r = w.get(&format!(
+        "/api/DownloadBlobCrossTenant?container={SEED_CONTAINER}&blob={SEED_BLOB}"
+    ));
     assert_eq!((r.status, r.text()), (200, base64(SEED_B)));
     assert_eq!(w.entra.requests().len(), 2);
 }
@@ -98,7 +114,12 @@ fn blob_503_server_busy_then_ok() {
             }
         }),
     ));
-    let w = fast().var("blob_service_endpoint", Some(format!("https://127.0.0.1:{}", storage.port()).as_str())).build();
+    let w = fast()
+        .var(
+            "blob_service_endpoint",
+            Some(format!("https://127.0.0.1:{}", storage.port()).as_str()),
+        )
+        .build();
     let r = w.get("/api/DownloadBlobSameTenant?container=seed&blob=x");
     assert_eq!((r.status, r.text()), (200, base64(b"busy no more")));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -106,11 +127,29 @@ fn blob_503_server_busy_then_ok() {
 
 #[test]
 fn connection_refused_is_retried_then_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let w = fast().var("blob_service_endpoint", Some(format!("https://127.0.0.1:{port}").as_str())).build();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let w = fast()
+        .var(
+            "blob_service_endpoint",
+            Some(format!("https://127.0.0.1:{port}").as_str()),
+        )
+        .build();
     let r = w.get("/api/DownloadBlobSameTenant?container=seed&blob=x");
-    assert_eq!((r.status, r.code().as_str()), (502, "upstream-unreachable"), "{}", r.text());
-    let attempts = w.outbound().iter().filter(|o| o.url.contains(&format!(":{port}/"))).count();
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (502, "upstream-unreachable"),
+        "{}",
+        r.text()
+    );
+    let attempts = w
+        .outbound()
+        .iter()
+        .filter(|o| o.url.contains(&format!(":{port}/")))
+        .count();
     assert_eq!(attempts, 5, "the first try and 4 retries");
 }
 
@@ -124,16 +163,27 @@ fn an_upstream_that_never_answers_is_504_within_the_deadline() {
     let started = Instant::now();
     let r = w.get(SECRET_A);
     let took = started.elapsed();
-    assert_eq!((r.status, r.code().as_str()), (504, "upstream-timeout"), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (504, "upstream-timeout"),
+        "{}",
+        r.text()
+    );
     assert!(r.detail().contains("request_deadline_secs = 2"));
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
 }
 
 #[test]
 fn a_blob_connection_dropped_mid_body_breaks_the_callers_transfer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let acceptor = tokio_rustls::TlsAcceptor::from(shared().pki.rustls_server_config(&["127.0.0.1"]));
-    let listener = rt().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(shared().pki.rustls_server_config(&["127.0.0.1"]));
+    let listener = rt()
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     rt().spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -151,19 +201,43 @@ fn a_blob_connection_dropped_mid_body_breaks_the_callers_transfer() {
             });
         }
     });
-    let w = fast().var("blob_service_endpoint", Some(format!("https://127.0.0.1:{port}").as_str())).build();
-    let url = format!("{}/api/DownloadBlobSameTenant?container=seed&blob=x", w.host.base_url());
+    let w = fast()
+        .var(
+            "blob_service_endpoint",
+            Some(format!("https://127.0.0.1:{port}").as_str()),
+        )
+        .build();
+    let url = format!(
+        "{}/api/DownloadBlobSameTenant?container=seed&blob=x",
+        w.host.base_url()
+    );
     let outcome = rt().block_on(async {
-        let resp = w.client.get(&url).header("x-functions-key", KEY).send().await.expect("response head");
+        let resp = w
+            .client
+            .get(&url)
+            .header("x-functions-key", KEY)
+            .send()
+            .await
+            .expect("response head");
         let status = resp.status().as_u16();
         let length = resp.content_length();
         (status, length, resp.bytes().await)
     });
-    assert_eq!(outcome.0, 200, "the status was already sent when the body broke");
-    assert_eq!(outcome.1, Some(400_000), "Content-Length announces the full base64 length");
+    assert_eq!(
+        outcome.0, 200,
+        "the status was already sent when the body broke"
+    );
+    assert_eq!(
+        outcome.1,
+        Some(400_000),
+        "Content-Length announces the full base64 length"
+    );
     match outcome.2 {
         Err(_) => {}
-        Ok(body) => panic!("the caller received a body that ends cleanly ({} bytes)", body.len()),
+        Ok(body) => panic!(
+            "the caller received a body that ends cleanly ({} bytes)",
+            body.len()
+        ),
     }
     let log = w.logs();
     assert!(log.contains("\"aborted\""), "{log}");
@@ -175,13 +249,17 @@ fn cache_key(resource: &str) -> String {
 
 fn edit_cached(w: &World, key: &str, f: impl FnOnce(&mut Value)) {
     let kv = w.host.kv();
-    let mut v: Value = serde_json::from_slice(&kv.get("default", key).expect("cached token")).unwrap();
+    let mut v: Value =
+        serde_json::from_slice(&kv.get("default", key).expect("cached token")).unwrap();
     f(&mut v);
     kv.set("default", key, serde_json::to_vec(&v).unwrap());
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[test]
@@ -202,7 +280,12 @@ fn warm_paths_make_exactly_one_upstream_request() {
         assert_eq!(w.outbound().len() - before, 1, "{p}: warm path");
     }
     // The cache holds tokens, never in a log line.
-    assert!(w.host.kv().keys("default").iter().any(|k| k.starts_with("token|")));
+    assert!(w
+        .host
+        .kv()
+        .keys("default")
+        .iter()
+        .any(|k| k.starts_with("token|")));
     assert!(!w.logs().contains("eyJ"));
 }
 
@@ -228,9 +311,16 @@ fn a_failed_refresh_keeps_serving_the_still_valid_token() {
     let key = cache_key(VAULT_RESOURCE);
     // Past its refresh time (half-life) but far from expiry.
     edit_cached(&w, &key, |v| v["refresh_at"] = (now() - 10).into());
-    w.imds.push_fault(Fault::json(400, &serde_json::json!({"error":"invalid_request","error_description":"Identity not found"})));
+    w.imds.push_fault(Fault::json(
+        400,
+        &serde_json::json!({"error":"invalid_request","error_description":"Identity not found"}),
+    ));
     let r = w.get(SECRET_A);
-    assert_eq!((r.status, r.text().as_str()), (200, "TenantA"), "served with the old token");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "TenantA"),
+        "served with the old token"
+    );
     assert_eq!(w.imds.requests().len(), 2, "the refresh was attempted");
 }
 
@@ -240,9 +330,15 @@ fn a_refused_cached_token_is_dropped_and_retried_once() {
     assert_eq!(w.get(SECRET_B).status, 200);
     let key = format!("token|v1|public|{TENANT_B}|{MI_CLIENT_ID}|{APP_ID}|{VAULT_RESOURCE}");
     // A token the vault will refuse (signature does not verify).
-    edit_cached(&w, &key, |v| v["access_token"] = "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJ4In0.c2ln".into());
+    edit_cached(&w, &key, |v| {
+        v["access_token"] = "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJ4In0.c2ln".into()
+    });
     let entra_before = w.entra.requests().len();
     let r = w.get(SECRET_B);
     assert_eq!((r.status, r.text().as_str()), (200, "TenantB"));
-    assert_eq!(w.entra.requests().len(), entra_before + 1, "one new exchange");
+    assert_eq!(
+        w.entra.requests().len(),
+        entra_before + 1,
+        "one new exchange"
+    );
 }

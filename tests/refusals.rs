@@ -341,12 +341,19 @@ fn health_needs_no_key_checks_configuration_only_and_names_what_is_missing() {
     let body = r.json();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["serves"].as_array().map(Vec::len), Some(4));
-    assert!(!r.text().contains(KEY) && !r.text().contains(TENANT_B), "reveals nothing sensitive: {}", r.text());
+    assert!(
+        !r.text().contains(KEY) && !r.text().contains(TENANT_B),
+        "reveals nothing sensitive: {}",
+        r.text()
+    );
     assert_no_upstream(&w, "healthy probe");
 
     let w = World::builder().var("app_client_id", None).build();
     let r = w.request("GET", "/api/healthz", &[]);
-    assert_eq!((r.status, r.code().as_str()), (503, "configuration-missing"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "configuration-missing")
+    );
     assert!(r.detail().contains("app_client_id"));
     assert_eq!(w.request("POST", "/api/healthz", &[]).status, 405);
     assert_no_upstream(&w, "unhealthy probe");

@@ -271,7 +271,10 @@ fn every_request_logs_one_structured_line_without_secrets() {
     assert_eq!(l["route"], "GetSecretSameTenant");
     assert_eq!(l["caller"], "rotated");
     assert_eq!(l["status"], 200);
-    assert_eq!(l["resource"], format!("{}/secrets/TEST-SECRET-001", w.vault_a.endpoint()));
+    assert_eq!(
+        l["resource"],
+        format!("{}/secrets/TEST-SECRET-001", w.vault_a.endpoint())
+    );
     assert_eq!(l["tenant"], "same-tenant");
     assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     assert!(l["duration_ms"].is_u64());

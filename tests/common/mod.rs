@@ -373,7 +373,10 @@ impl World {
                 .logs()
                 .lines()
                 .filter(|l| l.starts_with('{'))
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+                })
                 .collect();
             if lines.len() >= count || std::time::Instant::now() > deadline {
                 return lines;
