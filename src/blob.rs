@@ -5,7 +5,7 @@ use crate::config::{self, BlobService, Tenant};
 use crate::errors::{truncate, Problem};
 use crate::identity::{self, Env, Scope};
 use crate::upstream::{
-    net_problem, retry_after, BodyReader, Head, Request, Response, Service, Transport,
+    net_problem, read_small, retry_after, Head, Request, Response, Service, Transport,
 };
 
 /// Highest version Azurite 3.x accepts; OAuth needs ≥ 2017-11-09.
@@ -135,13 +135,11 @@ pub fn open<T: Transport>(
         if head.status == 200 {
             return Ok((head, body));
         }
-        let mut buf = Vec::new();
-        while let Ok(Some(chunk)) = body.next_chunk() {
-            if buf.len() < 64 * 1024 {
-                buf.extend_from_slice(&chunk);
-            }
-        }
-        let resp = Response { head, body: buf };
+        // An error document; if it cannot be read, the status and headers still tell enough.
+        let resp = read_small(Service::Blob, head.clone(), &mut body).unwrap_or(Response {
+            head,
+            body: Vec::new(),
+        });
         let token_refused =
             resp.status() == 401 || error_code(&resp.head, &resp.body) == "AuthenticationFailed";
         if token_refused && attempt == 0 {

@@ -282,10 +282,8 @@ pub fn get_secret<T: Transport>(
             }
         }
     }
-    unreachable_refused(&vault)
-}
-
-fn unreachable_refused(vault: &Origin) -> Result<String, Problem> {
+    // Both attempts answered 401: the second one's refusal was mapped above, so this is only
+    // reached if the loop bound changes.
     Err(Problem::upstream(
         "keyvault-token-refused",
         format!("Key Vault {vault} refused a freshly issued token"),

@@ -9,7 +9,7 @@
 use crate::errors::Problem;
 use crate::identity::Env;
 use crate::upstream::{
-    retry_after, BodyReader, Head, NetError, Request, Response, Service, Transport,
+    read_small, retry_after, BodyReader, Head, NetError, Request, Response, Service, Transport,
 };
 use std::time::{Duration, Instant};
 
@@ -200,29 +200,7 @@ pub fn send<T: Transport>(
     env: &Env<T>,
     req: &Request,
 ) -> Result<Result<Response, NetError>, Problem> {
-    Ok(match open(env, req)? {
-        Ok((head, mut body)) => {
-            let mut buf = Vec::new();
-            loop {
-                match body.next_chunk() {
-                    Ok(Some(chunk))
-                        if buf.len() + chunk.len() <= crate::upstream::SMALL_BODY_LIMIT =>
-                    {
-                        buf.extend_from_slice(&chunk)
-                    }
-                    Ok(Some(_)) => {
-                        break Err(NetError::Other(format!(
-                            "{} answered with more than 1 MiB",
-                            req.service.name()
-                        )))
-                    }
-                    Ok(None) => break Ok(Response { head, body: buf }),
-                    Err(e) => break Err(e),
-                }
-            }
-        }
-        Err(e) => Err(e),
-    })
+    Ok(open(env, req)?.and_then(|(head, mut body)| read_small(req.service, head, &mut body)))
 }
 
 #[cfg(test)]

@@ -137,22 +137,25 @@ pub trait Transport {
 
     /// Sends the request and returns once the response head has arrived.
     fn open(&self, req: &Request) -> Result<(Head, Self::Body), NetError>;
+}
 
-    /// Sends the request and reads the whole (small) body.
-    fn send(&self, req: &Request) -> Result<Response, NetError> {
-        let (head, mut body) = self.open(req)?;
-        let mut buf = Vec::new();
-        while let Some(chunk) = body.next_chunk()? {
-            if buf.len() + chunk.len() > SMALL_BODY_LIMIT {
-                return Err(NetError::Other(format!(
-                    "{} answered with more than 1 MiB",
-                    req.service.name()
-                )));
-            }
-            buf.extend_from_slice(&chunk);
+/// Reads a whole small body (tokens, secrets, error documents), refusing more than 1 MiB.
+pub fn read_small(
+    service: Service,
+    head: Head,
+    body: &mut impl BodyReader,
+) -> Result<Response, NetError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next_chunk()? {
+        if buf.len() + chunk.len() > SMALL_BODY_LIMIT {
+            return Err(NetError::Other(format!(
+                "{} answered with more than 1 MiB",
+                service.name()
+            )));
         }
-        Ok(Response { head, body: buf })
+        buf.extend_from_slice(&chunk);
     }
+    Ok(Response { head, body: buf })
 }
 
 /// What a failed connection means for the caller and what the operator should check.
