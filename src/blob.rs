@@ -90,19 +90,6 @@ fn non_empty(s: &str) -> &str {
     }
 }
 
-fn who(tenant: Tenant, vars: &dyn config::Variables) -> String {
-    match tenant {
-        Tenant::Same => match config::managed_identity(vars).ok().flatten() {
-            Some(id) => format!("the managed identity with client id {id}"),
-            None => "the system-assigned managed identity".into(),
-        },
-        Tenant::Cross => format!(
-            "the service principal of app {} in tenant B",
-            vars.get(config::var::APP_CLIENT_ID).unwrap_or_default()
-        ),
-    }
-}
-
 /// Starts downloading a blob; returns the response head and the body to stream.
 pub fn open<T: Transport>(
     env: &Env<T>,
@@ -148,7 +135,11 @@ pub fn open<T: Transport>(
             identity::forget(env, &scope)?;
             continue;
         }
-        return Err(error_problem(&resp, &target, &who(tenant, env.vars)));
+        return Err(error_problem(
+            &resp,
+            &target,
+            &identity::principal(tenant, env.vars, Some(&token)),
+        ));
     }
     Err(Problem::upstream(
         "storage-token-refused",

@@ -140,6 +140,26 @@ pub fn forget<T: Transport>(env: &Env<T>, scope: &Scope) -> Result<(), Problem> 
     Ok(())
 }
 
+/// Who a service saw, for role hints: the managed identity (same tenant) or the app's service
+/// principal in tenant B, with the object id from the token when there is one.
+pub fn principal(tenant: Tenant, vars: &dyn Variables, token: Option<&str>) -> String {
+    let oid = token
+        .and_then(jwt::claims)
+        .map(|c| c.oid)
+        .filter(|o| !o.is_empty());
+    let oid = oid.map(|o| format!(" (object id {o})")).unwrap_or_default();
+    match tenant {
+        Tenant::Same => match config::managed_identity(vars).ok().flatten() {
+            Some(id) => format!("the managed identity with client id {id}{oid}"),
+            None => format!("the system-assigned managed identity{oid}"),
+        },
+        Tenant::Cross => {
+            let app = vars.get(config::var::APP_CLIENT_ID).unwrap_or_default();
+            format!("the service principal of app {app} in tenant B{oid}")
+        }
+    }
+}
+
 /// Validates every identity setting a request to `tenant` needs, before any upstream call.
 pub fn preflight(vars: &dyn Variables, tenant: Tenant, cloud: Cloud) -> Result<(), Problem> {
     let client_id = config::managed_identity(vars)?;

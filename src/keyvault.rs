@@ -123,25 +123,6 @@ fn error_code(body: &[u8]) -> (String, String) {
     (inner.unwrap_or(b.error.code), b.error.message)
 }
 
-/// Who the vault saw, for role hints.
-fn principal(tenant: Tenant, env_vars: &dyn config::Variables, token: Option<&str>) -> String {
-    let oid = token
-        .and_then(crate::jwt::claims)
-        .map(|c| c.oid)
-        .filter(|o| !o.is_empty());
-    let oid = oid.map(|o| format!(" (object id {o})")).unwrap_or_default();
-    match tenant {
-        Tenant::Same => match config::managed_identity(env_vars).ok().flatten() {
-            Some(id) => format!("the managed identity with client id {id}{oid}"),
-            None => format!("the system-assigned managed identity{oid}"),
-        },
-        Tenant::Cross => {
-            let app = env_vars.get(config::var::APP_CLIENT_ID).unwrap_or_default();
-            format!("the service principal of app {app} in tenant B{oid}")
-        }
-    }
-}
-
 pub struct Target<'a> {
     pub vault: &'a Origin,
     pub tenant: Tenant,
@@ -240,7 +221,7 @@ pub fn get_secret<T: Transport>(
                     return Err(error_problem(
                         &resp,
                         &target,
-                        &principal(tenant, env.vars, None),
+                        &identity::principal(tenant, env.vars, None),
                     ))
                 }
             }
@@ -277,7 +258,7 @@ pub fn get_secret<T: Transport>(
                 return Err(error_problem(
                     &resp,
                     &target,
-                    &principal(tenant, env.vars, Some(&token)),
+                    &identity::principal(tenant, env.vars, Some(&token)),
                 ))
             }
         }
