@@ -189,6 +189,10 @@ impl Azurite {
             let mut child = launch(&dir, port, &accounts).expect("spawn azurite-blob");
             match wait_ready(&mut child, &client, port, &accounts[0].0).await {
                 Ok(()) => {
+                    // Azurite has read its certificate and keeps everything in memory: the
+                    // directory is not needed any more, and a handle kept in a `static` (never
+                    // dropped) must not leave it behind.
+                    let _ = std::fs::remove_dir_all(&dir);
                     return Azurite {
                         child: Some(child),
                         port,
