@@ -39,12 +39,12 @@ pub fn blob_path(svc: &BlobService, container: &str, blob: &str) -> String {
 /// The Storage error code: `x-ms-error-code`, else `<Code>` of the XML body.
 pub fn error_code(head: &Head, body: &[u8]) -> String {
     if let Some(code) = head.header("x-ms-error-code") {
-        return code.trim().to_string();
+        return truncate(code.trim(), 100);
     }
     let text = String::from_utf8_lossy(body);
     text.split_once("<Code>")
         .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map(|(code, _)| code.trim().to_string())
+        .map(|(code, _)| truncate(code.trim(), 100))
         .unwrap_or_default()
 }
 
@@ -221,5 +221,38 @@ mod tests {
             502
         );
         assert_eq!(error_problem(&resp(503, "ServerBusy"), &t, "").status, 503);
+    }
+
+    #[test]
+    fn echoed_error_codes_are_bounded() {
+        // fuzz/corpus/storage_error/crash-long-error-code-header, crash-long-xml-code
+        let s = svc("/acct");
+        let t = Target {
+            service: &s,
+            container: "c",
+            blob: "b",
+        };
+        let long = "S".repeat(100_000);
+        for (headers, body) in [
+            (
+                vec![("x-ms-error-code".to_string(), long.clone())],
+                Vec::new(),
+            ),
+            (
+                vec![],
+                format!("<Error><Code>{long}</Code></Error>").into_bytes(),
+            ),
+        ] {
+            for status in [401, 500] {
+                let resp = Response {
+                    head: Head {
+                        status,
+                        headers: headers.clone(),
+                    },
+                    body: body.clone(),
+                };
+                assert!(error_problem(&resp, &t, "").detail.len() < 2048);
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! by text, to the setup step that is broken, with the concrete values that fix it.
 
 use crate::config::Exchange;
-use crate::errors::Problem;
+use crate::errors::{truncate, Problem};
 use crate::identity::Token;
 use crate::jwt::Claims;
 use crate::upstream::{Method, Request, Response, Service};
@@ -44,8 +44,14 @@ struct TokenBody {
 
 pub fn parse_token(body: &[u8], now: u64) -> Option<Token> {
     let t: TokenBody = serde_json::from_slice(body).ok()?;
-    (!t.access_token.is_empty())
-        .then(|| Token::new(t.access_token, now, now + t.expires_in, t.refresh_in))
+    (!t.access_token.is_empty()).then(|| {
+        Token::new(
+            t.access_token,
+            now,
+            now.saturating_add(t.expires_in),
+            t.refresh_in,
+        )
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -99,8 +105,8 @@ pub fn error_problem(resp: &Response, ctx: &Context) -> Problem {
     );
     let trace = format!(
         " [Entra trace id {}, correlation id {}]",
-        or_none(&err.trace_id),
-        or_none(&err.correlation_id)
+        truncate(or_none(&err.trace_id), 100),
+        truncate(or_none(&err.correlation_id), 100)
     );
     let code = err.error_codes.first().copied().unwrap_or(0);
     let (problem_code, detail) = match code {
@@ -153,7 +159,7 @@ pub fn error_problem(resp: &Response, ctx: &Context) -> Problem {
             "entra-refused",
             format!(
                 "Entra ID refused the token exchange for app {app} in tenant {tenant}: HTTP {status}, {} (AADSTS{code})",
-                or_none(&err.error)
+                truncate(or_none(&err.error), 100)
             ),
         ),
     };
@@ -277,5 +283,36 @@ mod tests {
         let t = parse_token(br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"x"}"#, 100).unwrap();
         assert_eq!(t.expires_on, 3699);
         assert!(parse_token(br#"{"expires_in":"3599","access_token":"x"}"#, 100).is_none());
+    }
+
+    #[test]
+    fn huge_expires_in_does_not_overflow() {
+        // fuzz/corpus/imds_expiry/crash-entra-expires-in-overflow
+        let t = parse_token(br#"{"access_token":"x","expires_in":18446744073709551615,"refresh_in":18446744073709551615}"#, 1_800_000_000).unwrap();
+        assert!(t.expires_on >= 1_800_000_000 && t.refresh_at <= t.expires_on);
+    }
+
+    #[test]
+    fn echoed_error_fields_are_bounded() {
+        // fuzz/corpus/json_errors/crash-entra-long-trace-id, crash-long-error
+        let ex = exchange();
+        let claims = Claims::default();
+        let ctx = Context {
+            exchange: &ex,
+            resource: "https://vault.azure.net",
+            assertion: &claims,
+        };
+        let long = "T".repeat(100_000);
+        let body = format!(
+            r#"{{"error":"{long}","error_codes":[1],"trace_id":"{long}","correlation_id":"{long}"}}"#
+        );
+        let resp = Response {
+            head: Head {
+                status: 400,
+                headers: vec![],
+            },
+            body: body.into_bytes(),
+        };
+        assert!(error_problem(&resp, &ctx).detail.len() < 2048);
     }
 }

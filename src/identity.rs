@@ -25,7 +25,7 @@ impl Token {
     pub fn new(access_token: String, now: u64, expires_on: u64, refresh_in: Option<u64>) -> Token {
         let lifetime = expires_on.saturating_sub(now);
         let refresh_at = match refresh_in {
-            Some(r) => now + r,
+            Some(r) => now.saturating_add(r),
             None if lifetime > 2 * 3600 => now + lifetime / 2,
             None => expires_on.saturating_sub(REFRESH_MARGIN),
         };

@@ -2,7 +2,7 @@
 //! and what each failure means for the operator.
 
 use crate::config::Origin;
-use crate::errors::Problem;
+use crate::errors::{truncate, Problem};
 use crate::identity::Token;
 use crate::upstream::{retry_after, Request, Response, Service};
 use serde::Deserialize;
@@ -77,7 +77,7 @@ pub fn parse_token(body: &[u8], now: u64) -> Option<Token> {
             t.expires_in
                 .as_ref()
                 .and_then(NumberOrString::as_u64)
-                .map(|s| now + s)
+                .map(|s| now.saturating_add(s))
         })
         .unwrap_or(now + 300);
     let refresh_in = t.refresh_in.as_ref().and_then(NumberOrString::as_u64);
@@ -101,12 +101,12 @@ pub fn error_problem(resp: &Response, resource: &str, client_id: Option<&str>) -
             format!(
                 "IMDS refused to issue a token for {identity} ({}): assign that identity to this node pool's VM scale set \
                  (az vmss identity assign) or correct azure_client_id",
-                non_empty(&err.error)
+                truncate(non_empty(&err.error), 100)
             ),
         ),
         (400 | 401, _) => Problem::upstream(
             "identity-not-found",
-            format!("IMDS refused to issue a token for {identity} ({}): enable a system-assigned identity or set azure_client_id to a user-assigned one", non_empty(&err.error)),
+            format!("IMDS refused to issue a token for {identity} ({}): enable a system-assigned identity or set azure_client_id to a user-assigned one", truncate(non_empty(&err.error), 100)),
         ),
         (429, _) => Problem::throttled("IMDS", retry_after(&resp.head).unwrap_or(1)),
         (404 | 410 | 500..=599, _) => Problem::new(
@@ -116,7 +116,7 @@ pub fn error_problem(resp: &Response, resource: &str, client_id: Option<&str>) -
             format!("IMDS is temporarily unavailable (HTTP {}); retry shortly", resp.status()),
         )
         .with_retry_after(retry_after(&resp.head).unwrap_or(5)),
-        (status, _) => Problem::upstream("identity-failed", format!("IMDS answered HTTP {status} ({})", non_empty(&err.error))),
+        (status, _) => Problem::upstream("identity-failed", format!("IMDS answered HTTP {status} ({})", truncate(non_empty(&err.error), 100))),
     }
 }
 
@@ -204,5 +204,40 @@ mod tests {
             body: vec![],
         };
         assert_eq!(error_problem(&resp, "r", None).retry_after, Some(3));
+    }
+
+    #[test]
+    fn huge_lifetimes_do_not_overflow() {
+        // fuzz/corpus/imds_expiry/crash-imds-expires-in-overflow, crash-refresh-in-overflow
+        let now = 1_800_000_000;
+        let t = parse_token(
+            br#"{"access_token":"x","expires_in":"18446744073709551615"}"#,
+            now,
+        )
+        .unwrap();
+        assert!(t.expires_on >= now && t.refresh_at <= t.expires_on);
+        let t = parse_token(br#"{"access_token":"x","expires_on":"1900000000","refresh_in":"18446744073709551615"}"#, now).unwrap();
+        assert_eq!(t.expires_on, 1_900_000_000);
+        assert!(t.refresh_at <= t.expires_on);
+    }
+
+    #[test]
+    fn echoed_error_codes_are_bounded() {
+        // fuzz/corpus/json_errors/crash-long-error
+        let resp = Response {
+            head: crate::upstream::Head {
+                status: 400,
+                headers: vec![],
+            },
+            body: format!(r#"{{"error":"{}"}}"#, "E".repeat(100_000)).into_bytes(),
+        };
+        for client_id in [None, Some("1111")] {
+            assert!(
+                error_problem(&resp, "https://vault.azure.net", client_id)
+                    .detail
+                    .len()
+                    < 2048
+            );
+        }
     }
 }

@@ -120,7 +120,10 @@ fn error_code(body: &[u8]) -> (String, String) {
         .as_ref()
         .map(|i| i.code.clone())
         .filter(|c| !c.is_empty());
-    (inner.unwrap_or(b.error.code), b.error.message)
+    (
+        truncate(&inner.unwrap_or(b.error.code), 100),
+        b.error.message,
+    )
 }
 
 pub struct Target<'a> {
@@ -417,5 +420,29 @@ mod tests {
         );
         assert_eq!(error_problem(&resp(429, ""), &target, "").status, 503);
         assert_eq!(error_problem(&resp(500, ""), &target, "").status, 502);
+    }
+
+    #[test]
+    fn echoed_error_codes_are_bounded() {
+        // fuzz/corpus/json_errors/crash-keyvault-long-code
+        let vault = parse_origin("https://v.vault.azure.net").unwrap();
+        let target = Target {
+            vault: &vault,
+            tenant: Tenant::Same,
+            name: "s",
+            version: None,
+        };
+        let resp = Response {
+            head: crate::upstream::Head {
+                status: 500,
+                headers: vec![],
+            },
+            body: format!(
+                r#"{{"error":{{"code":"{}","message":"m"}}}}"#,
+                "C".repeat(100_000)
+            )
+            .into_bytes(),
+        };
+        assert!(error_problem(&resp, &target, "").detail.len() < 2048);
     }
 }
