@@ -113,7 +113,12 @@ fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError>
         stream.write(&bytes[..n])?;
         bytes = &bytes[n..];
     }
-    stream.blocking_flush()
+    match stream.blocking_flush() {
+        // Every byte was accepted; a host that has read the whole Content-Length may close the
+        // stream before our flush, which is not a failure.
+        Err(StreamError::Closed) => Ok(()),
+        other => other,
+    }
 }
 
 impl SpinTransport {

@@ -171,6 +171,12 @@ fn blob_headers_are_what_storage_requires() {
     assert_eq!(blob_calls.len(), 1);
     let c = &blob_calls[0];
     assert_eq!(c.header("x-ms-version"), Some("2025-11-05"));
+    let line = &w.log_lines(1)[0];
+    assert!(
+        line.get("aborted").is_none(),
+        "a complete download is not logged as aborted: {line}"
+    );
+    assert_eq!(line["bytes"], base64(SEED_A).len());
     assert!(c.header("x-ms-date").is_some_and(|d| d.ends_with(" GMT")));
     assert!(c
         .header("x-ms-client-request-id")

@@ -199,7 +199,7 @@ impl Azurite {
                         client,
                         accounts,
                         dir,
-                    }
+                    };
                 }
                 Err(e) => {
                     last_err = e;

@@ -8,3 +8,5 @@ pub mod imds;
 pub mod jwt;
 pub mod keyvault;
 pub mod pki;
+pub mod sandbox;
+pub mod world;

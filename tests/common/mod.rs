@@ -4,50 +4,33 @@
 //!
 //! Azurite, the CA and the signing keys are shared by all tests of a binary (starting them is
 //! slow); fakes and the host are fresh per test so recorded traffic belongs to one test.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use tenant_bridge_testkit::azurite::Azurite;
-use tenant_bridge_testkit::entra::{
-    AppRegistration, EntraDirectory, FakeEntra, FederatedCredential,
-};
+use tenant_bridge_testkit::entra::FakeEntra;
 use tenant_bridge_testkit::host::{HostConfig, OutboundRecord, RunningHost};
-use tenant_bridge_testkit::imds::{FakeImds, ImdsConfig};
+use tenant_bridge_testkit::imds::FakeImds;
 use tenant_bridge_testkit::jwt::{self, Signer};
-use tenant_bridge_testkit::keyvault::{FakeVault, VaultConfig, VaultNetwork};
+use tenant_bridge_testkit::keyvault::FakeVault;
 use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::world::Tenants;
 use tokio::runtime::Runtime;
 
-pub const TENANT_A: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
-pub const TENANT_B: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";
-/// The user-assigned managed identity (lives in tenant A).
-pub const MI_CLIENT_ID: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
-pub const MI_OBJECT_ID: &str = "0b0b0b0b-4444-4444-8444-0b0b0b0b0b0b";
-/// The multi-tenant app registration (home tenant A) and its service principals.
-pub const APP_ID: &str = "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9";
-pub const APP_SP_A: &str = "5a5a5a5a-6666-4666-8666-5a5a5a5a5a5a";
-pub const APP_SP_B: &str = "5b5b5b5b-7777-4777-8777-5b5b5b5b5b5b";
-pub const VAULT_A_HOST: &str = "tenant-a-vault.vault.azure.net";
-pub const VAULT_B_HOST: &str = "tenant-b-vault.vault.azure.net";
-pub const ENTRA_HOST: &str = "login.microsoftonline.com";
-pub const ACCOUNT_A: &str = "tenantastore";
-pub const ACCOUNT_B: &str = "tenantbstore";
+/// The world's ids, hosts, seed data and Entra directory (shared with the sandbox).
+pub use tenant_bridge_testkit::world::{
+    directory, ACCOUNT_A, ACCOUNT_B, APP_ID, APP_SP_A, APP_SP_B, ENTRA_HOST, EXCHANGE_AUDIENCE,
+    MI_CLIENT_ID, MI_OBJECT_ID, SEED_A, SEED_B, SEED_BLOB, SEED_CONTAINER, STORAGE_RESOURCE,
+    TENANT_A, TENANT_B, VAULT_A_HOST, VAULT_B_HOST, VAULT_RESOURCE,
+};
+
 pub const KEY: &str = "test-key-1";
 pub const ROTATED_KEY: &str = "test-key-2";
 pub const FUNCTION_KEYS: &str = "tests:test-key-1,rotated:test-key-2";
-pub const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
-pub const VAULT_RESOURCE: &str = "https://vault.azure.net";
-pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
-/// Seeded in both Azurite accounts by [`shared`].
-pub const SEED_CONTAINER: &str = "seed";
-pub const SEED_BLOB: &str = "greeting.txt";
-pub const SEED_A: &[u8] = b"Hello from tenant A";
-pub const SEED_B: &[u8] = b"Hello from tenant B \x00\xff";
 
 pub fn rt() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
@@ -103,10 +86,7 @@ pub fn shared() -> &'static Shared {
         let entra_signer = Arc::new(Signer::new("entra-key"));
         let azurite = rt().block_on(async {
             let az = Azurite::start(&pki, &[ACCOUNT_A, ACCOUNT_B]).await;
-            for (account, data) in [(ACCOUNT_A, SEED_A), (ACCOUNT_B, SEED_B)] {
-                az.create_container(account, SEED_CONTAINER).await;
-                az.put_blob(account, SEED_CONTAINER, SEED_BLOB, data).await;
-            }
+            tenant_bridge_testkit::world::seed_azurite(&az).await;
             az
         });
         Shared {
@@ -221,57 +201,20 @@ impl World {
         let wasm = wasm();
         let s = shared();
         rt().block_on(async {
-            let imds = FakeImds::start(
-                ImdsConfig {
-                    tenant_id: TENANT_A.into(),
-                    identities: vec![(MI_CLIENT_ID.into(), MI_OBJECT_ID.into())],
-                    system_assigned_object_id: None,
-                    token_lifetime_secs: 86399,
-                },
-                s.imds_signer.clone(),
-            )
-            .await;
-            let trusted = vec![s.imds_signer.verifier(), s.entra_signer.verifier()];
-            let vault = |tenant: &str, host: &str, reader: &str| VaultConfig {
-                tenant_id: tenant.into(),
-                host: host.into(),
-                authority_host: "login.windows.net".into(),
-                trusted_issuer_keys: trusted.clone(),
-                readers: vec![reader.into()],
-                network: VaultNetwork::Open,
-                rbac: true,
-            };
-            let vault_a =
-                FakeVault::start(vault(TENANT_A, VAULT_A_HOST, MI_OBJECT_ID), &s.pki).await;
-            let vault_b = FakeVault::start(vault(TENANT_B, VAULT_B_HOST, APP_SP_B), &s.pki).await;
-            vault_a.set_secret("TEST-SECRET-001", "TenantA");
-            vault_b.set_secret("TEST-SECRET-001", "TenantB");
-            let entra = FakeEntra::start(
-                directory(),
-                vec![s.imds_signer.verifier()],
-                s.entra_signer.clone(),
-                &s.pki,
-                ENTRA_HOST,
-            )
-            .await;
-
-            let mut vars: HashMap<String, String> = [
-                ("function_keys", FUNCTION_KEYS.to_string()),
-                ("azure_client_id", MI_CLIENT_ID.to_string()),
-                ("imds_endpoint", imds.endpoint()),
-                ("keyvault_endpoint", vault_a.endpoint()),
-                ("blob_service_endpoint", s.azurite.endpoint()),
-                ("blob_service_path", s.azurite.account_path(ACCOUNT_A)),
-                ("app_client_id", APP_ID.to_string()),
-                ("cross_tenant_id", TENANT_B.to_string()),
-                ("cross_keyvault_endpoint", vault_b.endpoint()),
-                ("cross_blob_service_endpoint", s.azurite.endpoint()),
-                ("cross_blob_service_path", s.azurite.account_path(ACCOUNT_B)),
-                ("authority_host", entra.endpoint()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+            let tenants = Tenants::start(&s.pki, &s.imds_signer, &s.entra_signer, ENTRA_HOST).await;
+            let mut vars: HashMap<String, String> = tenants
+                .variables(&s.azurite)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            vars.insert("function_keys".into(), FUNCTION_KEYS.into());
+            let guest_hosts = tenants.guest_hosts();
+            let Tenants {
+                imds,
+                vault_a,
+                vault_b,
+                entra,
+            } = tenants;
             for (name, value) in b.vars {
                 match value {
                     Some(v) => vars.insert(name, v),
@@ -288,15 +231,11 @@ impl World {
             for (name, f) in b.computed {
                 vars.insert(name, f(&endpoints));
             }
-            let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
             let mut cfg = HostConfig {
                 wasm,
                 variables: vars.clone(),
                 ca_pem: Some(s.pki.ca_pem()),
-                hosts: [VAULT_A_HOST, VAULT_B_HOST, ENTRA_HOST]
-                    .iter()
-                    .map(|h| (h.to_string(), localhost))
-                    .collect(),
+                hosts: guest_hosts,
                 echo_logs: std::env::var_os("TB_ECHO_LOGS").is_some(),
                 ..HostConfig::default()
             };
@@ -430,36 +369,6 @@ impl Drop for World {
 impl Default for World {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-pub fn directory() -> EntraDirectory {
-    EntraDirectory {
-        tenants: vec![TENANT_A.into(), TENANT_B.into()],
-        apps: vec![AppRegistration {
-            app_id: APP_ID.into(),
-            home_tenant: TENANT_A.into(),
-            multi_tenant: true,
-            federated_credentials: vec![FederatedCredential {
-                issuer: format!("https://login.microsoftonline.com/{TENANT_A}/v2.0"),
-                subject: MI_OBJECT_ID.into(),
-                audiences: vec![EXCHANGE_AUDIENCE.into()],
-            }],
-        }],
-        service_principals: vec![
-            (TENANT_A.into(), APP_ID.into(), APP_SP_A.into()),
-            (TENANT_B.into(), APP_ID.into(), APP_SP_B.into()),
-        ],
-        resource_principals: [TENANT_A, TENANT_B]
-            .iter()
-            .flat_map(|t| {
-                [
-                    (t.to_string(), VAULT_RESOURCE.to_string()),
-                    (t.to_string(), STORAGE_RESOURCE.to_string()),
-                ]
-            })
-            .collect(),
-        federation_disabled_tenants: vec![],
     }
 }
 
