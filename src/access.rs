@@ -1,161 +1,265 @@
-//! Optional least-privilege rules: which secrets and blobs each endpoint may serve, so a function
-//! key does not open everything the managed identity can read. Enforced before any upstream call.
+//! Least-privilege rules: which secrets, blobs and repositories an endpoint or tenant profile
+//! may serve, and which callers may use a profile, so a function key does not open everything
+//! the identity can read. Parsed once with the settings, enforced before any upstream call.
 //!
-//! Rules are Spin variables holding patterns separated by commas or whitespace. Unset or empty
-//! means no restriction (the original's behaviour).
-//! - secrets (`same_tenant_secrets`, `cross_tenant_secrets`): `NAME` (exact, case-insensitive
-//!   like Key Vault) or `PREFIX*`; `*` allows all.
-//! - blobs (`same_tenant_blobs`, `cross_tenant_blobs`): `container` (all of it),
-//!   `container/PREFIX*` or `container/exact/name`; `*` allows all.
+//! Patterns are comma-separated. A pattern is exact or ends in `*` (prefix); `*` alone allows
+//! all. Secret names compare case-insensitively (as Key Vault), blob and repository names
+//! exactly.
 
-use crate::config::{Tenant, Variables};
-use crate::errors::Problem;
+use crate::errors::{truncate, Problem};
 
-pub fn secrets_variable(tenant: Tenant) -> &'static str {
-    match tenant {
-        Tenant::Same => "same_tenant_secrets",
-        Tenant::Cross => "cross_tenant_secrets",
+/// One pattern: exact, or a prefix when it ended in `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern {
+    text: String,
+    prefix: bool,
+}
+
+impl Pattern {
+    fn parse(raw: &str) -> Result<Pattern, String> {
+        let (text, prefix) = match raw.strip_suffix('*') {
+            Some(p) => (p, true),
+            None => (raw, false),
+        };
+        if text.contains('*') {
+            return Err("'*' may only end a pattern".into());
+        }
+        Ok(Pattern {
+            text: text.to_string(),
+            prefix,
+        })
     }
-}
 
-pub fn blobs_variable(tenant: Tenant) -> &'static str {
-    match tenant {
-        Tenant::Same => "same_tenant_blobs",
-        Tenant::Cross => "cross_tenant_blobs",
-    }
-}
-
-fn patterns(vars: &dyn Variables, name: &str) -> Vec<String> {
-    vars.get(name)
-        .unwrap_or_default()
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// `pattern` is exact or ends in `*` (prefix); `fold` compares case-insensitively.
-fn matches(pattern: &str, value: &str, fold: bool) -> bool {
-    let eq = |a: &str, b: &str| {
-        if fold {
-            a.eq_ignore_ascii_case(b)
+    fn matches(&self, value: &str, fold: bool) -> bool {
+        let eq = |a: &str, b: &str| {
+            if fold {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        if self.prefix {
+            value.len() >= self.text.len()
+                && value.is_char_boundary(self.text.len())
+                && eq(&value[..self.text.len()], &self.text)
         } else {
-            a == b
+            eq(&self.text, value)
         }
-    };
-    match pattern.strip_suffix('*') {
-        Some(prefix) => {
-            value.len() >= prefix.len()
-                && value.is_char_boundary(prefix.len())
-                && eq(&value[..prefix.len()], prefix)
+    }
+}
+
+fn entries(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|p| !p.is_empty())
+}
+
+/// Secrets: `NAME` or `PREFIX*`. Empty: every secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SecretRules(Vec<Pattern>);
+
+impl SecretRules {
+    /// A pattern that no secret name could match is refused: a typo must not turn into a
+    /// silent deny-all.
+    pub(crate) fn parse(raw: &str) -> Result<SecretRules, String> {
+        entries(raw)
+            .enumerate()
+            .map(|(i, raw)| {
+                let p = Pattern::parse(raw)?;
+                let all = p.prefix && p.text.is_empty();
+                if !all && crate::input::secret_name(&p.text).is_err() {
+                    return Err(format!(
+                        "entry {} is not a secret name or prefix (letters, digits and '-', at most 127)",
+                        i + 1
+                    ));
+                }
+                Ok(p)
+            })
+            .collect::<Result<_, _>>()
+            .map(SecretRules)
+    }
+
+    pub(crate) fn allows(&self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| p.matches(name, true))
+    }
+}
+
+/// Blobs: `container` (all of it), `container/PREFIX*` or `container/exact/name`; `*` alone
+/// allows all. Empty: every blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BlobRules(Vec<(String, Option<Pattern>)>);
+
+impl BlobRules {
+    pub(crate) fn parse(raw: &str) -> Result<BlobRules, String> {
+        let container = |i: usize, c: &str| {
+            match crate::input::container_name(c) {
+            Ok(()) => Ok(c.to_string()),
+            Err(_) => Err(format!(
+                "entry {} does not start with a container name (3-63 lowercase letters, digits and '-')",
+                i + 1
+            )),
         }
-        None => eq(pattern, value),
+        };
+        entries(raw)
+            .enumerate()
+            .map(|(i, rule)| match rule.split_once('/') {
+                None if rule == "*" => Ok(("*".to_string(), None)),
+                None => Ok((container(i, rule)?, None)),
+                Some((c, pattern)) => {
+                    let p = Pattern::parse(pattern)?;
+                    if !p.prefix && crate::input::blob_name(&p.text).is_err() {
+                        return Err(format!("entry {} names no valid blob", i + 1));
+                    }
+                    Ok((container(i, c)?, Some(p)))
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(BlobRules)
+    }
+
+    pub(crate) fn allows(&self, container: &str, blob: &str) -> bool {
+        self.0.is_empty()
+            || self.0.iter().any(|(c, pattern)| match pattern {
+                None => c == "*" || c == container,
+                Some(p) => c == container && p.matches(blob, false),
+            })
     }
 }
 
-fn denied(variable: &str, what: String) -> Problem {
-    Problem::new(
-        403,
-        "access-denied",
-        "Forbidden",
-        format!("{what} is not allowed on this endpoint by the Spin variable '{variable}'"),
-    )
+/// Repositories of a registry: `name`, `prefix*`, or `caller=name|prefix*` for one caller key
+/// only. Empty: **none** — a registry serves only what is listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RepositoryRules(Vec<(Option<String>, Pattern)>);
+
+impl RepositoryRules {
+    pub(crate) fn parse(raw: &str) -> Result<RepositoryRules, String> {
+        entries(raw)
+            .map(|rule| {
+                let (caller, pattern) = match rule.split_once('=') {
+                    Some((caller, p)) => (Some(caller.trim().to_string()), p.trim()),
+                    None => (None, rule),
+                };
+                if pattern.is_empty() || pattern == "*" {
+                    return Err(
+                        "a repository pattern must name a repository or prefix; '*' \
+                                alone is not allowed"
+                            .to_string(),
+                    );
+                }
+                Ok((caller, Pattern::parse(pattern)?))
+            })
+            .collect::<Result<_, _>>()
+            .map(RepositoryRules)
+    }
+
+    pub(crate) fn allows(&self, caller: &str, repository: &str) -> bool {
+        self.0.iter().any(|(who, p)| {
+            who.as_deref().is_none_or(|w| w == caller) && p.matches(repository, false)
+        })
+    }
 }
 
-pub fn check_secret(vars: &dyn Variables, tenant: Tenant, name: &str) -> Result<(), Problem> {
-    let variable = secrets_variable(tenant);
-    let rules = patterns(vars, variable);
-    if rules.is_empty() || rules.iter().any(|p| matches(p, name, true)) {
-        return Ok(());
+/// Which callers (function-key names) may use a tenant profile. Empty: every caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Callers(Vec<String>);
+
+impl Callers {
+    pub(crate) fn parse(raw: &str) -> Callers {
+        Callers(entries(raw).map(str::to_string).collect())
     }
-    Err(denied(variable, format!("secret '{name}'")))
+
+    pub(crate) fn allows(&self, caller: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|c| c == caller)
+    }
 }
 
-pub fn check_blob(
-    vars: &dyn Variables,
-    tenant: Tenant,
-    container: &str,
-    blob: &str,
-) -> Result<(), Problem> {
-    let variable = blobs_variable(tenant);
-    let rules = patterns(vars, variable);
-    let allowed = rules.is_empty()
-        || rules.iter().any(|rule| match rule.split_once('/') {
-            _ if rule == "*" => true,
-            None => rule == container,
-            Some((c, pattern)) => c == container && matches(pattern, blob, false),
-        });
-    if allowed {
-        Ok(())
-    } else {
-        Err(denied(
-            variable,
-            format!(
-                "blob '{}' in container '{container}'",
-                crate::errors::truncate(blob, 100)
-            ),
-        ))
-    }
+/// The 403 for a request outside the rules in `variable`; the rules themselves stay private.
+pub(crate) fn denied(variable: &str, what: &str) -> Problem {
+    Problem::forbidden(format!(
+        "{} is not allowed here by the Spin variable '{variable}'",
+        truncate(what, 160)
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn vars(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
-        pairs.iter().copied().collect()
-    }
 
     #[test]
-    fn unset_or_empty_allows_everything() {
-        assert!(check_secret(&vars(&[]), Tenant::Same, "any").is_ok());
-        assert!(check_blob(
-            &vars(&[("cross_tenant_blobs", " , ")]),
-            Tenant::Cross,
-            "c",
-            "b"
-        )
-        .is_ok());
+    fn unset_or_empty_allows_every_secret_and_blob() {
+        assert!(SecretRules::parse("").unwrap().allows("any"));
+        assert!(BlobRules::parse(" , ").unwrap().allows("c", "b"));
+        assert!(Callers::parse("").allows("anyone"));
     }
 
     #[test]
     fn secret_rules_exact_prefix_and_case() {
-        let v = vars(&[("same_tenant_secrets", "TEST-SECRET-001, app-*")]);
-        assert!(check_secret(&v, Tenant::Same, "test-secret-001").is_ok());
-        assert!(check_secret(&v, Tenant::Same, "APP-db-password").is_ok());
-        assert!(check_secret(&v, Tenant::Same, "app-").is_ok());
-        assert!(check_secret(&v, Tenant::Same, "ap").is_err());
-        assert!(check_secret(&v, Tenant::Same, "TEST-SECRET-0011").is_err());
-        // Rules are per endpoint: the cross-tenant endpoint is unrestricted here.
-        assert!(check_secret(&v, Tenant::Cross, "other").is_ok());
-        let p = check_secret(&v, Tenant::Same, "other").unwrap_err();
-        assert_eq!((p.status, p.code), (403, "access-denied"));
-        assert!(p.detail.contains("same_tenant_secrets") && !p.detail.contains("app-*"));
+        let r = SecretRules::parse("TEST-SECRET-001, app-*").unwrap();
+        assert!(r.allows("test-secret-001"));
+        assert!(r.allows("APP-db-password"));
+        assert!(r.allows("app-"));
+        assert!(!r.allows("ap"));
+        assert!(!r.allows("TEST-SECRET-0011"));
+        assert!(SecretRules::parse("a*b").is_err());
     }
 
     #[test]
     fn blob_rules_container_prefix_and_exact() {
-        let v = vars(&[(
-            "same_tenant_blobs",
-            "public reports/2026/* exports/daily.csv",
-        )]);
-        assert!(check_blob(&v, Tenant::Same, "public", "any/thing").is_ok());
-        assert!(check_blob(&v, Tenant::Same, "reports", "2026/q1.pdf").is_ok());
-        assert!(check_blob(&v, Tenant::Same, "reports", "2025/q1.pdf").is_err());
-        assert!(check_blob(&v, Tenant::Same, "reports", "2026").is_err());
-        assert!(check_blob(&v, Tenant::Same, "exports", "daily.csv").is_ok());
-        assert!(check_blob(&v, Tenant::Same, "exports", "daily.csv.bak").is_err());
-        assert!(check_blob(&v, Tenant::Same, "publicx", "a").is_err());
-        // Blob names are case-sensitive in Storage.
-        assert!(check_blob(&v, Tenant::Same, "exports", "DAILY.csv").is_err());
-        assert!(check_blob(&vars(&[("same_tenant_blobs", "*")]), Tenant::Same, "x", "y").is_ok());
+        let r = BlobRules::parse("public, reports/2026/*, exports/daily.csv").unwrap();
+        assert!(r.allows("public", "any/thing"));
+        assert!(r.allows("reports", "2026/q1.pdf"));
+        assert!(!r.allows("reports", "2025/q1.pdf"));
+        assert!(!r.allows("reports", "2026"));
+        assert!(r.allows("exports", "daily.csv"));
+        assert!(!r.allows("exports", "daily.csv.bak"));
+        assert!(!r.allows("exports", "DAILY.csv"));
+        assert!(!r.allows("publicx", "a"));
+        assert!(BlobRules::parse("*").unwrap().allows("x", "y"));
+        assert!(BlobRules::parse("re*/x").is_err());
+        assert!(BlobRules::parse("/x").is_err());
     }
 
     #[test]
     fn prefixes_respect_character_boundaries() {
-        assert!(!matches("ü*", "u", false));
-        assert!(matches("ü*", "üx", false));
-        assert!(!matches("a*", "", false));
+        let r = BlobRules::parse("ccc/ü*").unwrap();
+        assert!(!r.allows("ccc", "u"));
+        assert!(r.allows("ccc", "üx"));
+        assert!(!BlobRules::parse("ccc/a*").unwrap().allows("ccc", ""));
+    }
+
+    #[test]
+    fn rules_that_could_never_match_are_refused() {
+        for bad in ["bad name!", "a_b", "x*y", &"a".repeat(128)] {
+            assert!(SecretRules::parse(bad).is_err(), "{bad}");
+        }
+        assert!(SecretRules::parse("*, app-*, TEST-SECRET-001").is_ok());
+        for bad in ["UPPER", "ab", "a--b", "c/../x", "c//x", "ccc/x/"] {
+            assert!(BlobRules::parse(bad).is_err(), "{bad}");
+        }
+        assert!(BlobRules::parse("seed, seed/greeting.txt, exports/daily/*").is_ok());
+    }
+
+    #[test]
+    fn repositories_are_an_allow_list_per_caller() {
+        let r = RepositoryRules::parse("base/*, ci=tools/builder, ops=infra/*").unwrap();
+        assert!(r.allows("anyone", "base/alpine"));
+        assert!(r.allows("ci", "tools/builder"));
+        assert!(!r.allows("ops", "tools/builder"));
+        assert!(r.allows("ops", "infra/x"));
+        assert!(!r.allows("ci", "infra/x"));
+        assert!(!RepositoryRules::parse("").unwrap().allows("a", "b"));
+        assert!(RepositoryRules::parse("*").is_err());
+        assert!(RepositoryRules::parse("ci=*").is_err());
+    }
+
+    #[test]
+    fn callers_are_exact_names() {
+        let c = Callers::parse("billing, ops");
+        assert!(c.allows("ops") && !c.allows("op") && !c.allows("key1"));
+    }
+
+    #[test]
+    fn denials_name_the_variable_not_the_rules() {
+        let p = denied("same_tenant_secrets", "secret 'other'");
+        assert_eq!((p.status.as_u16(), &*p.code), (403, "access-denied"));
+        assert!(p.detail.contains("same_tenant_secrets"));
     }
 }

@@ -1,43 +1,42 @@
-//! Blob Storage Get Blob with a bearer token (azure-wire §5): a URL that no normalisation can
-//! redirect, the headers Storage requires, and what each refusal means.
+//! Blob Storage Get Blob with a bearer token (OAuth needs x-ms-version 2017-11-09 or later): a
+//! URL that no normalisation can redirect, the headers Storage requires, and what each refusal
+//! means.
 
-use crate::config::{self, BlobService, Tenant};
+use crate::authorize::{authorize, Attempt};
+use crate::cloud::{Cloud, TokenService};
+use crate::context::Context;
+use crate::credential::Credential;
 use crate::errors::{truncate, Problem};
-use crate::identity::{self, Env, Scope};
+use crate::settings::BlobService;
 use crate::upstream::{
     net_problem, read_small, retry_after, Head, Request, Response, Service, Transport,
 };
+use crate::urlenc::encode_component;
+use http::StatusCode;
 
 /// Highest version Azurite 3.x accepts; OAuth needs ≥ 2017-11-09.
-pub const API_VERSION: &str = "2025-11-05";
+pub(crate) const API_VERSION: &str = "2025-11-05";
+/// Error documents read into memory at most.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
-/// Percent-encodes everything but RFC 3986 unreserved characters, so the path reaches Storage
-/// byte for byte as the caller named it.
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// `{base}/{container}/{seg}/{seg}…`, every segment percent-encoded so the path reaches
+/// Storage byte for byte as the caller named it; names were validated, so no segment is
+/// empty, `.` or `..`.
+pub(crate) fn blob_path(svc: &BlobService, container: &str, blob: &str) -> String {
+    let mut path =
+        String::with_capacity(svc.base_path.len() + container.len() + blob.len() * 3 + 2);
+    path.push_str(&svc.base_path);
+    path.push('/');
+    encode_component(container, &mut path);
+    for segment in blob.split('/') {
+        path.push('/');
+        encode_component(segment, &mut path);
     }
-    out
-}
-
-/// `{base}/{container}/{seg}/{seg}…`; names were validated, so no segment is empty, `.` or `..`.
-pub fn blob_path(svc: &BlobService, container: &str, blob: &str) -> String {
-    let segments: Vec<String> = blob.split('/').map(encode_segment).collect();
-    format!(
-        "{}/{}/{}",
-        svc.base_path,
-        encode_segment(container),
-        segments.join("/")
-    )
+    path
 }
 
 /// The Storage error code: `x-ms-error-code`, else `<Code>` of the XML body.
-pub fn error_code(head: &Head, body: &[u8]) -> String {
+pub(crate) fn error_code(head: &Head, body: &[u8]) -> String {
     if let Some(code) = head.header("x-ms-error-code") {
         return truncate(code.trim(), 100);
     }
@@ -48,17 +47,18 @@ pub fn error_code(head: &Head, body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
+    pub cloud: Cloud,
     pub service: &'a BlobService,
     pub container: &'a str,
     pub blob: &'a str,
 }
 
-pub fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
+pub(crate) fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
     let code = error_code(&resp.head, &resp.body);
     let account = format!("{}{}", target.service.origin, target.service.base_path);
     let (container, blob) = (target.container, target.blob);
-    match (resp.status(), code.as_str()) {
+    match (resp.status().as_u16(), code.as_str()) {
         (404, "ContainerNotFound") => Problem::not_found("container-not-found", format!("container '{container}' does not exist in {account}")),
         (404, _) => Problem::not_found("blob-not-found", format!("blob '{}' does not exist in container '{container}' of {account}", truncate(blob, 200))),
         (403, "AuthorizationPermissionMismatch") => Problem::upstream(
@@ -69,8 +69,9 @@ pub fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
             "storage-network",
             format!(
                 "Blob Storage {account} refused the request (AuthorizationFailure): it did not arrive through an allowed network. Check that the \
-                 private endpoint connection is approved and that {} resolves to its IP (private DNS zone privatelink.blob.core.windows.net)",
-                target.service.origin.host
+                 private endpoint connection is approved and that {} resolves to its IP (private DNS zone {})",
+                target.service.origin.host,
+                target.cloud.private_dns_zone(TokenService::Blob)
             ),
         ),
         (401, _) | (403, "AuthenticationFailed") => Problem::upstream(
@@ -91,69 +92,61 @@ fn non_empty(s: &str) -> &str {
 }
 
 /// Starts downloading a blob; returns the response head and the body to stream.
-pub fn open<T: Transport>(
-    env: &Env<T>,
-    tenant: Tenant,
-    container: &str,
-    blob: &str,
+pub(crate) fn open<T: Transport, C: Credential>(
+    ctx: &Context<T>,
+    credential: &C,
+    target: &Target,
 ) -> Result<(Head, T::Body), Problem> {
-    let cloud = config::cloud(env.vars)?;
-    let service = config::blob_service(env.vars, tenant)?;
-    identity::preflight(env.vars, tenant, cloud)?;
-    let target = Target {
-        service: &service,
-        container,
-        blob,
-    };
-    let scope = Scope {
-        cloud,
-        tenant,
-        resource: cloud.storage_resource(),
-    };
-    let path = blob_path(&service, container, blob);
-    for attempt in 0..2 {
-        let token = identity::access_token(env, &scope)?;
-        let req = Request::get(Service::Blob, &service.origin, path.clone())
-            .header("Authorization", format!("Bearer {token}"))
-            .header("x-ms-version", API_VERSION)
-            .header("x-ms-date", crate::timefmt::http_date(env.now))
-            .header("x-ms-client-request-id", env.request_id.clone());
-        let (head, mut body) = crate::retry::open(env, &req)?.map_err(|e| net_problem(&req, &e))?;
-        if head.status == 200 {
-            return Ok((head, body));
-        }
-        // An error document; if it cannot be read, the status and headers still tell enough.
-        let resp = read_small(Service::Blob, head.clone(), &mut body).unwrap_or(Response {
-            head,
-            body: Vec::new(),
-        });
-        let token_refused =
-            resp.status() == 401 || error_code(&resp.head, &resp.body) == "AuthenticationFailed";
-        if token_refused && attempt == 0 {
-            // A cached token was refused (Storage: 401; Azurite: 403 AuthenticationFailed): drop
-            // it and try once with a new one.
-            identity::forget(env, &scope)?;
-            continue;
-        }
-        return Err(error_problem(
-            &resp,
-            &target,
-            &identity::principal(tenant, env.vars, Some(&token)),
-        ));
-    }
-    Err(Problem::upstream(
-        "storage-token-refused",
-        format!(
-            "Blob Storage {} refused a freshly issued token",
-            service.origin
-        ),
-    ))
+    let service = target.service;
+    let path = blob_path(service, target.container, target.blob);
+    authorize(
+        ctx,
+        credential,
+        &service.origin,
+        TokenService::Blob,
+        |token| {
+            let req = Request::get(Service::Blob, &service.origin, path.clone())
+                .header("authorization", format!("Bearer {}", token.secret))
+                .header("x-ms-version", API_VERSION)
+                .header("x-ms-date", crate::timefmt::http_date(ctx.now()))
+                .header("x-ms-client-request-id", ctx.request_id);
+            let (head, mut body) =
+                crate::retry::open(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+            if head.status == StatusCode::OK {
+                return Ok(Attempt::Done((head, body)));
+            }
+            // An error document; if it cannot be read, the status and headers still tell enough.
+            let out_of_time = || ctx.budget.remaining(ctx.clock).is_zero();
+            let resp = read_small(
+                Service::Blob,
+                head.clone(),
+                &mut body,
+                ERROR_BODY_LIMIT,
+                &out_of_time,
+            )
+            .unwrap_or(Response {
+                head,
+                body: Vec::new(),
+            });
+            let problem = error_problem(&resp, target, &credential.principal(Some(&token.secret)));
+            // A refused token: Storage answers 401; Azurite 403 AuthenticationFailed.
+            if resp.status() == StatusCode::UNAUTHORIZED
+                || error_code(&resp.head, &resp.body) == "AuthenticationFailed"
+            {
+                return Ok(Attempt::Refused {
+                    problem,
+                    challenge: None,
+                });
+            }
+            Err(problem)
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_origin;
+    use crate::origin::parse as parse_origin;
 
     fn svc(base: &str) -> BlobService {
         BlobService {
@@ -174,12 +167,12 @@ mod tests {
     #[test]
     fn error_codes_from_header_or_xml() {
         let head = Head {
-            status: 404,
+            status: StatusCode::from_u16(404).unwrap(),
             headers: vec![],
         };
         assert_eq!(error_code(&head, b"<?xml version=\"1.0\"?><Error><Code>BlobNotFound</Code><Message>m</Message></Error>"), "BlobNotFound");
         let head = Head {
-            status: 403,
+            status: StatusCode::from_u16(403).unwrap(),
             headers: vec![("x-ms-error-code".into(), "AuthorizationFailure".into())],
         };
         assert_eq!(error_code(&head, b""), "AuthorizationFailure");
@@ -190,19 +183,23 @@ mod tests {
     fn maps_storage_refusals() {
         let s = svc("/acct");
         let t = Target {
+            cloud: Cloud::Public,
             service: &s,
             container: "c",
             blob: "b",
         };
-        let resp = |status, code: &str| Response {
+        let resp = |status: u16, code: &str| Response {
             head: Head {
-                status,
+                status: StatusCode::from_u16(status).unwrap(),
                 headers: vec![("x-ms-error-code".into(), code.into())],
             },
             body: vec![],
         };
         let p = error_problem(&resp(403, "AuthorizationPermissionMismatch"), &t, "mi");
-        assert_eq!((p.status, p.code), (502, "storage-forbidden-rbac"));
+        assert_eq!(
+            (p.status.as_u16(), &*p.code),
+            (502, "storage-forbidden-rbac")
+        );
         assert!(p.detail.contains("Storage Blob Data Reader"));
         assert_eq!(
             error_problem(&resp(403, "AuthorizationFailure"), &t, "").code,
@@ -218,9 +215,12 @@ mod tests {
         );
         assert_eq!(
             error_problem(&resp(401, "InvalidAuthenticationInfo"), &t, "").status,
-            502
+            StatusCode::BAD_GATEWAY
         );
-        assert_eq!(error_problem(&resp(503, "ServerBusy"), &t, "").status, 503);
+        assert_eq!(
+            error_problem(&resp(503, "ServerBusy"), &t, "").status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]
@@ -228,6 +228,7 @@ mod tests {
         // fuzz/corpus/storage_error/crash-long-error-code-header, crash-long-xml-code
         let s = svc("/acct");
         let t = Target {
+            cloud: Cloud::Public,
             service: &s,
             container: "c",
             blob: "b",
@@ -246,7 +247,7 @@ mod tests {
             for status in [401, 500] {
                 let resp = Response {
                     head: Head {
-                        status,
+                        status: StatusCode::from_u16(status).unwrap(),
                         headers: headers.clone(),
                     },
                     body: body.clone(),

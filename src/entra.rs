@@ -1,99 +1,139 @@
-//! The cross-tenant hop (azure-wire §3): the managed identity's token is the client assertion of
-//! the multi-tenant app at tenant B's v2 token endpoint. Errors are mapped by `error_codes`, never
+//! The cross-tenant hop (Entra v2 client credentials with a client assertion): the managed
+//! identity's token is the client assertion of the multi-tenant app at tenant B's v2 token
+//! endpoint. Errors are mapped by `error_codes`, never
 //! by text, to the setup step that is broken, with the concrete values that fix it.
 
-use crate::config::Exchange;
 use crate::errors::{truncate, Problem};
-use crate::identity::Token;
+use crate::json::{self, Value};
 use crate::jwt::Claims;
-use crate::upstream::{Method, Request, Response, Service};
-use serde::Deserialize;
+use crate::settings::Exchange;
+use crate::token::Token;
+use crate::upstream::{Request, Response, Service};
+use crate::urlenc::Form;
+use http::StatusCode;
 
-pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-pub fn token_request(ex: &Exchange, resource: &str, assertion: &str) -> Request {
+/// The tenant an exchange targets: a profile's id and name (for diagnostics).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub tenant_id: &'a str,
+    pub profile: &'a str,
+    /// Where the profile's settings come from, so diagnostics name the variable to fix.
+    pub slot: crate::settings::Slot,
+}
+
+pub(crate) fn token_request(
+    ex: &Exchange,
+    target: Target,
+    resource: &str,
+    assertion: &str,
+) -> Request {
     let scope = format!("{}/.default", resource.trim_end_matches('/'));
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("client_id", &ex.app_client_id)
-        .append_pair("scope", &scope)
-        .append_pair("grant_type", "client_credentials")
-        .append_pair("client_assertion_type", ASSERTION_TYPE)
-        .append_pair("client_assertion", assertion)
+    let body = Form::default()
+        .pair("client_id", &ex.app_client_id)
+        .pair("scope", &scope)
+        .pair("grant_type", "client_credentials")
+        .pair("client_assertion_type", ASSERTION_TYPE)
+        .pair("client_assertion", assertion)
         .finish();
-    Request {
-        service: Service::Entra,
-        method: Method::Post,
-        origin: ex.authority.clone(),
-        path_and_query: format!("/{}/oauth2/v2.0/token", ex.tenant_id),
-        headers: vec![(
-            "Content-Type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )],
-        body: body.into_bytes(),
-        timeout: None,
-    }
+    Request::form(
+        Service::Entra,
+        &ex.authority,
+        format!("/{}/oauth2/v2.0/token", target.tenant_id),
+        body,
+    )
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    expires_in: u64,
-    #[serde(default)]
-    refresh_in: Option<u64>,
-}
-
-pub fn parse_token(body: &[u8], now: u64) -> Option<Token> {
-    let t: TokenBody = serde_json::from_slice(body).ok()?;
-    (!t.access_token.is_empty()).then(|| {
+/// A v2 token answer: `access_token` and a whole-number `expires_in` are required.
+pub(crate) fn parse_token(body: &[u8], now: u64) -> Option<Token> {
+    let doc = json::parse(body)?;
+    let [access_token, expires_in, refresh_in] =
+        doc.pick(["access_token", "expires_in", "refresh_in"])?;
+    let access_token = access_token?.as_str()?;
+    let expires_in = expires_in?.as_u64()?;
+    let refresh_in = json::opt_u64(refresh_in).ok()?;
+    (!access_token.is_empty()).then(|| {
         Token::new(
-            t.access_token,
+            access_token.to_string(),
             now,
-            now.saturating_add(t.expires_in),
-            t.refresh_in,
+            now.saturating_add(expires_in),
+            refresh_in,
         )
     })
 }
 
-#[derive(Deserialize, Default)]
+/// What an error answer says; empty members when it says nothing readable.
+#[derive(Default)]
 struct ErrorBody {
-    #[serde(default)]
     error: String,
-    #[serde(default)]
     error_codes: Vec<u64>,
-    #[serde(default)]
     trace_id: String,
-    #[serde(default)]
     correlation_id: String,
 }
 
+impl ErrorBody {
+    fn read(body: &[u8]) -> ErrorBody {
+        let doc = json::parse(body);
+        let Some([error, codes, trace_id, correlation_id]) = doc
+            .as_ref()
+            .and_then(|d| d.pick(["error", "error_codes", "trace_id", "correlation_id"]))
+        else {
+            return ErrorBody::default();
+        };
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+        ErrorBody {
+            error: text(error),
+            error_codes: codes
+                .map(Value::as_array)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect(),
+            trace_id: text(trace_id),
+            correlation_id: text(correlation_id),
+        }
+    }
+}
+
 /// What the diagnostics may print about the exchange: ids and claims, never tokens.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub exchange: &'a Exchange,
+    pub target: Target<'a>,
     pub resource: &'a str,
     /// Claims of the managed identity token that was presented.
     pub assertion: &'a Claims,
 }
 
-pub fn error_problem(resp: &Response, ctx: &Context) -> Problem {
+/// Whether Entra refused the managed identity's token itself (stale, bad signature, or no
+/// federated credential matches it), so a cached copy must not be presented again.
+pub(crate) fn assertion_refused(resp: &Response) -> bool {
+    let err = ErrorBody::read(&resp.body);
+    err.error_codes
+        .iter()
+        .any(|c| matches!(c, 700024 | 700027 | 70021 | 700211 | 700212 | 700213))
+}
+
+pub(crate) fn error_problem(resp: &Response, ctx: &Context) -> Problem {
     let status = resp.status();
-    if status == 429 {
+    if status == StatusCode::TOO_MANY_REQUESTS {
         return Problem::throttled(
             "Entra ID",
             crate::upstream::retry_after(&resp.head).unwrap_or(5),
         );
     }
-    if status >= 500 {
-        return Problem::new(
-            503,
+    if status.is_server_error() {
+        return Problem::unavailable(
             "entra-unavailable",
-            "Upstream unavailable",
-            format!("Entra ID answered HTTP {status}; retry shortly"),
-        )
-        .with_retry_after(5);
+            format!("Entra ID answered HTTP {}; retry shortly", status.as_u16()),
+            5,
+        );
     }
-    let err: ErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let status = status.as_u16();
+    let err = ErrorBody::read(&resp.body);
     let ex = ctx.exchange;
-    let (tenant, app, authority) = (&ex.tenant_id, &ex.app_client_id, &ex.authority);
+    let profile = ctx.target.profile;
+    let (tenant, app, authority) = (ctx.target.tenant_id, &ex.app_client_id, &ex.authority);
     let a = ctx.assertion;
     let fic = format!(
         "the app registration {app} (in the managed identity's tenant {}) needs a federated identity credential with \
@@ -113,8 +153,8 @@ pub fn error_problem(resp: &Response, ctx: &Context) -> Problem {
         700016 => (
             "entra-app-not-in-tenant",
             format!(
-                "app {app} is not provisioned in tenant {tenant} (no service principal there), or app_client_id / \
-                 cross_tenant_id is wrong; an administrator of tenant {tenant} grants consent once at \
+                "app {app} is not provisioned in tenant {tenant} of profile '{profile}' (no service principal there), or \
+                 app_client_id / the profile's tenant id is wrong; an administrator of tenant {tenant} grants consent once at \
                  {authority}/{tenant}/adminconsent?client_id={app}"
             ),
         ),
@@ -135,19 +175,19 @@ pub fn error_problem(resp: &Response, ctx: &Context) -> Problem {
         ),
         90002 => (
             "entra-tenant-not-found",
-            format!("tenant {tenant} was not found at {authority}: check cross_tenant_id, and that the cloud variable matches tenant B's cloud"),
+            format!("tenant {tenant} of profile '{profile}' was not found at {authority}: check {} (the profile's tenant id), and that the cloud variable matches that tenant's cloud", ctx.target.slot.var("tenant_id")),
         ),
         500011 => (
             "entra-resource-not-in-tenant",
             format!(
-                "the resource {} has no service principal in tenant {tenant}: the service is not registered in that tenant, \
-                 or the resource URI is wrong for this cloud",
+                "the resource {} has no service principal in tenant {tenant} of profile '{profile}': the service is not \
+                 registered in that tenant, or the resource URI is wrong for this cloud",
                 ctx.resource
             ),
         ),
         700223 => (
             "entra-federation-disabled",
-            format!("workload identity federation is disabled in tenant {tenant} (or for app {app}) by policy: a tenant administrator must allow it"),
+            format!("workload identity federation is disabled in tenant {tenant} of profile '{profile}' (or for app {app}) by policy: a tenant administrator must allow it"),
         ),
         700236 => ("entra-fic-mismatch", format!("the federated credential has the wrong trust direction: {fic}")),
         7000215 | 7000222 | 7000218 => (
@@ -158,7 +198,7 @@ pub fn error_problem(resp: &Response, ctx: &Context) -> Problem {
         _ => (
             "entra-refused",
             format!(
-                "Entra ID refused the token exchange for app {app} in tenant {tenant}: HTTP {status}, {} (AADSTS{code})",
+                "Entra ID refused the token exchange for app {app} in tenant {tenant} of profile '{profile}': HTTP {status}, {} (AADSTS{code})",
                 truncate(or_none(&err.error), 100)
             ),
         ),
@@ -177,12 +217,18 @@ fn or_none(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_origin;
+    use crate::origin::parse as parse_origin;
     use crate::upstream::Head;
+
+    const TARGET: Target = Target {
+        tenant_id: "bbbbbbbb-0000-0000-0000-000000000000",
+        profile: "b",
+        slot: crate::settings::Slot::Default,
+    };
 
     fn exchange() -> Exchange {
         Exchange {
-            tenant_id: "bbbbbbbb-0000-0000-0000-000000000000".into(),
+            client_id: "c1c1c1c1-0000-0000-0000-000000000000".into(),
             app_client_id: "aaaaaaaa-0000-0000-0000-000000000000".into(),
             authority: parse_origin("https://login.microsoftonline.com").unwrap(),
             audience: "api://AzureADTokenExchange".into(),
@@ -195,7 +241,7 @@ mod tests {
         );
         Response {
             head: Head {
-                status,
+                status: StatusCode::from_u16(status).unwrap(),
                 headers: vec![],
             },
             body: body.into_bytes(),
@@ -204,9 +250,8 @@ mod tests {
 
     #[test]
     fn form_is_encoded_correctly() {
-        let r = token_request(&exchange(), "https://vault.azure.net", "a.b+c/d=");
-        let form: Vec<(String, String)> =
-            url::form_urlencoded::parse(&r.body).into_owned().collect();
+        let r = token_request(&exchange(), TARGET, "https://vault.azure.net", "a.b+c/d=");
+        let form = crate::urlenc::parse_query(std::str::from_utf8(&r.body).unwrap()).unwrap();
         assert_eq!(
             r.path_and_query,
             "/bbbbbbbb-0000-0000-0000-000000000000/oauth2/v2.0/token"
@@ -238,11 +283,16 @@ mod tests {
         };
         let ctx = Context {
             exchange: &ex,
+            target: TARGET,
             resource: "https://vault.azure.net",
             assertion: &claims,
         };
         let p = error_problem(&entra_error(400, 700016), &ctx);
-        assert_eq!((p.status, p.code), (502, "entra-app-not-in-tenant"));
+        assert_eq!(
+            (p.status.as_u16(), &*p.code),
+            (502, "entra-app-not-in-tenant")
+        );
+        assert!(p.detail.contains("profile 'b'"));
         assert!(p.detail.contains("https://login.microsoftonline.com/bbbbbbbb-0000-0000-0000-000000000000/adminconsent?client_id=aaaaaaaa-0000-0000-0000-000000000000"));
         for code in [70021, 700211, 700212, 700213] {
             let p = error_problem(&entra_error(400, code), &ctx);
@@ -275,7 +325,14 @@ mod tests {
             error_problem(&entra_error(400, 12345), &ctx).code,
             "entra-refused"
         );
-        assert_eq!(error_problem(&entra_error(503, 0), &ctx).status, 503);
+        assert_eq!(
+            error_problem(&entra_error(503, 0), &ctx).status.as_u16(),
+            503
+        );
+        assert!(
+            assertion_refused(&entra_error(400, 700024))
+                && !assertion_refused(&entra_error(400, 700016))
+        );
     }
 
     #[test]
@@ -299,6 +356,7 @@ mod tests {
         let claims = Claims::default();
         let ctx = Context {
             exchange: &ex,
+            target: TARGET,
             resource: "https://vault.azure.net",
             assertion: &claims,
         };
@@ -308,7 +366,7 @@ mod tests {
         );
         let resp = Response {
             head: Head {
-                status: 400,
+                status: StatusCode::BAD_REQUEST,
                 headers: vec![],
             },
             body: body.into_bytes(),

@@ -2,76 +2,115 @@
 //!
 //! Every failure is a [`Problem`]: an HTTP status, a stable machine `code` (callers and runbooks
 //! branch on it), a short title and a `detail` an operator can act on. Bodies follow RFC 9457
-//! (`application/problem+json`). Details never carry tokens, keys or secret values: they are built
-//! only from configuration values, names the caller sent, and upstream error *codes*.
+//! (`application/problem+json`). Details never carry tokens, keys, secret values or configured
+//! values a caller should not see: they are built from variable *names*, names the caller sent,
+//! and upstream error *codes*.
 
-use serde::Serialize;
+use crate::json;
+use http::StatusCode;
+use std::borrow::Cow;
 
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+pub(crate) const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+/// Longest `Retry-After` passed on to a caller: a service's hint of an hour is not ours to give.
+pub(crate) const MAX_RETRY_AFTER: u64 = 120;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub status: u16,
-    pub code: &'static str,
-    pub title: &'static str,
+pub(crate) struct Problem {
+    pub status: StatusCode,
+    pub code: Cow<'static, str>,
+    pub title: Cow<'static, str>,
     pub detail: String,
     /// Seconds for a `Retry-After` header (503 throttling).
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    code: &'a str,
-    detail: &'a str,
+/// A complete answer: status, headers, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Headers on every answer that carries a secret, a blob, a token or a problem: never cached,
+/// never sniffed.
+pub(crate) fn sensitive_headers(content_type: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", content_type.to_string()),
+        ("cache-control", "no-store".to_string()),
+        ("x-content-type-options", "nosniff".to_string()),
+    ]
+}
+
+impl Answer {
+    /// A complete body with its exact length.
+    pub(crate) fn new(status: StatusCode, content_type: &str, body: Vec<u8>) -> Answer {
+        let mut headers = sensitive_headers(content_type);
+        headers.push(("content-length", body.len().to_string()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
 }
 
 impl Problem {
-    pub fn new(
-        status: u16,
-        code: &'static str,
-        title: &'static str,
+    pub(crate) fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        title: impl Into<Cow<'static, str>>,
         detail: impl Into<String>,
     ) -> Self {
         Problem {
             status,
-            code,
-            title,
+            code: code.into(),
+            title: title.into(),
             detail: detail.into(),
             retry_after: None,
         }
     }
 
-    pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code.into();
+        self
+    }
+
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.clamp(1, MAX_RETRY_AFTER));
         self
     }
 
     // ---- caller mistakes (4xx) -------------------------------------------------------------
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(400, code, "Bad request", detail)
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
     }
 
-    pub fn route_not_found(path: &str) -> Self {
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", "")
+    }
+
+    pub(crate) fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "access-denied", "Forbidden", detail)
+    }
+
+    pub(crate) fn route_not_found(path: &str) -> Self {
         Self::new(
-            404,
+            StatusCode::NOT_FOUND,
             "route-not-found",
             "No such endpoint",
             format!(
                 "no endpoint at {}; the endpoints are /api/GetSecretSameTenant, /api/GetSecretCrossTenant, \
-                 /api/DownloadBlobSameTenant and /api/DownloadBlobCrossTenant",
+                 /api/DownloadBlobSameTenant, /api/DownloadBlobCrossTenant and /api/acr/token",
                 truncate(path, 100)
             ),
         )
     }
 
-    pub fn method_not_allowed(method: &str) -> Self {
+    pub(crate) fn method_not_allowed(method: &str) -> Self {
         Self::new(
-            405,
+            StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
             "Method not allowed",
             format!("{} is not supported; use GET", truncate(method, 20)),
@@ -80,18 +119,19 @@ impl Problem {
 
     // ---- our own configuration (500) ---------------------------------------------------------
 
-    pub fn config(variable: &str, detail: impl std::fmt::Display) -> Self {
+    /// A variable holds something unusable. `why` must not repeat the value.
+    pub(crate) fn config(variable: &str, why: impl std::fmt::Display) -> Self {
         Self::new(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "configuration-invalid",
             "Configuration error",
-            format!("Spin variable '{variable}': {detail}"),
+            format!("Spin variable '{variable}': {why}"),
         )
     }
 
-    pub fn config_missing(variable: &str, what: &str) -> Self {
+    pub(crate) fn config_missing(variable: &str, what: &str) -> Self {
         Self::new(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "configuration-missing",
             "Configuration error",
             format!(
@@ -104,18 +144,34 @@ impl Problem {
 
     // ---- upstream outcomes --------------------------------------------------------------------
 
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(404, code, "Not found", detail)
+    pub(crate) fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, "Not found", detail)
     }
 
     /// An upstream service refused our identity or failed in a way the operator must fix.
-    pub fn upstream(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(502, code, "Upstream refused or failed", detail)
+    pub(crate) fn upstream(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            code,
+            "Upstream refused or failed",
+            detail,
+        )
     }
 
-    pub fn throttled(service: &str, retry_after: u64) -> Self {
+    pub(crate) fn unavailable(code: &'static str, detail: impl Into<String>, retry: u64) -> Self {
         Self::new(
-            503,
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "Upstream unavailable",
+            detail,
+        )
+        .with_retry_after(retry)
+    }
+
+    pub(crate) fn throttled(service: &str, retry_after: u64) -> Self {
+        let retry_after = retry_after.clamp(1, MAX_RETRY_AFTER);
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
             "upstream-throttled",
             "Upstream throttled",
             format!("{service} is throttling requests; retry after {retry_after} s"),
@@ -123,25 +179,49 @@ impl Problem {
         .with_retry_after(retry_after)
     }
 
-    pub fn timeout(detail: impl Into<String>) -> Self {
-        Self::new(504, "upstream-timeout", "Upstream timed out", detail)
+    pub(crate) fn timeout(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream-timeout",
+            "Upstream timed out",
+            detail,
+        )
     }
 
-    /// The JSON body. Serialisation of these plain fields cannot fail.
-    pub fn body(&self) -> Vec<u8> {
-        let body = Body {
-            kind: format!("urn:tenant-bridge:problem:{}", self.code),
-            title: self.title,
-            status: self.status,
-            code: self.code,
-            detail: &self.detail,
-        };
-        serde_json::to_vec(&body).unwrap_or_default()
+    /// The JSON body.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        json::Object::with_capacity(128 + self.detail.len())
+            .str("type", &format!("urn:tenant-bridge:problem:{}", self.code))
+            .str("title", &self.title)
+            .num("status", self.status.as_u16())
+            .str("code", &self.code)
+            .str("detail", &self.detail)
+            .finish()
+            .into_bytes()
+    }
+
+    /// The HTTP answer for this problem.
+    pub(crate) fn answer(&self) -> Answer {
+        if self.status == StatusCode::UNAUTHORIZED {
+            // Functions answers a missing or wrong key with an empty 401.
+            let mut a = Answer::new(StatusCode::UNAUTHORIZED, "text/plain", Vec::new());
+            a.headers.retain(|(k, _)| *k != "content-type");
+            return a;
+        }
+        let mut a = Answer::new(self.status, PROBLEM_CONTENT_TYPE, self.body());
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            a.headers.push(("allow", "GET".to_string()));
+        }
+        if let Some(s) = self.retry_after {
+            a.headers
+                .push(("retry-after", s.clamp(1, MAX_RETRY_AFTER).to_string()));
+        }
+        a
     }
 }
 
 /// Cuts caller-controlled text that is echoed in a detail, so bodies and logs stay bounded.
-pub fn truncate(text: &str, max_chars: usize) -> String {
+pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
     let mut out: String = text.chars().take(max_chars).collect();
     if text.chars().count() > max_chars {
         out.push('…');
@@ -152,6 +232,13 @@ pub fn truncate(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
+        a.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
 
     #[test]
     fn body_is_rfc9457_with_stable_code() {
@@ -168,17 +255,45 @@ mod tests {
     }
 
     #[test]
-    fn config_missing_names_the_variable_and_env_form() {
-        let p = Problem::config_missing("keyvault_endpoint", "the same-tenant vault URL");
-        assert_eq!(p.status, 500);
-        assert!(p.detail.contains("'keyvault_endpoint'"));
-        assert!(p.detail.contains("SPIN_VARIABLE_KEYVAULT_ENDPOINT"));
+    fn every_problem_answer_is_no_store_and_nosniff_with_exact_length() {
+        for p in [
+            Problem::bad_request("missing-parameter", "x"),
+            Problem::throttled("Key Vault", 7),
+            Problem::method_not_allowed("POST"),
+            Problem::unauthorized(),
+        ] {
+            let a = p.answer();
+            assert_eq!(header(&a, "cache-control"), Some("no-store"));
+            assert_eq!(header(&a, "x-content-type-options"), Some("nosniff"));
+            assert_eq!(
+                header(&a, "content-length"),
+                Some(a.body.len().to_string().as_str())
+            );
+        }
+        assert_eq!(
+            header(&Problem::method_not_allowed("PUT").answer(), "allow"),
+            Some("GET")
+        );
+        let unauthorized = Problem::unauthorized().answer();
+        assert!(unauthorized.body.is_empty() && header(&unauthorized, "content-type").is_none());
     }
 
     #[test]
-    fn throttled_carries_retry_after() {
-        let p = Problem::throttled("Key Vault", 7);
-        assert_eq!((p.status, p.retry_after), (503, Some(7)));
+    fn retry_after_is_capped() {
+        let a = Problem::throttled("Key Vault", 86_400).answer();
+        assert_eq!(
+            header(&a, "retry-after"),
+            Some(MAX_RETRY_AFTER.to_string().as_str())
+        );
+        assert_eq!(Problem::throttled("x", 0).retry_after, Some(1));
+    }
+
+    #[test]
+    fn config_missing_names_the_variable_and_env_form() {
+        let p = Problem::config_missing("keyvault_endpoint", "the same-tenant vault URL");
+        assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(p.detail.contains("'keyvault_endpoint'"));
+        assert!(p.detail.contains("SPIN_VARIABLE_KEYVAULT_ENDPOINT"));
     }
 
     #[test]

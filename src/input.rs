@@ -6,29 +6,36 @@
 
 use crate::errors::{truncate, Problem};
 
-/// Query parameters in order, percent-decoded (`+` is a space, as in ASP.NET).
-pub struct Query {
+/// Query parameters in order, percent-decoded (`+` is a space), looked up by name
+/// case-insensitively — as ASP.NET Core, so `?Key=` and `?Code=` work as in the original.
+pub(crate) struct Query {
     pairs: Vec<(String, String)>,
 }
 
 impl Query {
-    pub fn parse(raw: &str) -> Query {
-        let pairs = url::form_urlencoded::parse(raw.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        Query { pairs }
+    /// Refuses a query that is not UTF-8 after percent-decoding (a 400, never a U+FFFD
+    /// replacement that would make `%FF` and `%FE` name the same blob).
+    pub(crate) fn parse(raw: &str) -> Result<Query, Problem> {
+        crate::urlenc::parse_query(raw)
+            .map(|pairs| Query { pairs })
+            .map_err(|n| {
+                Problem::bad_request(
+                    "invalid-encoding",
+                    format!("query parameter {n} is not UTF-8 after percent-decoding"),
+                )
+            })
     }
 
-    pub fn all(&self, name: &str) -> Vec<String> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.pairs
             .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
             .collect()
     }
 
     /// Exactly one value, or a 400 naming the parameter.
-    pub fn required(&self, name: &str) -> Result<String, Problem> {
+    pub(crate) fn required(&self, name: &str) -> Result<String, Problem> {
         match self.optional(name)? {
             Some(v) => Ok(v),
             None => Err(Problem::bad_request(
@@ -39,11 +46,10 @@ impl Query {
     }
 
     /// At most one value.
-    pub fn optional(&self, name: &str) -> Result<Option<String>, Problem> {
-        let mut values = self.all(name);
-        match values.len() {
-            0 => Ok(None),
-            1 => Ok(values.pop()),
+    pub(crate) fn optional(&self, name: &str) -> Result<Option<String>, Problem> {
+        match self.all(name).as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.to_string())),
             _ => Err(Problem::bad_request(
                 "duplicate-parameter",
                 format!("query parameter '{name}' is given more than once"),
@@ -53,7 +59,7 @@ impl Query {
 }
 
 /// Key Vault secret names: `^[0-9A-Za-z-]{1,127}$`.
-pub fn secret_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn secret_name(name: &str) -> Result<(), Problem> {
     let ok = (1..=127).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if ok {
@@ -70,7 +76,7 @@ pub fn secret_name(name: &str) -> Result<(), Problem> {
 }
 
 /// Secret versions: 32 hexadecimal characters.
-pub fn secret_version(version: &str) -> Result<(), Problem> {
+pub(crate) fn secret_version(version: &str) -> Result<(), Problem> {
     if version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
@@ -86,7 +92,7 @@ pub fn secret_version(version: &str) -> Result<(), Problem> {
 
 /// Container names: 3-63 of `[a-z0-9-]`, starting and ending alphanumeric, no `--`; or the
 /// special `$root` / `$web` containers.
-pub fn container_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn container_name(name: &str) -> Result<(), Problem> {
     let b = name.as_bytes();
     let ok = name == "$root"
         || name == "$web"
@@ -109,12 +115,12 @@ pub fn container_name(name: &str) -> Result<(), Problem> {
     }
 }
 
-pub const MAX_BLOB_NAME_CHARS: usize = 1024;
-pub const MAX_BLOB_SEGMENTS: usize = 254;
+pub(crate) const MAX_BLOB_NAME_CHARS: usize = 1024;
+pub(crate) const MAX_BLOB_SEGMENTS: usize = 254;
 
 /// Blob names: 1-1024 characters, no control characters or backslashes, at most 254 `/`
 /// segments, none empty, `.`/`..` (also percent-encoded) or ending in `.`.
-pub fn blob_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn blob_name(name: &str) -> Result<(), Problem> {
     let fail = |why: &str| {
         Err(Problem::bad_request(
             "invalid-blob-name",
@@ -157,17 +163,100 @@ pub fn blob_name(name: &str) -> Result<(), Problem> {
 fn fully_percent_decoded(seg: &str) -> String {
     let mut current = seg.to_string();
     for _ in 0..4 {
-        let next: String =
-            url::form_urlencoded::parse(format!("x={}", current.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
+        // A segment that stops being UTF-8 when decoded cannot be a dot; keep it as it is.
+        let Ok(next) = crate::urlenc::decode_component(&current.replace('+', "%2B")) else {
+            break;
+        };
         if next == current {
             break;
         }
         current = next;
     }
     current
+}
+
+/// Repository names, the distribution spec's grammar: `/`-separated components of lowercase
+/// letters and digits joined by `.`, `_`, `__` or runs of `-`; at most 255 characters.
+pub(crate) fn repository_name(name: &str) -> Result<(), Problem> {
+    fn component(c: &str) -> bool {
+        let b = c.as_bytes();
+        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            if alnum(b[i]) {
+                i += 1;
+                continue;
+            }
+            // A separator: ".", "_", "__" or one or more "-", followed by an alphanumeric.
+            let start = i;
+            match b[i] {
+                b'.' => i += 1,
+                b'_' => i += if b.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+                b'-' => {
+                    while b.get(i) == Some(&b'-') {
+                        i += 1;
+                    }
+                }
+                _ => return false,
+            }
+            if i == start || !b.get(i).copied().is_some_and(alnum) {
+                return false;
+            }
+        }
+        true
+    }
+    if name.len() <= 255 && name.split('/').all(component) {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "invalid-repository-name",
+            format!(
+                "'{}' is not a repository name: lowercase letters and digits in '/'-separated parts, joined by '.', '_', '__' or '-'",
+                printable(name)
+            ),
+        ))
+    }
+}
+
+/// A registry login server as callers name it: `host[:port]` (ACR's have no port; a port is
+/// for registries in tests and behind custom DNS).
+pub(crate) fn registry(name: &str) -> Result<crate::origin::Origin, Problem> {
+    let plain = !name.is_empty() && !name.contains(['/', '?', '#', '@', '[']);
+    plain
+        .then(|| crate::origin::parse(&format!("https://{name}")).ok())
+        .flatten()
+        .filter(|o| o.host.contains('.'))
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-registry-name",
+                format!(
+                    "'{}' is not a registry login server like myregistry.azurecr.io",
+                    printable(name)
+                ),
+            )
+        })
+}
+
+/// `tenant=` values: profile names.
+pub(crate) fn profile_name(name: &str) -> Result<(), Problem> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "invalid-tenant",
+            format!(
+                "'{}' is not a tenant profile name: 1-32 letters, digits, '-' and '_'",
+                printable(name)
+            ),
+        ))
+    }
 }
 
 /// Caller text as it may appear in a problem detail: bounded and without control characters.
@@ -185,12 +274,17 @@ mod tests {
 
     #[test]
     fn query_decodes_and_detects_duplicates() {
-        let q = Query::parse("key=a%2Db&version=&x=1&x=2&blob=a+b");
+        let q = Query::parse("key=a%2Db&version=&x=1&X=2&blob=a+b").unwrap();
         assert_eq!(q.required("key").unwrap(), "a-b");
         assert_eq!(q.optional("version").unwrap().as_deref(), Some(""));
         assert_eq!(q.required("x").unwrap_err().code, "duplicate-parameter");
         assert_eq!(q.required("nope").unwrap_err().code, "missing-parameter");
         assert_eq!(q.required("blob").unwrap(), "a b");
+        assert_eq!(q.required("KEY").unwrap(), "a-b");
+        assert_eq!(
+            Query::parse("blob=%FF").err().unwrap().code,
+            "invalid-encoding"
+        );
     }
 
     #[test]
@@ -266,6 +360,61 @@ mod tests {
             assert!(blob_name(bad).is_err(), "{bad:?}");
         }
         assert!(blob_name(&vec!["d"; 254].join("/")).is_ok());
+    }
+
+    #[test]
+    fn repository_names_follow_the_distribution_grammar() {
+        for ok in [
+            "a",
+            "base/alpine",
+            "a.b_c__d---e/f0",
+            "x/y/z",
+            &"a".repeat(255),
+        ] {
+            assert!(repository_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "a_",
+            "-a",
+            "a..b",
+            "a___b",
+            "a:b",
+            "a*",
+            "a b",
+            &"a".repeat(256),
+        ] {
+            assert!(repository_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_and_tenant_names() {
+        assert_eq!(
+            registry("Hub.AzureCR.io").unwrap().to_string(),
+            "https://hub.azurecr.io"
+        );
+        assert_eq!(registry("hub.azurecr.io:8443").unwrap().port, Some(8443));
+        for bad in [
+            "",
+            "hub",
+            "https://hub.azurecr.io",
+            "[::1]",
+            "hub.azurecr.io/x",
+            "u@hub.azurecr.io",
+        ] {
+            assert!(registry(bad).is_err(), "{bad}");
+        }
+        assert!(profile_name("c").is_ok() && profile_name("prod-eu_1").is_ok());
+        assert!(
+            profile_name("").is_err()
+                && profile_name("a.b").is_err()
+                && profile_name(&"a".repeat(33)).is_err()
+        );
     }
 
     #[test]

@@ -1,30 +1,43 @@
-//! Key Vault Get Secret (azure-wire §4) with the SDKs' challenge flow: learn the vault's tenant
-//! and token resource from its 401 challenge, trust the challenge only if the resource host is a
-//! suffix of the vault host, refuse to send a token to a vault of another tenant, and retry once
-//! with a new token when a cached one is refused.
+//! Key Vault Get Secret with the SDKs' challenge flow, stricter: a vault's 401 challenge tells
+//! its tenant and token resource; the resource must be exactly the cloud's Key Vault resource and
+//! a parent domain of the vault host, and the tenant must be the one the profile targets (and the
+//! one the token was issued in), or no token is sent.
+//!
+//! The vault's token is cached per vault, so a warm request is one cache read and one GET.
 
-use crate::config::{self, Origin, Tenant};
+use crate::authorize::{authorize, Attempt};
+use crate::cache;
+use crate::cloud::{Cloud, TokenService};
+use crate::context::Context;
+use crate::credential::Credential;
 use crate::errors::{truncate, Problem};
-use crate::identity::{self, Env, Scope};
+use crate::json::{self, Value};
+use crate::jwt;
+use crate::origin::Origin;
+use crate::retry;
+use crate::token::Token;
 use crate::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
-use serde::{Deserialize, Serialize};
+use http::StatusCode;
+use std::cell::RefCell;
 
-pub const API_VERSION: &str = "7.5";
+pub(crate) const API_VERSION: &str = "7.5";
 
 /// What a vault's challenge told us.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Challenge {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Challenge {
     pub tenant: String,
     pub resource: String,
 }
 
 /// Parses `Bearer authorization="https://login.windows.net/{tenant}", resource="https://vault.azure.net"`
 /// (also `authorization_uri` and `scope` spellings). `None` when either part is missing.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let rest = header
-        .trim()
-        .strip_prefix("Bearer")
-        .or_else(|| header.trim().strip_prefix("bearer"))?;
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+    // The scheme is case-insensitive (RFC 9110).
+    let header = header.trim();
+    let (scheme, rest) = header.split_at(header.find(char::is_whitespace)?);
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
     let mut authorization = None;
     let mut resource = None;
     for part in split_params(rest) {
@@ -39,15 +52,18 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
             _ => {}
         }
     }
-    let authorization = url::Url::parse(&authorization?).ok()?;
-    let tenant = authorization
-        .path_segments()?
+    let authorization = authorization?;
+    let after_scheme = authorization
+        .strip_prefix("https://")
+        .or_else(|| authorization.strip_prefix("http://"))?;
+    let (_host, path) = after_scheme.split_once('/')?;
+    let tenant = path
+        .split(['/', '?', '#'])
         .next()
         .filter(|t| !t.is_empty())?
         .to_ascii_lowercase();
     let resource = resource?.trim_end_matches('/').to_string();
-    url::Url::parse(&resource).ok()?.host_str()?;
-    Some(Challenge { tenant, resource })
+    Some(Challenge { tenant, resource }).filter(|c| !c.resource.is_empty())
 }
 
 /// Splits on commas outside quotes.
@@ -72,73 +88,58 @@ fn split_params(s: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The SDKs' rule: the vault host must end with "." + the challenge resource's host.
-pub fn resource_matches_vault(vault: &Origin, resource: &str) -> bool {
-    let Some(host) = url::Url::parse(resource)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-    else {
-        return false;
-    };
-    vault.host.ends_with(&format!(".{host}"))
+/// The challenge's resource must be exactly the cloud's Key Vault resource (no port, path,
+/// userinfo or plain http), and the vault host a subdomain of it.
+pub(crate) fn resource_matches_vault(cloud: Cloud, vault: &Origin, resource: &str) -> bool {
+    let expected = cloud.vault_resource();
+    let host = &expected["https://".len()..];
+    resource.eq_ignore_ascii_case(expected)
+        && vault.host.len() > host.len() + 1
+        && vault.host.ends_with(host)
+        && vault.host[..vault.host.len() - host.len()].ends_with('.')
 }
 
-pub fn secret_path(name: &str, version: Option<&str>) -> String {
+pub(crate) fn secret_path(name: &str, version: Option<&str>) -> String {
     match version {
         Some(v) => format!("/secrets/{name}/{v}?api-version={API_VERSION}"),
         None => format!("/secrets/{name}?api-version={API_VERSION}"),
     }
 }
 
-#[derive(Deserialize)]
-struct SecretBundle {
-    value: String,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: ErrorInner,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorInner {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    innererror: Option<Box<ErrorInner>>,
-}
-
-/// The most specific error code Key Vault gave.
+/// The most specific error code Key Vault gave (`error.innererror.code`, else `error.code`)
+/// and its message; empty when the body says nothing readable.
 fn error_code(body: &[u8]) -> (String, String) {
-    let b: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let inner = b
-        .error
-        .innererror
+    let doc = json::parse(body);
+    let error = doc
         .as_ref()
-        .map(|i| i.code.clone())
+        .and_then(|d| d.pick(["error"]))
+        .and_then(|[e]| e);
+    let [code, message, inner] = error
+        .and_then(|e| e.pick(["code", "message", "innererror"]))
+        .unwrap_or_default();
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
+    let inner = inner
+        .and_then(|i| i.pick(["code"]))
+        .and_then(|[c]| c)
+        .and_then(Value::as_str)
         .filter(|c| !c.is_empty());
-    (
-        truncate(&inner.unwrap_or(b.error.code), 100),
-        b.error.message,
-    )
+    (truncate(inner.unwrap_or(&text(code)), 100), text(message))
 }
 
-pub struct Target<'a> {
+/// The secret a request asks for, for error details.
+pub(crate) struct Target<'a> {
+    pub cloud: Cloud,
     pub vault: &'a Origin,
-    pub tenant: Tenant,
     pub name: &'a str,
     pub version: Option<&'a str>,
 }
 
 /// Maps a Key Vault answer other than 200.
-pub fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
+pub(crate) fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
     let (code, message) = error_code(&resp.body);
     let vault = target.vault;
     let name = target.name;
-    match (resp.status(), code.as_str()) {
+    match (resp.status().as_u16(), code.as_str()) {
         (404, _) => Problem::not_found(
             "secret-not-found",
             match target.version {
@@ -146,7 +147,7 @@ pub fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
                 None => format!("secret '{name}' does not exist in {vault} (or is deleted)"),
             },
         ),
-        (403, "SecretDisabled") => Problem::new(409, "secret-disabled", "Secret disabled", format!("secret '{name}' in {vault} is disabled: enable it or request another version")),
+        (403, "SecretDisabled") => Problem::new(StatusCode::CONFLICT, "secret-disabled", "Secret disabled", format!("secret '{name}' in {vault} is disabled: enable it or request another version")),
         (403, "ForbiddenByRbac") => Problem::upstream(
             "keyvault-forbidden-rbac",
             format!("Key Vault refused the identity (ForbiddenByRbac): grant 'Key Vault Secrets User' on {vault} to {who}"),
@@ -159,8 +160,9 @@ pub fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
             "keyvault-network",
             format!(
                 "Key Vault {vault} refused the connection (ForbiddenByFirewall): the request did not arrive through an allowed network. \
-                 Check that {} resolves to the private endpoint's IP (private DNS zone privatelink.vaultcore.azure.net linked to the cluster VNet)",
-                vault.host
+                 Check that {} resolves to the private endpoint's IP (private DNS zone {} linked to the cluster VNet)",
+                vault.host,
+                target.cloud.private_dns_zone(TokenService::Vault)
             ),
         ),
         (403, "ForbiddenByConnection") => Problem::upstream(
@@ -179,151 +181,184 @@ pub fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
     }
 }
 
-fn challenge_key(vault: &Origin) -> String {
-    format!("challenge|v1|{vault}")
+fn challenge_invalid(vault: &Origin) -> Problem {
+    Problem::upstream(
+        "keyvault-challenge-invalid",
+        format!("{vault} answered 401 without a Bearer challenge naming authorization and resource: is it really a Key Vault endpoint?"),
+    )
+}
+
+const REQUEST_ID: &str = "x-ms-client-request-id";
+
+/// A token for one vault: the underlying credential's, fetched only after the vault's
+/// challenge has shown that the vault belongs to the expected tenant and wants the cloud's Key
+/// Vault resource.
+pub(crate) struct VaultCredential<'a, C: Credential> {
+    pub inner: C,
+    pub cloud: Cloud,
+    pub vault: &'a Origin,
+    /// The tenant the profile targets; `None` for the managed identity's own tenant (then the
+    /// token's own tenant is what the vault must name).
+    pub expected_tenant: Option<&'a str>,
+    /// Shown in mismatch details: which variable chose the vault.
+    pub vault_variable: &'a str,
+    pub target: &'a Target<'a>,
+    /// A challenge already in hand (the one a refusal carried), used instead of probing.
+    pub pending: RefCell<Option<Challenge>>,
+}
+
+impl<C: Credential> VaultCredential<'_, C> {
+    fn challenge<T: Transport>(&self, ctx: &Context<T>) -> Result<Challenge, Problem> {
+        if let Some(c) = self.pending.borrow_mut().take() {
+            return Ok(c);
+        }
+        // The SDKs' first step: an unauthenticated request, answered with the challenge.
+        let req = Request::get(
+            Service::KeyVault,
+            self.vault,
+            secret_path(self.target.name, self.target.version),
+        )
+        .header(REQUEST_ID, ctx.request_id);
+        let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Err(error_problem(
+                &resp,
+                self.target,
+                &self.inner.principal(None),
+            ));
+        }
+        resp.header("www-authenticate")
+            .and_then(parse_challenge)
+            .ok_or_else(|| challenge_invalid(self.vault))
+    }
+
+    fn check_resource(&self, challenge: &Challenge) -> Result<(), Problem> {
+        if resource_matches_vault(self.cloud, self.vault, &challenge.resource) {
+            return Ok(());
+        }
+        Err(Problem::upstream(
+            "keyvault-challenge-invalid",
+            format!(
+                "{} challenged for resource '{}', which is not the {} cloud's Key Vault resource {} of which the vault \
+                 host is a subdomain; refusing to send it a token (check {})",
+                self.vault,
+                truncate(&challenge.resource, 100),
+                self.cloud.name(),
+                self.cloud.vault_resource(),
+                self.vault_variable
+            ),
+        ))
+    }
+
+    fn check_tenant(&self, challenge: &Challenge, tenant: &str) -> Result<(), Problem> {
+        if challenge.tenant == tenant {
+            return Ok(());
+        }
+        Err(Problem::upstream(
+            "keyvault-tenant-mismatch",
+            format!(
+                "vault {} belongs to tenant {}, but the token is for tenant {tenant}: no token was sent; \
+                 point {} at a vault of that tenant or correct {}",
+                self.vault,
+                truncate(&challenge.tenant, 40),
+                self.vault_variable,
+                tenant_variable(self.vault_variable)
+            ),
+        ))
+    }
+}
+
+impl<C: Credential> Credential for VaultCredential<'_, C> {
+    fn cache_key(&self) -> String {
+        cache::key("kv", &[&self.inner.cache_key(), &self.vault.to_string()])
+    }
+
+    fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
+        let challenge = self.challenge(ctx)?;
+        self.check_resource(&challenge)?;
+        if let Some(tenant) = self.expected_tenant {
+            self.check_tenant(&challenge, tenant)?;
+        }
+        let token = self.inner.fetch(ctx)?;
+        // Whatever was configured, the token's own tenant must be the vault's.
+        if let Some(tid) = jwt::claims(&token.secret)
+            .map(|c| c.tid.to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+        {
+            self.check_tenant(&challenge, &tid)?;
+        }
+        Ok(token)
+    }
+
+    fn principal(&self, token: Option<&str>) -> String {
+        self.inner.principal(token)
+    }
+
+    fn refused(&self, challenge: Option<&str>) -> Result<(), Problem> {
+        let challenge = challenge
+            .and_then(parse_challenge)
+            .ok_or_else(|| challenge_invalid(self.vault))?;
+        *self.pending.borrow_mut() = Some(challenge);
+        Ok(())
+    }
 }
 
 /// Reads a secret's value.
-pub fn get_secret<T: Transport>(
-    env: &Env<T>,
-    tenant: Tenant,
-    name: &str,
-    version: Option<&str>,
+pub(crate) fn get_secret<T: Transport, C: Credential>(
+    ctx: &Context<T>,
+    credential: &VaultCredential<C>,
 ) -> Result<String, Problem> {
-    let cloud = config::cloud(env.vars)?;
-    let vault = config::vault(env.vars, tenant)?;
-    identity::preflight(env.vars, tenant, cloud)?;
-    let target = Target {
-        vault: &vault,
-        tenant,
-        name,
-        version,
-    };
-    let path = secret_path(name, version);
-    let request = |token: Option<&str>| {
-        let req = Request::get(Service::KeyVault, &vault, path.clone())
-            .header("x-ms-client-request-id", env.request_id.clone());
-        match token {
-            Some(t) => req.header("Authorization", format!("Bearer {t}")),
-            None => req,
-        }
-    };
-    let send = |req: &Request| crate::retry::send(env, req)?.map_err(|e| net_problem(req, &e));
-
-    let mut challenge = match env
-        .store
-        .get(&challenge_key(&vault))
-        .and_then(|v| serde_json::from_slice::<Challenge>(&v).ok())
-    {
-        Some(c) => c,
-        None => {
-            let resp = send(&request(None))?;
+    let target = credential.target;
+    let path = secret_path(target.name, target.version);
+    authorize(
+        ctx,
+        credential,
+        target.vault,
+        TokenService::Vault,
+        |token| {
+            let req = Request::get(Service::KeyVault, target.vault, path.clone())
+                .header(REQUEST_ID, ctx.request_id)
+                .header("authorization", format!("Bearer {}", token.secret));
+            let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+            // Who the vault saw, for refusals only: it decodes the token.
+            let who = || credential.principal(Some(&token.secret));
             match resp.status() {
-                401 => challenge_from(&resp, &vault)?,
-                _ => {
-                    return Err(error_problem(
-                        &resp,
-                        &target,
-                        &identity::principal(tenant, env.vars, None),
-                    ))
-                }
+                StatusCode::OK => json::string_member(&resp.body, "value")
+                    .map(Attempt::Done)
+                    .ok_or_else(|| {
+                        Problem::upstream(
+                            "keyvault-failed",
+                            format!(
+                                "Key Vault {} answered 200 without a secret value",
+                                target.vault
+                            ),
+                        )
+                    }),
+                StatusCode::UNAUTHORIZED => Ok(Attempt::Refused {
+                    problem: error_problem(&resp, target, &who()),
+                    challenge: resp.header("www-authenticate").map(str::to_string),
+                }),
+                _ => Err(error_problem(&resp, target, &who())),
             }
-        }
-    };
-    for attempt in 0..2 {
-        check_challenge(env, &vault, tenant, &challenge)?;
-        if let Ok(v) = serde_json::to_vec(&challenge) {
-            env.store.set(&challenge_key(&vault), &v);
-        }
-        let scope = Scope {
-            cloud,
-            tenant,
-            resource: &challenge.resource,
-        };
-        let token = identity::access_token(env, &scope)?;
-        let resp = send(&request(Some(&token)))?;
-        match resp.status() {
-            200 => {
-                let bundle: SecretBundle = serde_json::from_slice(&resp.body).map_err(|_| {
-                    Problem::upstream(
-                        "keyvault-failed",
-                        format!("Key Vault {vault} answered 200 without a secret value"),
-                    )
-                })?;
-                return Ok(bundle.value);
-            }
-            401 if attempt == 0 => {
-                // A cached token or challenge went stale (rotation, vault moved): start over once.
-                identity::forget(env, &scope)?;
-                challenge = challenge_from(&resp, &vault)?;
-            }
-            _ => {
-                return Err(error_problem(
-                    &resp,
-                    &target,
-                    &identity::principal(tenant, env.vars, Some(&token)),
-                ))
-            }
-        }
-    }
-    // Both attempts answered 401: the second one's refusal was mapped above, so this is only
-    // reached if the loop bound changes.
-    Err(Problem::upstream(
-        "keyvault-token-refused",
-        format!("Key Vault {vault} refused a freshly issued token"),
-    ))
+        },
+    )
 }
 
-fn challenge_from(resp: &Response, vault: &Origin) -> Result<Challenge, Problem> {
-    resp.header("www-authenticate").and_then(parse_challenge).ok_or_else(|| {
-        Problem::upstream(
-            "keyvault-challenge-invalid",
-            format!("{vault} answered 401 without a Bearer challenge naming authorization and resource: is it really a Key Vault endpoint?"),
-        )
-    })
-}
-
-/// Refuses a challenge that would send our token somewhere it does not belong.
-fn check_challenge<T: Transport>(
-    env: &Env<T>,
-    vault: &Origin,
-    tenant: Tenant,
-    challenge: &Challenge,
-) -> Result<(), Problem> {
-    if !resource_matches_vault(vault, &challenge.resource) {
-        return Err(Problem::upstream(
-            "keyvault-challenge-invalid",
-            format!(
-                "{vault} challenged for resource '{}', which is not a parent domain of the vault host; refusing to send it a token \
-                 (check the endpoint variable)",
-                truncate(&challenge.resource, 100)
-            ),
-        ));
+/// The tenant id variable of the profile whose vault is `vault_variable`
+/// (`cross_keyvault_endpoint` -> `cross_tenant_id`, `profile2_keyvault_endpoint` ->
+/// `profile2_tenant_id`; the same-tenant vault has none).
+fn tenant_variable(vault_variable: &str) -> String {
+    match vault_variable.strip_suffix("keyvault_endpoint") {
+        Some(prefix) if !prefix.is_empty() => format!("{prefix}tenant_id"),
+        _ => "the tenant id".to_string(),
     }
-    if tenant == Tenant::Cross {
-        let configured = config::required_guid(
-            env.vars,
-            config::var::CROSS_TENANT_ID,
-            "tenant B's directory (tenant) id",
-        )?;
-        if challenge.tenant != configured {
-            return Err(Problem::upstream(
-                "keyvault-tenant-mismatch",
-                format!(
-                    "vault {vault} belongs to tenant {}, but the cross-tenant id (cross_tenant_id) is {configured}: no token was sent; \
-                     point cross_keyvault_endpoint at tenant B's vault or correct cross_tenant_id",
-                    truncate(&challenge.tenant, 40)
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_origin;
+    use crate::origin::parse as parse_origin;
+    use crate::upstream::Head;
 
     #[test]
     fn parses_real_challenge_forms() {
@@ -335,7 +370,7 @@ mod tests {
                 resource: "https://vault.azure.net".into()
             }
         );
-        let c = parse_challenge(r#"Bearer authorization_uri="https://login.microsoftonline.com/t1/", scope="https://vault.azure.net/.default""#).unwrap();
+        let c = parse_challenge(r#"BEARER authorization_uri="https://login.microsoftonline.com/t1/", scope="https://vault.azure.net/.default""#).unwrap();
         assert_eq!(
             (c.tenant.as_str(), c.resource.as_str()),
             ("t1", "https://vault.azure.net")
@@ -343,29 +378,55 @@ mod tests {
     }
 
     #[test]
-    fn rejects_incomplete_or_foreign_challenges() {
+    fn rejects_incomplete_challenges() {
         for bad in [
             "",
             "Basic realm=x",
             r#"Bearer resource="https://vault.azure.net""#,
             r#"Bearer authorization="https://login.windows.net/t""#,
             r#"Bearer authorization="nope", resource="x""#,
+            r#"Bearer authorization="https://login.windows.net/", resource="https://vault.azure.net""#,
         ] {
             assert!(parse_challenge(bad).is_none(), "{bad}");
         }
     }
 
     #[test]
-    fn challenge_resource_must_be_a_parent_domain() {
+    fn challenge_resource_must_be_exactly_the_clouds_vault_resource() {
         let vault = parse_origin("https://contoso.vault.azure.net").unwrap();
-        assert!(resource_matches_vault(&vault, "https://vault.azure.net"));
-        assert!(!resource_matches_vault(&vault, "https://evil.example.com"));
-        assert!(!resource_matches_vault(
-            &vault,
-            "https://contoso.vault.azure.net"
-        ));
+        let c = Cloud::Public;
+        assert!(resource_matches_vault(c, &vault, "https://vault.azure.net"));
+        for bad in [
+            "https://net",
+            "https://azure.net",
+            "http://vault.azure.net",
+            "https://vault.azure.net:443",
+            "https://vault.azure.net/path",
+            "https://user@vault.azure.net",
+            "https://evil.example.com",
+            "https://contoso.vault.azure.net",
+            "https://vault.usgovcloudapi.net",
+        ] {
+            assert!(!resource_matches_vault(c, &vault, bad), "{bad}");
+        }
         let sneaky = parse_origin("https://contoso.vault.azure.net.evil.com").unwrap();
-        assert!(!resource_matches_vault(&sneaky, "https://vault.azure.net"));
+        assert!(!resource_matches_vault(
+            c,
+            &sneaky,
+            "https://vault.azure.net"
+        ));
+        let glued = parse_origin("https://evilvault.azure.net").unwrap();
+        assert!(!resource_matches_vault(
+            c,
+            &glued,
+            "https://vault.azure.net"
+        ));
+        let gov = parse_origin("https://v.vault.usgovcloudapi.net").unwrap();
+        assert!(resource_matches_vault(
+            Cloud::UsGov,
+            &gov,
+            "https://vault.usgovcloudapi.net"
+        ));
     }
 
     #[test]
@@ -377,49 +438,69 @@ mod tests {
         );
     }
 
+    fn resp(status: u16, inner: &str) -> Response {
+        Response {
+            head: Head {
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: vec![],
+            },
+            body: format!(r#"{{"error":{{"code":"Forbidden","message":"m","innererror":{{"code":"{inner}"}}}}}}"#).into_bytes(),
+        }
+    }
+
     #[test]
     fn maps_errors_honestly() {
         let vault = parse_origin("https://v.vault.azure.net").unwrap();
         let target = Target {
+            cloud: Cloud::Public,
             vault: &vault,
-            tenant: Tenant::Same,
             name: "s",
             version: None,
-        };
-        let resp = |status, inner: &str| {
-            Response {
-            head: crate::upstream::Head { status, headers: vec![] },
-            body: format!(r#"{{"error":{{"code":"Forbidden","message":"m","innererror":{{"code":"{inner}"}}}}}}"#).into_bytes(),
-        }
         };
         let p = error_problem(
             &resp(403, "ForbiddenByRbac"),
             &target,
             "the managed identity",
         );
-        assert_eq!((p.status, p.code), (502, "keyvault-forbidden-rbac"));
+        assert_eq!(
+            (p.status.as_u16(), &*p.code),
+            (502, "keyvault-forbidden-rbac")
+        );
         assert!(
             p.detail.contains("Key Vault Secrets User")
                 && p.detail.contains("https://v.vault.azure.net")
         );
+        // The private DNS zone named is the cloud's own.
+        let gov = Target {
+            cloud: Cloud::UsGov,
+            ..target
+        };
+        let p = error_problem(&resp(403, "ForbiddenByFirewall"), &gov, "");
+        assert!(
+            p.detail.contains("privatelink.vaultcore.usgovcloudapi.net"),
+            "{}",
+            p.detail
+        );
+        let code = |status, inner| error_problem(&resp(status, inner), &target, "").code;
         assert_eq!(
             error_problem(&resp(404, "SecretNotFound"), &target, "").status,
-            404
+            StatusCode::NOT_FOUND
         );
         assert_eq!(
             error_problem(&resp(403, "SecretDisabled"), &target, "").status,
-            409
+            StatusCode::CONFLICT
+        );
+        assert_eq!(code(403, "ForbiddenByConnection"), "keyvault-network");
+        assert_eq!(code(403, "ForbiddenByFirewall"), "keyvault-network");
+        assert_eq!(code(403, "ForbiddenByPolicy"), "keyvault-forbidden-policy");
+        assert_eq!(
+            error_problem(&resp(429, ""), &target, "").status,
+            StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            error_problem(&resp(403, "ForbiddenByConnection"), &target, "").code,
-            "keyvault-network"
+            error_problem(&resp(500, ""), &target, "").status,
+            StatusCode::BAD_GATEWAY
         );
-        assert_eq!(
-            error_problem(&resp(403, "ForbiddenByPolicy"), &target, "").code,
-            "keyvault-forbidden-policy"
-        );
-        assert_eq!(error_problem(&resp(429, ""), &target, "").status, 503);
-        assert_eq!(error_problem(&resp(500, ""), &target, "").status, 502);
     }
 
     #[test]
@@ -427,14 +508,14 @@ mod tests {
         // fuzz/corpus/json_errors/crash-keyvault-long-code
         let vault = parse_origin("https://v.vault.azure.net").unwrap();
         let target = Target {
+            cloud: Cloud::Public,
             vault: &vault,
-            tenant: Tenant::Same,
             name: "s",
             version: None,
         };
         let resp = Response {
-            head: crate::upstream::Head {
-                status: 500,
+            head: Head {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
                 headers: vec![],
             },
             body: format!(

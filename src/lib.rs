@@ -1,27 +1,46 @@
-//! tenant-bridge: read Key Vault secrets and Blob Storage blobs in this tenant or another one,
-//! with a managed identity and no stored secret.
+//! tenant-bridge: read Key Vault secrets, Blob Storage blobs and registry pull tokens in this
+//! tenant or others, with a managed identity and no stored secret.
 //!
-//! The pure logic (configuration, authentication, validation, service protocols, error mapping)
-//! lives in modules that build and test on the host target; `platform` and `handler` are the
-//! Spin edge and exist only in the WebAssembly build.
+//! Every decision (settings, authentication, validation, the token cache, the service
+//! protocols, error mapping, the blob relay) lives in modules that build and test on the host
+//! target; `platform` and `handler` are the Spin edge and exist only in the WebAssembly build.
+//! Modules are crate-private so the compiler finds dead code; [`fuzzing`] is the one door the
+//! fuzz targets use.
 
-pub mod access;
-pub mod auth;
-pub mod base64_stream;
-pub mod blob;
-pub mod config;
-pub mod entra;
-pub mod errors;
-pub mod identity;
-pub mod imds;
-pub mod input;
-pub mod jwt;
-pub mod keyvault;
-pub mod log;
-pub mod retry;
-pub mod routes;
-pub mod timefmt;
-pub mod upstream;
+mod access;
+mod acr;
+mod app;
+mod auth;
+mod authorize;
+mod base64_stream;
+mod blob;
+mod cache;
+mod clock;
+mod cloud;
+mod context;
+mod credential;
+mod entra;
+mod errors;
+mod health;
+mod imds;
+mod input;
+mod json;
+mod jwt;
+mod keyvault;
+mod log;
+mod origin;
+mod relay;
+mod retry;
+mod routes;
+mod settings;
+mod store;
+mod timefmt;
+mod token;
+mod upstream;
+mod urlenc;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(target_arch = "wasm32")]
 mod handler;

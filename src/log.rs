@@ -2,45 +2,81 @@
 //! resource, outcome and upstream request ids — never the query string (it may carry `code`),
 //! a token, a key or a secret value.
 
-use serde::Serialize;
+use crate::json::{self, Object};
 
-#[derive(Serialize, Default)]
-pub struct Upstream {
+#[derive(Default)]
+pub(crate) struct Upstream {
     pub service: &'static str,
     pub host: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub ms: u128,
 }
 
-#[derive(Serialize, Default)]
-pub struct RequestLine {
+#[derive(Default)]
+pub(crate) struct RequestLine {
     pub time: String,
     pub request_id: String,
     pub method: String,
     pub route: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `same-tenant` or the tenant profile's name.
+    pub tenant: Option<String>,
     pub resource: Option<String>,
     pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<&'static str>,
+    pub code: Option<String>,
     /// Set when a streamed body had to be abandoned after the status was sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
     pub bytes: u64,
     pub duration_ms: u128,
+    /// Spin variable lookups and token-cache reads and writes of this request: what a warm
+    /// request costs besides its one upstream call.
+    pub variable_lookups: u32,
+    pub kv_reads: u32,
+    pub kv_writes: u32,
+    /// The instance's linear memory when the line is written (it never shrinks): what a
+    /// request, a blob relay included, cost in memory.
+    pub memory_kib: u32,
     pub upstream: Vec<Upstream>,
 }
 
+impl Upstream {
+    fn to_json(&self) -> String {
+        Object::new()
+            .str("service", self.service)
+            .str("host", &self.host)
+            .opt_num("status", self.status.map(u64::from))
+            .opt_str("request_id", self.request_id.as_deref())
+            .num("ms", self.ms)
+            .finish()
+    }
+}
+
 impl RequestLine {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// One line of JSON; members in declaration order, absent options left out.
+    pub(crate) fn to_json(&self) -> String {
+        Object::with_capacity(512)
+            .str("time", &self.time)
+            .str("request_id", &self.request_id)
+            .str("method", &self.method)
+            .str("route", &self.route)
+            .opt_str("caller", self.caller.as_deref())
+            .opt_str("tenant", self.tenant.as_deref())
+            .opt_str("resource", self.resource.as_deref())
+            .num("status", self.status)
+            .opt_str("code", self.code.as_deref())
+            .opt_str("aborted", self.aborted.as_deref())
+            .num("bytes", self.bytes)
+            .num("duration_ms", self.duration_ms)
+            .num("variable_lookups", self.variable_lookups)
+            .num("kv_reads", self.kv_reads)
+            .num("kv_writes", self.kv_writes)
+            .num("memory_kib", self.memory_kib)
+            .raw(
+                "upstream",
+                &json::array(self.upstream.iter().map(Upstream::to_json)),
+            )
+            .finish()
     }
 }
 

@@ -1,81 +1,174 @@
-//! Spin-specific I/O, kept at the edge: variables, the key-value store, outbound HTTP through
-//! `wasi:http/outgoing-handler` (with timeouts) and writing the response. Everything here blocks
-//! on WASI pollables: a Spin instance serves exactly one request, so there is nothing to overlap.
-//! Compiled only for wasm32; the logic it feeds is tested on the host target.
+//! Spin-specific I/O, kept at the edge: variables, the key-value store with its atomics,
+//! outbound HTTP through `wasi:http/outgoing-handler`, and writing the response. Everything here
+//! blocks on WASI pollables: a Spin instance serves exactly one request, so there is nothing to
+//! overlap. Compiled only for wasm32; every decision it feeds is made (and tested) elsewhere.
+//!
+//! Why raw `wasi:http` streams rather than spin-sdk 5.2's `send` and body sink: the sink
+//! finishes the body when it is dropped, so a blob transfer that breaks midway would end like a
+//! complete one (a short body a caller cannot tell from the real thing); and `send` passes no
+//! request options, so connect, first-byte and between-bytes timeouts could not be set. Here an
+//! unfinished response is abandoned, which the host turns into a broken transfer.
 
-use crate::config::Variables;
-use crate::identity::Store;
-use crate::upstream::{BodyReader, Head, Method, NetError, Request, Transport};
+use crate::clock::Clock;
+use crate::relay::Sink;
+use crate::settings::Variables;
+use crate::store::{Store, Swap};
+use crate::upstream::{BodyReader, Head, NetError, Request, Transport};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
     OutgoingResponse, RequestOptions, ResponseOutparam, Scheme,
 };
-use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use spin_sdk::wit::wasi::keyvalue::{atomics, store as kv};
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
-/// Per-call network timeouts (the wasi:http request options).
+/// Per-call network timeouts (the wasi:http request options), each also bounded by what is
+/// left of the request's deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
-/// Read size for upstream bodies: the fixed buffer blobs stream through.
-const READ_CHUNK: u64 = 64 * 1024;
+/// Read size for upstream bodies.
+const READ_CHUNK: u64 = 256 * 1024;
 
-pub struct SpinVariables;
+/// The real clocks (`wasi:clocks` in the component); monotonic time counts from the request's
+/// start.
+pub(crate) struct SystemClock {
+    pub start: std::time::Instant,
+}
+
+impl SystemClock {
+    pub(crate) fn new() -> SystemClock {
+        SystemClock {
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn unix(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+    fn monotonic(&self) -> Duration {
+        self.start.elapsed()
+    }
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration)
+    }
+}
+
+/// Spin variables, counting lookups for the log line.
+#[derive(Default)]
+pub(crate) struct SpinVariables {
+    pub lookups: Cell<u32>,
+}
 
 impl Variables for SpinVariables {
     fn get(&self, name: &str) -> Option<String> {
+        self.lookups.set(self.lookups.get() + 1);
         spin_sdk::variables::get(name).ok()
     }
 }
 
-/// The token cache's store, opened on first use. A store that cannot be opened is reported once
-/// per request and then treated as empty: tokens still work, just without caching.
-pub struct KvStore {
-    label: String,
-    store: RefCell<Option<Option<spin_sdk::key_value::Store>>>,
+/// Store operations of a request, for its log line.
+#[derive(Default)]
+pub(crate) struct KvCounts {
+    pub reads: Cell<u32>,
+    pub writes: Cell<u32>,
 }
 
-impl KvStore {
-    pub fn new(label: String) -> KvStore {
-        KvStore {
-            label,
-            store: RefCell::new(None),
+fn bump(c: &Cell<u32>) {
+    c.set(c.get() + 1);
+}
+
+/// The token cache's bucket (`wasi:keyvalue@0.2.0-draft2`, the same labelled stores as
+/// `key_value_stores`). Failures are logged once and read as "not cached".
+pub(crate) struct KvStore<'a> {
+    bucket: kv::Bucket,
+    warned: Cell<bool>,
+    counts: &'a KvCounts,
+}
+
+impl<'a> KvStore<'a> {
+    pub(crate) fn open(label: &str, counts: &'a KvCounts) -> Option<KvStore<'a>> {
+        match kv::open(label) {
+            Ok(bucket) => Some(KvStore {
+                bucket,
+                warned: Cell::new(false),
+                counts,
+            }),
+            Err(e) => {
+                log(&format!(
+                    "{{\"level\":\"warn\",\"msg\":\"token cache disabled: cannot open key-value store '{label}' ({e:?}); list it in key_value_stores and runtime-config.toml\"}}"
+                ));
+                None
+            }
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&spin_sdk::key_value::Store) -> R) -> Option<R> {
-        let mut slot = self.store.borrow_mut();
-        let store = slot.get_or_insert_with(|| match spin_sdk::key_value::Store::open(&self.label) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!(
-                    "{{\"level\":\"warn\",\"msg\":\"token cache disabled: cannot open key-value store '{}' ({e:?}); list it in key_value_stores and runtime-config.toml\"}}",
-                    self.label
-                );
-                None
-            }
-        });
-        store.as_ref().map(f)
+    fn warn<T>(&self, what: &str, e: impl std::fmt::Debug) -> Option<T> {
+        if !self.warned.replace(true) {
+            log(&format!(
+                "{{\"level\":\"warn\",\"msg\":\"token cache {what} failed: {e:?}\"}}"
+            ));
+        }
+        None
     }
 }
 
-impl Store for KvStore {
+impl Store for KvStore<'_> {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.with(|s| s.get(key).ok().flatten()).flatten()
+        bump(&self.counts.reads);
+        self.bucket
+            .get(key)
+            .unwrap_or_else(|e| self.warn("read", e))
     }
     fn set(&self, key: &str, value: &[u8]) {
-        self.with(|s| s.set(key, value));
+        bump(&self.counts.writes);
+        if let Err(e) = self.bucket.set(key, value) {
+            self.warn::<()>("write", e);
+        }
     }
-    fn delete(&self, key: &str) {
-        self.with(|s| s.delete(key));
+    fn increment(&self, key: &str, delta: i64) -> Option<i64> {
+        bump(&self.counts.writes);
+        atomics::increment(&self.bucket, key, delta)
+            .map_or_else(|e| self.warn("increment", e), Some)
+    }
+    fn swap(&self, key: &str, expected: &[u8], value: &[u8]) -> Swap {
+        bump(&self.counts.reads);
+        bump(&self.counts.writes);
+        let Ok(cas) = atomics::Cas::new(&self.bucket, key) else {
+            return Swap::Lost;
+        };
+        // Compare with what the caller read: the swap below only checks against the value
+        // `Cas::new` saw.
+        if cas.current().ok().flatten().as_deref() != Some(expected) {
+            return Swap::Lost;
+        }
+        match atomics::swap(cas, value) {
+            Ok(()) => Swap::Won,
+            // Spin 3.6.3's Redis store reports every swap as failed (it ends the transaction
+            // with `UNWATCH key`, which Redis refuses), though an unconflicted swap was written.
+            // The handle it returns has read the key again: holding our value means we won.
+            // Our values carry this request's id, so nobody else can have written the same.
+            Err(atomics::CasError::CasFailed(fresh)) => {
+                if fresh.current().ok().flatten().as_deref() == Some(value) {
+                    Swap::Won
+                } else {
+                    Swap::Lost
+                }
+            }
+            Err(atomics::CasError::StoreError(_)) => Swap::Lost,
+        }
     }
 }
 
 /// One outbound attempt, for the request's log line.
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub(crate) struct Attempt {
     pub service: &'static str,
     pub host: String,
     pub status: Option<u16>,
@@ -84,7 +177,7 @@ pub struct Attempt {
 }
 
 #[derive(Default)]
-pub struct SpinTransport {
+pub(crate) struct SpinTransport {
     pub attempts: RefCell<Vec<Attempt>>,
 }
 
@@ -99,10 +192,22 @@ fn net_error(e: ErrorCode) -> NetError {
         ErrorCode::TlsProtocolError
         | ErrorCode::TlsAlertReceived(_)
         | ErrorCode::TlsCertificateError => NetError::Tls(format!("{e:?}")),
+        // What we sent or how the host is configured: another attempt would fail the same way.
+        ErrorCode::HttpRequestMethodInvalid
+        | ErrorCode::HttpRequestUriInvalid
+        | ErrorCode::HttpRequestUriTooLong
+        | ErrorCode::HttpRequestHeaderSectionSize(_)
+        | ErrorCode::HttpRequestHeaderSize(_)
+        | ErrorCode::HttpRequestBodySize(_)
+        | ErrorCode::HttpRequestLengthRequired
+        | ErrorCode::DestinationIpProhibited
+        | ErrorCode::ConfigurationError => NetError::Local(format!("{e:?}")),
         other => NetError::Other(format!("{other:?}")),
     }
 }
 
+/// Hands `bytes` to the host as fast as it takes them, without waiting for them to go out: the
+/// next chunk is read (and encoded) while the host sends this one. [`flush`] waits.
 fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     while !bytes.is_empty() {
         let n = (stream.check_write()? as usize).min(bytes.len());
@@ -113,6 +218,10 @@ fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError>
         stream.write(&bytes[..n])?;
         bytes = &bytes[n..];
     }
+    Ok(())
+}
+
+fn flush(stream: &OutputStream) -> Result<(), StreamError> {
     match stream.blocking_flush() {
         // Every byte was accepted; a host that has read the whole Content-Length may close the
         // stream before our flush, which is not a failure.
@@ -121,45 +230,59 @@ fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError>
     }
 }
 
+fn method(m: &http::Method) -> WasiMethod {
+    match *m {
+        http::Method::GET => WasiMethod::Get,
+        http::Method::POST => WasiMethod::Post,
+        ref other => WasiMethod::Other(other.to_string()),
+    }
+}
+
 impl SpinTransport {
     fn start(&self, req: &Request) -> Result<(Head, IncomingBody), NetError> {
-        let pairs: Vec<(String, Vec<u8>)> = req
+        let mut pairs: Vec<(String, Vec<u8>)> = req
             .headers
             .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect();
-        let fields = Fields::from_list(&pairs)
-            .map_err(|e| NetError::Other(format!("invalid header: {e:?}")))?;
+        if !req.body.is_empty() {
+            // An exact length, as the Azure SDKs and MSAL send: a body written as a stream
+            // without one goes out chunked, which some proxies read as empty.
+            pairs.push((
+                "content-length".into(),
+                req.body.len().to_string().into_bytes(),
+            ));
+        }
+        let local = |what: String| NetError::Local(what);
+        let fields =
+            Fields::from_list(&pairs).map_err(|e| local(format!("invalid header: {e:?}")))?;
         let outgoing = OutgoingRequest::new(fields);
-        let method = match req.method {
-            Method::Get => WasiMethod::Get,
-            Method::Post => WasiMethod::Post,
-        };
         let scheme = if req.origin.https {
             Scheme::Https
         } else {
             Scheme::Http
         };
-        let invalid = |what: &str| NetError::Other(format!("invalid {what}"));
         outgoing
-            .set_method(&method)
-            .map_err(|_| invalid("method"))?;
+            .set_method(&method(&req.method))
+            .map_err(|_| local("invalid method".into()))?;
         outgoing
             .set_scheme(Some(&scheme))
-            .map_err(|_| invalid("scheme"))?;
+            .map_err(|_| local("invalid scheme".into()))?;
         outgoing
             .set_authority(Some(&req.origin.authority()))
-            .map_err(|_| invalid("authority"))?;
+            .map_err(|_| local("invalid authority".into()))?;
         outgoing
             .set_path_with_query(Some(&req.path_and_query))
-            .map_err(|_| invalid("path"))?;
-        let body = outgoing.body().map_err(|_| invalid("body"))?;
+            .map_err(|_| local("invalid path".into()))?;
+        let body = outgoing
+            .body()
+            .map_err(|_| local("body unavailable".into()))?;
 
         let options = RequestOptions::new();
         let nanos = |d: Duration| d.as_nanos() as u64;
         // Hosts that do not support an option refuse it; the deadline still bounds the call.
-        // The request's remaining deadline bounds connecting and the first byte; body streaming
-        // is bounded between bytes only, so a large blob may take longer than the deadline.
+        // Every timeout is bounded by the request's remaining deadline, so a stalled body ends
+        // as a timeout (504) before the deadline rather than as a broken connection after it.
         let bound = |d: Duration| {
             req.timeout
                 .map_or(d, |t| t.min(d))
@@ -167,12 +290,15 @@ impl SpinTransport {
         };
         let _ = options.set_connect_timeout(Some(nanos(bound(CONNECT_TIMEOUT))));
         let _ = options.set_first_byte_timeout(Some(nanos(bound(FIRST_BYTE_TIMEOUT))));
-        let _ = options.set_between_bytes_timeout(Some(nanos(BETWEEN_BYTES_TIMEOUT)));
+        let _ = options.set_between_bytes_timeout(Some(nanos(bound(BETWEEN_BYTES_TIMEOUT))));
 
         let future = outgoing_handler::handle(outgoing, Some(options)).map_err(net_error)?;
         if !req.body.is_empty() {
-            let stream = body.write().map_err(|_| invalid("body stream"))?;
+            let stream = body
+                .write()
+                .map_err(|_| local("body stream unavailable".into()))?;
             write_all(&stream, &req.body)
+                .and_then(|()| flush(&stream))
                 .map_err(|e| NetError::Broken(format!("request body: {e:?}")))?;
         }
         OutgoingBody::finish(body, None).map_err(net_error)?;
@@ -192,7 +318,8 @@ impl SpinTransport {
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
         let head = Head {
-            status: response.status(),
+            status: http::StatusCode::from_u16(response.status())
+                .unwrap_or(http::StatusCode::BAD_GATEWAY),
             headers,
         };
         let body = response
@@ -211,31 +338,44 @@ impl Transport for SpinTransport {
         self.attempts.borrow_mut().push(Attempt {
             service: req.service.name(),
             host: req.origin.authority(),
-            status: result.as_ref().ok().map(|(h, _)| h.status),
+            status: result.as_ref().ok().map(|(h, _)| h.status.as_u16()),
             request_id: result
                 .as_ref()
                 .ok()
-                .and_then(|(h, _)| h.request_id().map(str::to_string)),
+                .and_then(|(h, _)| upstream_request_id(h)),
             millis: started.elapsed().as_millis(),
         });
         let (head, body) = result?;
         let stream = body
             .stream()
             .map_err(|_| NetError::Other("response body stream unavailable".into()))?;
+        let remaining = head.content_length();
         Ok((
             head,
             SpinBody {
                 stream: Some(stream),
                 body: Some(body),
+                remaining,
             },
         ))
     }
 }
 
-/// An upstream body read in fixed-size chunks. The stream must be dropped before its body.
-pub struct SpinBody {
+/// The service's correlation id, for the log line.
+fn upstream_request_id(head: &Head) -> Option<String> {
+    head.header("x-ms-request-id")
+        .or_else(|| head.header("x-ms-correlation-request-id"))
+        .map(|id| crate::errors::truncate(id, 100))
+}
+
+/// An upstream body read in chunks. The stream must be dropped before its body.
+pub(crate) struct SpinBody {
     stream: Option<InputStream>,
     body: Option<IncomingBody>,
+    /// What is left of the announced `Content-Length`: once it has all arrived the body is
+    /// complete, and neither the read that would report the end nor the trailers (six host
+    /// calls) are needed.
+    remaining: Option<u64>,
 }
 
 impl BodyReader for SpinBody {
@@ -243,8 +383,18 @@ impl BodyReader for SpinBody {
         let Some(stream) = &self.stream else {
             return Ok(None);
         };
+        if self.remaining == Some(0) {
+            self.stream = None;
+            self.body = None;
+            return Ok(None);
+        }
         match stream.blocking_read(READ_CHUNK) {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) => {
+                if let Some(left) = &mut self.remaining {
+                    *left = left.saturating_sub(bytes.len() as u64);
+                }
+                Ok(Some(bytes))
+            }
             Err(StreamError::Closed) => {
                 self.stream = None;
                 // Trailers carry the outcome of a body that ended early on some hosts.
@@ -252,14 +402,23 @@ impl BodyReader for SpinBody {
                     let trailers = IncomingBody::finish(body);
                     trailers.subscribe().block();
                     if let Some(Ok(Err(e))) = trailers.get() {
-                        return Err(NetError::Broken(format!("{e:?}")));
+                        return Err(match net_error(e) {
+                            NetError::Timeout => NetError::Timeout,
+                            other => NetError::Broken(format!("{other:?}")),
+                        });
                     }
                 }
                 Ok(None)
             }
             Err(StreamError::LastOperationFailed(e)) => {
                 self.stream = None;
-                Err(NetError::Broken(e.to_debug_string()))
+                let text = e.to_debug_string();
+                // A between-bytes timeout is a timeout, not a broken connection.
+                if text.contains("Timeout") || text.contains("timed out") {
+                    Err(NetError::Timeout)
+                } else {
+                    Err(NetError::Broken(text))
+                }
             }
         }
     }
@@ -270,19 +429,6 @@ impl Drop for SpinBody {
         self.stream.take();
         self.body.take();
     }
-}
-
-/// Sends a complete response.
-pub fn respond(out: ResponseOutparam, status: u16, headers: &[(&str, String)], body: &[u8]) {
-    let Some((response, body_handle)) = response_head(status, headers) else {
-        return;
-    };
-    ResponseOutparam::set(out, Ok(response));
-    if let Ok(stream) = body_handle.write() {
-        let _ = write_all(&stream, body);
-        drop(stream);
-    }
-    let _ = OutgoingBody::finish(body_handle, None);
 }
 
 fn response_head(
@@ -300,14 +446,15 @@ fn response_head(
     Some((response, body))
 }
 
-/// A response whose body is written in pieces.
-pub struct StreamingResponse {
+/// A response whose body is written in pieces; dropped without [`StreamingResponse::finish`]
+/// it is abandoned, which the host turns into a broken transfer.
+pub(crate) struct StreamingResponse {
     stream: Option<OutputStream>,
     body: Option<OutgoingBody>,
 }
 
 impl StreamingResponse {
-    pub fn start(
+    pub(crate) fn start(
         out: ResponseOutparam,
         status: u16,
         headers: &[(&str, String)],
@@ -321,44 +468,81 @@ impl StreamingResponse {
         })
     }
 
-    pub fn write(&mut self, bytes: &[u8]) -> bool {
+    /// Completes the body normally.
+    /// `false` when the last bytes could not be delivered (then the body is abandoned).
+    pub(crate) fn finish(mut self) -> bool {
+        let Some(stream) = self.stream.take() else {
+            return false;
+        };
+        if flush(&stream).is_err() {
+            return false;
+        }
+        drop(stream);
+        self.body
+            .take()
+            .is_some_and(|body| OutgoingBody::finish(body, None).is_ok())
+    }
+}
+
+impl Sink for StreamingResponse {
+    fn write(&mut self, bytes: &[u8]) -> bool {
         match &self.stream {
             Some(s) => write_all(s, bytes).is_ok(),
             None => false,
         }
     }
-
-    /// Completes the body normally.
-    pub fn finish(mut self) {
-        self.stream.take();
-        if let Some(body) = self.body.take() {
-            let _ = OutgoingBody::finish(body, None);
-        }
-    }
 }
 
 impl Drop for StreamingResponse {
-    /// Dropped without `finish`: the body is abandoned, which the host turns into a broken
-    /// transfer, so the caller never mistakes a truncated blob for a complete one.
     fn drop(&mut self) {
         self.stream.take();
         self.body.take();
     }
 }
 
-/// 16 random bytes as a UUID v4, for `x-ms-client-request-id`.
-pub fn request_id() -> String {
+/// Sends a complete response; `false` when its body could not be written (then it was
+/// abandoned, never finished as if complete).
+pub(crate) fn respond(
+    out: ResponseOutparam,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> bool {
+    let Some(mut response) = StreamingResponse::start(out, status, headers) else {
+        return false;
+    };
+    (body.is_empty() || response.write(body)) && response.finish()
+}
+
+/// Writes one line to stderr through `wasi:cli/stderr` itself: std's stderr goes through
+/// wasi-libc's descriptor table, whose first use (in every instance: one per request) costs six
+/// more host calls than the write.
+pub(crate) fn log(line: &str) {
+    let stderr = wasi::cli::stderr::get_stderr();
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    // One call for a line up to the 4096 bytes `blocking-write-and-flush` takes.
+    let _ = match text.len() {
+        ..=4096 => stderr.blocking_write_and_flush(text.as_bytes()),
+        _ => write_all(&stderr, text.as_bytes()).and_then(|()| flush(&stderr)),
+    };
+}
+
+/// 16 random bytes as a UUID v4, for `x-ms-client-request-id` and the cache's lease owner.
+pub(crate) fn request_id() -> String {
     let mut b = spin_sdk::wit::wasi::random0_2_0::random::get_random_bytes(16);
     b.resize(16, 0);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[usize::from(x >> 4)]));
+        id.push(char::from(HEX[usize::from(x & 0xf)]));
+    }
+    id
 }

@@ -1,59 +1,33 @@
 //! Retries with exponential backoff and jitter, bounded by the request's deadline.
 //!
-//! What is retried follows the services' guidance (azure-wire §1, §7): IMDS on 404 (identity
+//! What is retried follows the services' documented guidance and the Azure SDKs: IMDS on 404 (identity
 //! being assigned), 408, 429 and 5xx, and on 410 (IMDS upgrading) at a slow fixed pace; Entra on
 //! 429 and 5xx; Key Vault and Storage on 408, 429, 500, 502, 503, 504, honouring `Retry-After`,
 //! `retry-after-ms` and `x-ms-retry-after-ms`. Lost connections and timeouts are retried too;
 //! a denied destination, DNS or TLS failure never is (waiting does not fix configuration).
 
+use crate::clock::Budget;
+use crate::context::Context;
 use crate::errors::Problem;
-use crate::identity::Env;
 use crate::upstream::{
     read_small, retry_after, BodyReader, Head, NetError, Request, Response, Service, Transport,
+    SMALL_BODY_LIMIT,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Attempts after the first one for ordinary transient failures.
-pub const MAX_RETRIES: u32 = 4;
+pub(crate) const MAX_RETRIES: u32 = 4;
 /// IMDS answers 410 for up to ~70 s while it upgrades; MSAL polls 7 times.
-pub const MAX_GONE_RETRIES: u32 = 7;
+pub(crate) const MAX_GONE_RETRIES: u32 = 7;
 /// Longest single backoff wait.
-pub const MAX_DELAY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
 
-/// The per-request time budget and backoff base (both Spin variables).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budget {
-    pub deadline: Instant,
-    /// `request_deadline_secs`, for the 504's detail.
-    pub limit_secs: u64,
-    /// `retry_base_ms`: the first backoff wait.
-    pub base: Duration,
-}
-
-impl Budget {
-    /// The budget of a request that started at `started`, from `request_deadline_secs` and
-    /// `retry_base_ms`.
-    pub fn from_config(
-        vars: &dyn crate::config::Variables,
-        started: Instant,
-    ) -> Result<Budget, Problem> {
-        let limit_secs = crate::config::request_deadline_secs(vars)?;
-        let base = Duration::from_millis(crate::config::retry_base_ms(vars)?);
-        Ok(Budget {
-            deadline: started + Duration::from_secs(limit_secs),
-            limit_secs,
-            base,
-        })
-    }
-
-    pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
-}
+/// Bytes of an error body drained before a retry (so the connection can be reused).
+const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// What one attempt produced, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Status(u16),
     /// Connection refused, timed out or broken: worth another try.
     Transient,
@@ -61,19 +35,21 @@ pub enum Outcome {
     Permanent,
 }
 
-pub fn outcome_of(err: &NetError) -> Outcome {
+pub(crate) fn outcome_of(err: &NetError) -> Outcome {
     match err {
         NetError::ConnectionRefused
         | NetError::Timeout
         | NetError::Broken(_)
         | NetError::Other(_) => Outcome::Transient,
-        NetError::Denied | NetError::Dns | NetError::Tls(_) => Outcome::Permanent,
+        NetError::Denied | NetError::Dns | NetError::Tls(_) | NetError::Local(_) => {
+            Outcome::Permanent
+        }
     }
 }
 
 /// How long to wait before retry number `retry` (1-based), or `None` to stop. `server_hint` is
 /// the service's own Retry-After; `jitter` is in [0, 1).
-pub fn delay(
+pub(crate) fn delay(
     service: Service,
     outcome: Outcome,
     retry: u32,
@@ -86,7 +62,7 @@ pub fn delay(
         (_, Outcome::Transient) => true,
         (Service::Imds, Outcome::Status(s)) => matches!(s, 404 | 408 | 410 | 429 | 500..=599),
         (Service::Entra, Outcome::Status(s)) => s == 429 || (500..=599).contains(&s),
-        (Service::KeyVault | Service::Blob, Outcome::Status(s)) => {
+        (Service::KeyVault | Service::Blob | Service::Registry, Outcome::Status(s)) => {
             matches!(s, 408 | 429 | 500 | 502 | 503 | 504)
         }
     };
@@ -95,7 +71,7 @@ pub fn delay(
     }
     if service == Service::Imds && outcome == Outcome::Status(410) {
         // A fixed, slow pace: 12.5 × base, i.e. 10 s with the default 800 ms base.
-        return (retry <= MAX_GONE_RETRIES).then(|| base.mul_f64(12.5));
+        return (retry <= MAX_GONE_RETRIES).then(|| base.mul_f64(12.5).min(MAX_DELAY));
     }
     if retry > MAX_RETRIES {
         return None;
@@ -111,17 +87,17 @@ pub fn delay(
 }
 
 /// A small xorshift generator seeded per request: jitter needs spread, not secrecy.
-pub struct Jitter(u64);
+pub(crate) struct Jitter(u64);
 
 impl Jitter {
-    pub fn new(seed: &str) -> Jitter {
+    pub(crate) fn new(seed: &str) -> Jitter {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in seed.bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         Jitter(h | 1)
     }
-    pub fn sample(&mut self) -> f64 {
+    pub(crate) fn sample(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -135,39 +111,34 @@ fn deadline_problem(req: &Request, budget: &Budget) -> Problem {
     } else {
         ""
     };
-    Problem::timeout(format!(
-        "the request deadline (request_deadline_secs = {}) ran out while waiting for {} at {}{hint}",
-        budget.limit_secs,
-        req.service.name(),
-        req.origin
-    ))
+    budget.exhausted(&format!("{} at {}{hint}", req.service.name(), req.origin))
 }
 
 /// Sends `req` (a fresh copy per attempt, each with the remaining time as its timeout) until it
 /// succeeds, fails for good, or the deadline leaves no room for another try. Returns the last
 /// response head and body reader, or the last network error.
-pub fn open<T: Transport>(
-    env: &Env<T>,
+pub(crate) fn open<T: Transport>(
+    ctx: &Context<T>,
     req: &Request,
 ) -> Result<Result<(Head, T::Body), NetError>, Problem> {
-    let mut jitter = Jitter::new(&env.request_id);
+    let mut jitter = Jitter::new(ctx.request_id);
     let mut retry = 0;
     loop {
-        let remaining = env.budget.remaining();
+        let remaining = ctx.budget.remaining(ctx.clock);
         if remaining.is_zero() {
-            return Err(deadline_problem(req, &env.budget));
+            return Err(deadline_problem(req, &ctx.budget));
         }
         let mut attempt = req.clone();
         attempt.timeout = Some(remaining);
-        let result = env.http.open(&attempt);
+        let result = ctx.http.open(&attempt);
         let (outcome, hint) = match &result {
-            Ok((head, _)) if head.status < 400 => return Ok(result),
+            Ok((head, _)) if head.status.as_u16() < 400 => return Ok(result),
             Ok((head, _)) => (
-                Outcome::Status(head.status),
+                Outcome::Status(head.status.as_u16()),
                 retry_after(head).map(Duration::from_secs),
             ),
-            Err(NetError::Timeout) if env.budget.remaining().is_zero() => {
-                return Err(deadline_problem(req, &env.budget));
+            Err(NetError::Timeout) if ctx.budget.remaining(ctx.clock).is_zero() => {
+                return Err(deadline_problem(req, &ctx.budget));
             }
             Err(e) => (outcome_of(e), None),
         };
@@ -176,31 +147,48 @@ pub fn open<T: Transport>(
             req.service,
             outcome,
             retry,
-            env.budget.base,
+            ctx.budget.base,
             hint,
             jitter.sample(),
         ) else {
             return Ok(result);
         };
-        if wait >= env.budget.remaining() {
+        if wait >= ctx.budget.remaining(ctx.clock) {
             // No time to wait and try again: give the caller the real answer (a 429's
             // Retry-After tells them when to come back) rather than a blind 504.
             return Ok(result);
         }
         if let Ok((_, mut body)) = result {
-            // Drain what is left of a small error body so the connection can be reused.
-            while let Ok(Some(_)) = body.next_chunk() {}
+            // Drain a little of the error body so the connection can be reused; a large or
+            // slow one is dropped instead (each read is bounded by the between-bytes timeout,
+            // the whole drain by the deadline).
+            let mut drained = 0;
+            while drained < DRAIN_LIMIT && !ctx.budget.remaining(ctx.clock).is_zero() {
+                match body.next_chunk() {
+                    Ok(Some(chunk)) => drained += chunk.len(),
+                    _ => break,
+                }
+            }
         }
-        std::thread::sleep(wait);
+        ctx.clock.sleep(wait);
     }
 }
 
-/// As [`open`], reading the whole (small) body.
-pub fn send<T: Transport>(
-    env: &Env<T>,
+/// As [`open`], reading the whole (small) body. A body that stalls until the deadline is a 504.
+pub(crate) fn send<T: Transport>(
+    ctx: &Context<T>,
     req: &Request,
 ) -> Result<Result<Response, NetError>, Problem> {
-    Ok(open(env, req)?.and_then(|(head, mut body)| read_small(req.service, head, &mut body)))
+    let out_of_time = || ctx.budget.remaining(ctx.clock).is_zero();
+    let read = open(ctx, req)?.and_then(|(head, mut body)| {
+        read_small(req.service, head, &mut body, SMALL_BODY_LIMIT, &out_of_time)
+    });
+    match read {
+        Err(NetError::Timeout) if ctx.budget.remaining(ctx.clock).is_zero() => {
+            Err(deadline_problem(req, &ctx.budget))
+        }
+        other => Ok(other),
+    }
 }
 
 #[cfg(test)]

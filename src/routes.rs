@@ -1,360 +1,619 @@
-//! From an incoming request to a validated action: route, method, caller key, parameters, in
-//! that order. Nothing here talks to a service, so every refusal is free of upstream calls.
+//! From an incoming request to a permitted action, in the order callers can rely on: route →
+//! method → configuration → caller key → parameters → tenant profile → least-privilege rules.
+//! Nothing here talks to a service, so every refusal is free of upstream calls.
 
 use crate::access;
 use crate::auth::{self, Caller};
-use crate::config::{self, var, Tenant, Variables};
 use crate::errors::Problem;
 use crate::input::{self, Query};
+use crate::settings::{Need, Profile, Same, Service, Settings};
+use http::{Method, StatusCode};
 
+/// Which tenant an endpoint reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    GetSecret(Tenant),
-    DownloadBlob(Tenant),
-    /// `/api/healthz`: configuration check for probes, no key, no upstream call.
-    Health,
+pub(crate) enum Scope {
+    Same,
+    Cross,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    GetSecret(Scope),
+    DownloadBlob(Scope),
+    /// `/api/acr/token`: a registry pull token minted in a tenant profile.
+    RegistryToken,
+    /// `/api/healthz`: the configuration check (readiness), anonymous, no upstream call.
+    Health,
+    /// `/api/livez`: answers while the host serves (liveness), reads nothing.
+    Live,
+}
+
+/// The routes, Functions-style: case-insensitive, a trailing slash tolerated.
+const ROUTES: [(&str, Endpoint); 7] = [
+    ("GetSecretSameTenant", Endpoint::GetSecret(Scope::Same)),
+    ("GetSecretCrossTenant", Endpoint::GetSecret(Scope::Cross)),
+    (
+        "DownloadBlobSameTenant",
+        Endpoint::DownloadBlob(Scope::Same),
+    ),
+    (
+        "DownloadBlobCrossTenant",
+        Endpoint::DownloadBlob(Scope::Cross),
+    ),
+    ("acr/token", Endpoint::RegistryToken),
+    ("healthz", Endpoint::Health),
+    ("livez", Endpoint::Live),
+];
+
 impl Endpoint {
-    /// Functions routes are case-insensitive; a trailing slash is tolerated.
-    pub fn from_path(path: &str) -> Option<Endpoint> {
+    pub(crate) fn from_path(path: &str) -> Option<Endpoint> {
         let path = path.strip_suffix('/').unwrap_or(path);
         let name = path
             .get(..5)
             .filter(|p| p.eq_ignore_ascii_case("/api/"))
             .map(|_| &path[5..])?;
-        [
-            ("GetSecretSameTenant", Endpoint::GetSecret(Tenant::Same)),
-            ("GetSecretCrossTenant", Endpoint::GetSecret(Tenant::Cross)),
-            (
-                "DownloadBlobSameTenant",
-                Endpoint::DownloadBlob(Tenant::Same),
-            ),
-            (
-                "DownloadBlobCrossTenant",
-                Endpoint::DownloadBlob(Tenant::Cross),
-            ),
-            ("healthz", Endpoint::Health),
-        ]
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, e)| e)
+        ROUTES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, e)| *e)
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
+        ROUTES
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map_or("-", |(n, _)| n)
+    }
+
+    /// What configuration this endpoint reads, given the caller's `tenant=` (unvalidated:
+    /// it only selects which profile's variables are read).
+    pub(crate) fn need<'a>(self, tenant: Option<&'a str>) -> Need<'a> {
         match self {
-            Endpoint::GetSecret(Tenant::Same) => "GetSecretSameTenant",
-            Endpoint::GetSecret(Tenant::Cross) => "GetSecretCrossTenant",
-            Endpoint::DownloadBlob(Tenant::Same) => "DownloadBlobSameTenant",
-            Endpoint::DownloadBlob(Tenant::Cross) => "DownloadBlobCrossTenant",
-            Endpoint::Health => "healthz",
+            Endpoint::GetSecret(Scope::Same) => Need::Same(Service::Secret),
+            Endpoint::DownloadBlob(Scope::Same) => Need::Same(Service::Blob),
+            Endpoint::GetSecret(Scope::Cross) => Need::Cross(Service::Secret, tenant),
+            Endpoint::DownloadBlob(Scope::Cross) => Need::Cross(Service::Blob, tenant),
+            Endpoint::RegistryToken => Need::Cross(Service::Registry, tenant),
+            Endpoint::Health | Endpoint::Live => Need::Health,
         }
     }
 }
 
+/// Longest path and query accepted: a maximal legal blob name (1,024 characters of 4-byte
+/// UTF-8, percent-encoded: 12 KiB) plus a container and a key fit.
+pub(crate) const MAX_URL_BYTES: usize = 16 * 1024;
+
+/// Route, method and length: decided before anything is read.
+pub(crate) fn route(method: &Method, path: &str, query: &str) -> Result<Endpoint, Problem> {
+    if path.len() + query.len() > MAX_URL_BYTES {
+        return Err(Problem::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            "URI too long",
+            format!("the path and query exceed {MAX_URL_BYTES} bytes"),
+        ));
+    }
+    let endpoint = Endpoint::from_path(path).ok_or_else(|| Problem::route_not_found(path))?;
+    if method != Method::GET {
+        return Err(Problem::method_not_allowed(method.as_str()));
+    }
+    Ok(endpoint)
+}
+
+/// What a permitted request will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Report configuration health.
-    Health,
+pub(crate) enum Action<'s> {
     Secret {
-        tenant: Tenant,
+        tenant: Tenant<'s>,
         name: String,
         version: Option<String>,
     },
     Blob {
-        tenant: Tenant,
+        tenant: Tenant<'s>,
         container: String,
         blob: String,
     },
+    Registry {
+        profile: &'s Profile,
+        registry: crate::origin::Origin,
+        repositories: Vec<String>,
+    },
 }
 
-impl Action {
-    /// The resource, for the log line (names only).
-    pub fn resource(&self, vars: &dyn Variables) -> String {
-        match self {
-            Action::Health => "configuration".to_string(),
-            Action::Secret {
+/// The tenant an action reads from, with its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tenant<'s> {
+    Same(&'s Same),
+    Profile(&'s Profile),
+}
+
+/// Authenticates the caller (key in `x-functions-key` or `code`).
+pub(crate) fn authenticate(
+    settings: &Settings,
+    key_headers: &[String],
+    query: &Query,
+) -> Result<Caller, Problem> {
+    let auth = settings.auth.as_ref().map_err(Clone::clone)?;
+    if auth.disabled {
+        return Ok(Caller::Anonymous);
+    }
+    auth::authenticate(&auth.keys, key_headers, &query.all("code"))
+}
+
+/// Parses the endpoint's parameters and checks them against the tenant's rules and callers.
+pub(crate) fn permit<'s>(
+    endpoint: Endpoint,
+    settings: &'s Settings,
+    caller: &Caller,
+    query: &Query,
+) -> Result<Action<'s>, Problem> {
+    match endpoint {
+        Endpoint::GetSecret(scope) => {
+            let name = query.required("key")?;
+            input::secret_name(&name)?;
+            let version = query.optional("version")?.filter(|v| !v.is_empty());
+            if let Some(v) = &version {
+                input::secret_version(v)?;
+            }
+            let tenant = tenant(scope, settings, caller, query)?;
+            let (allowed, variable) = match tenant {
+                Tenant::Same(s) => (s.secrets.allows(&name), "same_tenant_secrets".to_string()),
+                Tenant::Profile(p) => (p.secrets.allows(&name), p.slot.var("secrets")),
+            };
+            if !allowed {
+                return Err(access::denied(&variable, &format!("secret '{name}'")));
+            }
+            Ok(Action::Secret {
                 tenant,
                 name,
                 version,
-            } => {
-                let vault = config::vault(vars, *tenant)
-                    .map_or_else(|_| "(vault not configured)".to_string(), |v| v.to_string());
-                match version {
-                    Some(v) => format!("{vault}/secrets/{name}/{v}"),
-                    None => format!("{vault}/secrets/{name}"),
-                }
+            })
+        }
+        Endpoint::DownloadBlob(scope) => {
+            let container = query.required("container")?;
+            let blob = query.required("blob")?;
+            input::container_name(&container)?;
+            input::blob_name(&blob)?;
+            let tenant = tenant(scope, settings, caller, query)?;
+            let (allowed, variable) = match tenant {
+                Tenant::Same(s) => (
+                    s.blobs.allows(&container, &blob),
+                    "same_tenant_blobs".to_string(),
+                ),
+                Tenant::Profile(p) => (p.blobs.allows(&container, &blob), p.slot.var("blobs")),
+            };
+            if !allowed {
+                return Err(access::denied(
+                    &variable,
+                    &format!("blob '{blob}' in container '{container}'"),
+                ));
             }
-            Action::Blob {
+            Ok(Action::Blob {
                 tenant,
                 container,
                 blob,
-            } => {
-                let account = config::blob_service(vars, *tenant).map_or_else(
-                    |_| "(blob service not configured)".to_string(),
-                    |s| format!("{}{}", s.origin, s.base_path),
-                );
-                format!(
-                    "{account}/{container}/{}",
-                    crate::errors::truncate(blob, 200)
-                )
+            })
+        }
+        Endpoint::RegistryToken => {
+            let registry = input::registry(&query.required("registry")?)?;
+            let repositories: Vec<String> = query
+                .all("repository")
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            if repositories.is_empty() {
+                return Err(Problem::bad_request(
+                    "missing-parameter",
+                    "query parameter 'repository' is required (repeat it for several)",
+                ));
             }
+            if repositories.len() > 16 {
+                return Err(Problem::bad_request(
+                    "too-many-repositories",
+                    "at most 16 repositories per token",
+                ));
+            }
+            for r in &repositories {
+                input::repository_name(r)?;
+            }
+            let Tenant::Profile(profile) = tenant(Scope::Cross, settings, caller, query)? else {
+                unreachable!("a cross-tenant scope selects a profile")
+            };
+            if !profile.registries.contains(&registry) {
+                return Err(access::denied(
+                    &profile.slot.var("registries"),
+                    &format!("registry '{}'", registry.authority()),
+                ));
+            }
+            let variable = profile.slot.var("repositories");
+            if let Some(r) = repositories
+                .iter()
+                .find(|r| !profile.repositories.allows(caller.name(), r))
+            {
+                return Err(access::denied(
+                    &variable,
+                    &format!("repository '{r}' for caller '{}'", caller.name()),
+                ));
+            }
+            Ok(Action::Registry {
+                profile,
+                registry,
+                repositories,
+            })
+        }
+        Endpoint::Health | Endpoint::Live => unreachable!("probes carry no action"),
+    }
+}
+
+/// A settings section the route needs: loaded by `settings::load` for this endpoint.
+fn section<T>(s: &Option<Result<T, Problem>>) -> Result<&T, Problem> {
+    match s {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(p)) => Err(p.clone()),
+        None => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "configuration-invalid",
+            "Configuration error",
+            "a settings section this route needs was not loaded",
+        )),
+    }
+}
+
+/// The tenant of a request: the same-tenant settings, or the selected profile if it exists and
+/// the caller may use it.
+fn tenant<'s>(
+    scope: Scope,
+    settings: &'s Settings,
+    caller: &Caller,
+    query: &Query,
+) -> Result<Tenant<'s>, Problem> {
+    match scope {
+        Scope::Same => {
+            if query.optional("tenant")?.is_some() {
+                return Err(Problem::bad_request(
+                    "unexpected-parameter",
+                    "the same-tenant endpoints take no 'tenant' parameter",
+                ));
+            }
+            section(&settings.same).map(Tenant::Same)
+        }
+        Scope::Cross => {
+            let name = query.optional("tenant")?;
+            if let Some(n) = &name {
+                input::profile_name(n)?;
+            }
+            let profile = match &settings.profile {
+                None => {
+                    return Err(Problem::not_found(
+                        "tenant-not-found",
+                        format!(
+                            "no tenant profile is named '{}' (see cross_tenant_name and profile1_name … profile4_name)",
+                            name.unwrap_or_default()
+                        ),
+                    ))
+                }
+                Some(p) => p.as_ref().map_err(Clone::clone)?,
+            };
+            if !profile.callers.allows(caller.name()) {
+                return Err(access::denied(
+                    &profile.slot.var("callers"),
+                    &format!(
+                        "caller '{}' on tenant profile '{}'",
+                        caller.name(),
+                        profile.name
+                    ),
+                ));
+            }
+            section(&settings.exchange)?;
+            Ok(Tenant::Profile(profile))
         }
     }
-}
-
-/// What the handler knows about the incoming request.
-pub struct Incoming<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    /// Every `x-functions-key` header value.
-    pub key_headers: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct Planned {
-    pub endpoint: Endpoint,
-    pub caller: Caller,
-    pub action: Action,
-}
-
-/// A refusal, with the endpoint when the route was known (for the log line).
-#[derive(Debug)]
-pub struct Refusal {
-    pub endpoint: Option<Endpoint>,
-    pub caller: Option<Caller>,
-    pub problem: Problem,
-}
-
-/// Longest path and query accepted (a 1024-character blob name percent-encoded fits easily).
-pub const MAX_URL_BYTES: usize = 8 * 1024;
-
-pub fn plan(req: &Incoming, vars: &dyn Variables) -> Result<Planned, Refusal> {
-    if req.path.len() + req.query.len() > MAX_URL_BYTES {
-        return Err(Refusal {
-            endpoint: None,
-            caller: None,
-            problem: Problem::new(
-                414,
-                "uri-too-long",
-                "URI too long",
-                format!("the path and query exceed {MAX_URL_BYTES} bytes"),
-            ),
-        });
-    }
-    let Some(endpoint) = Endpoint::from_path(req.path) else {
-        return Err(Refusal {
-            endpoint: None,
-            caller: None,
-            problem: Problem::route_not_found(req.path),
-        });
-    };
-    let refuse = |caller: Option<Caller>, problem| Refusal {
-        endpoint: Some(endpoint),
-        caller,
-        problem,
-    };
-    if req.method != "GET" {
-        return Err(refuse(None, Problem::method_not_allowed(req.method)));
-    }
-    let query = Query::parse(req.query);
-    let action = |caller: Caller, action| {
-        Ok(Planned {
-            endpoint,
-            caller,
-            action,
-        })
-    };
-    let tenant = match endpoint {
-        // Probes carry no key; the answer reveals only whether configuration is complete.
-        Endpoint::Health => return action(Caller::Anonymous, Action::Health),
-        Endpoint::GetSecret(tenant) | Endpoint::DownloadBlob(tenant) => tenant,
-    };
-    let caller = authenticate(req, &query, vars).map_err(|p| refuse(None, p))?;
-    let parsed = match endpoint {
-        Endpoint::DownloadBlob(_) => blob_action(tenant, &query),
-        _ => secret_action(tenant, &query),
-    }
-    .and_then(|action| permit(&action, vars).map(|()| action));
-    match parsed {
-        Ok(parsed) => action(caller, parsed),
-        Err(p) => Err(refuse(Some(caller), p)),
-    }
-}
-
-/// The endpoint's least-privilege rules, if any.
-fn permit(action: &Action, vars: &dyn Variables) -> Result<(), Problem> {
-    match action {
-        Action::Secret { tenant, name, .. } => access::check_secret(vars, *tenant, name),
-        Action::Blob {
-            tenant,
-            container,
-            blob,
-        } => access::check_blob(vars, *tenant, container, blob),
-        Action::Health => Ok(()),
-    }
-}
-
-fn authenticate(req: &Incoming, query: &Query, vars: &dyn Variables) -> Result<Caller, Problem> {
-    let disabled = config::flag(vars, var::AUTH_DISABLED)?;
-    let header = match req.key_headers.as_slice() {
-        [] => None,
-        [one] => Some(one.as_str()),
-        _ => return Err(auth::unauthorized()),
-    };
-    auth::authenticate(
-        vars.get(var::FUNCTION_KEYS).as_deref(),
-        disabled,
-        header,
-        &query.all("code"),
-    )
-}
-
-fn secret_action(tenant: Tenant, q: &Query) -> Result<Action, Problem> {
-    let name = q.required("key")?;
-    input::secret_name(&name)?;
-    let version = q.optional("version")?.filter(|v| !v.is_empty());
-    if let Some(v) = &version {
-        input::secret_version(v)?;
-    }
-    Ok(Action::Secret {
-        tenant,
-        name,
-        version,
-    })
-}
-
-fn blob_action(tenant: Tenant, q: &Query) -> Result<Action, Problem> {
-    let container = q.required("container")?;
-    let blob = q.required("blob")?;
-    input::container_name(&container)?;
-    input::blob_name(&blob)?;
-    Ok(Action::Blob {
-        tenant,
-        container,
-        blob,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{load, Variables};
     use std::collections::HashMap;
 
-    fn vars() -> HashMap<&'static str, &'static str> {
-        [("function_keys", "ops:k1,k2")].into_iter().collect()
+    const K1: &str = "0123456789abcdef-1";
+    const K2: &str = "0123456789abcdef-2";
+
+    fn vars(extra: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        let mut v: HashMap<_, _> = [
+            ("function_keys", "ops:0123456789abcdef-1,0123456789abcdef-2"),
+            ("azure_client_id", "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1"),
+            ("app_client_id", "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9"),
+            ("cross_tenant_id", "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb"),
+            ("cross_tenant_name", "b"),
+            ("profile1_name", "c"),
+            ("profile1_tenant_id", "cccccccc-3333-4333-8333-cccccccccccc"),
+            ("profile1_callers", "ops"),
+        ]
+        .into_iter()
+        .collect();
+        v.extend(extra.iter().copied());
+        v
     }
 
-    fn req<'a>(method: &'a str, path: &'a str, query: &'a str, key: Option<&str>) -> Incoming<'a> {
-        Incoming {
-            method,
-            path,
-            query,
-            key_headers: key.map(|k| vec![k.to_string()]).unwrap_or_default(),
+    /// The whole decision for one request.
+    fn decide(
+        path: &str,
+        query: &str,
+        key: Option<&str>,
+        vars: &dyn Variables,
+    ) -> Result<String, Problem> {
+        let endpoint = route(&Method::GET, path, query)?;
+        let q = Query::parse(query)?;
+        let tenant = q.all("tenant").first().copied();
+        let settings = load(vars, endpoint.need(tenant));
+        let headers: Vec<String> = key.map(|k| vec![k.to_string()]).unwrap_or_default();
+        let caller = authenticate(&settings, &headers, &q)?;
+        let action = permit(endpoint, &settings, &caller, &q)?;
+        Ok(match action {
+            Action::Secret { tenant, name, .. } => {
+                format!("{} {name} {}", caller.name(), label(tenant))
+            }
+            Action::Blob {
+                tenant,
+                container,
+                blob,
+            } => format!("{} {container}/{blob} {}", caller.name(), label(tenant)),
+            Action::Registry {
+                profile,
+                registry,
+                repositories,
+            } => {
+                format!(
+                    "{} {registry} {repositories:?} {}",
+                    caller.name(),
+                    profile.name
+                )
+            }
+        })
+    }
+
+    fn label(t: Tenant) -> String {
+        match t {
+            Tenant::Same(_) => "same-tenant".into(),
+            Tenant::Profile(p) => format!("profile {}", p.name),
         }
+    }
+
+    fn status(r: Result<String, Problem>) -> u16 {
+        r.map_or_else(|p| p.status.as_u16(), |_| 200)
     }
 
     #[test]
     fn routes_are_case_insensitive() {
         assert_eq!(
             Endpoint::from_path("/api/getsecretsametenant"),
-            Some(Endpoint::GetSecret(Tenant::Same))
+            Some(Endpoint::GetSecret(Scope::Same))
         );
         assert_eq!(
             Endpoint::from_path("/API/DownloadBlobCrossTenant/"),
-            Some(Endpoint::DownloadBlob(Tenant::Cross))
+            Some(Endpoint::DownloadBlob(Scope::Cross))
+        );
+        assert_eq!(
+            Endpoint::from_path("/api/ACR/Token"),
+            Some(Endpoint::RegistryToken)
         );
         assert_eq!(Endpoint::from_path("/api/GetSecret"), None);
         assert_eq!(Endpoint::from_path("/api"), None);
         assert_eq!(Endpoint::from_path("/apix/GetSecretSameTenant"), None);
+        assert_eq!(
+            Endpoint::GetSecret(Scope::Cross).name(),
+            "GetSecretCrossTenant"
+        );
     }
 
     #[test]
     fn order_is_route_method_auth_input() {
-        let v = vars();
+        let v = vars(&[]);
+        assert_eq!(status(decide("/nope", "", None, &v)), 404);
         assert_eq!(
-            plan(&req("GET", "/nope", "", None), &v)
+            route(&Method::POST, "/api/GetSecretSameTenant", "")
                 .unwrap_err()
-                .problem
-                .status,
-            404
-        );
-        assert_eq!(
-            plan(&req("POST", "/api/GetSecretSameTenant", "", None), &v)
-                .unwrap_err()
-                .problem
-                .status,
+                .status
+                .as_u16(),
             405
         );
         assert_eq!(
-            plan(
-                &req("GET", "/api/GetSecretSameTenant", "key=../x", None),
-                &v
-            )
-            .unwrap_err()
-            .problem
-            .status,
+            route(&Method::GET, "/api/x", &"a".repeat(MAX_URL_BYTES))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            414
+        );
+        assert_eq!(
+            status(decide("/api/GetSecretSameTenant", "key=../x", None, &v)),
             401
         );
         assert_eq!(
-            plan(
-                &req("GET", "/api/GetSecretSameTenant", "key=../x", Some("k2")),
+            status(decide("/api/GetSecretSameTenant", "key=../x", Some(K2), &v)),
+            400
+        );
+        assert_eq!(
+            status(decide(
+                "/api/GetSecretSameTenant",
+                "Key=ok&Code=0123456789abcdef-2",
+                None,
                 &v
-            )
-            .unwrap_err()
-            .problem
-            .status,
+            )),
+            200
+        );
+    }
+
+    #[test]
+    fn a_maximal_blob_name_fits_the_url_limit() {
+        let name: String = "\u{10348}".repeat(1024);
+        let mut encoded = String::new();
+        crate::urlenc::encode_component(&name, &mut encoded);
+        let query = format!("container=abc&blob={encoded}&code={K1}");
+        assert_eq!(
+            status(decide(
+                "/api/DownloadBlobSameTenant",
+                &query,
+                None,
+                &vars(&[])
+            )),
+            200
+        );
+    }
+
+    #[test]
+    fn profiles_are_selected_checked_and_refused_before_any_call() {
+        let v = vars(&[]);
+        let secret = |q: &str, key| decide("/api/GetSecretCrossTenant", q, Some(key), &v);
+        assert!(secret("key=s", K1).unwrap().contains("profile b"));
+        assert!(secret("key=s&tenant=b", K1).unwrap().contains("profile b"));
+        assert!(secret("key=s&tenant=C", K1).unwrap().contains("profile c"));
+        // Caller key1 (unnamed, second key) may not use profile c.
+        let p = secret("key=s&tenant=c", K2).unwrap_err();
+        assert_eq!((p.status.as_u16(), &*p.code), (403, "access-denied"));
+        assert!(p.detail.contains("profile1_callers"));
+        let p = secret("key=s&tenant=zz", K1).unwrap_err();
+        assert_eq!((p.status.as_u16(), &*p.code), (404, "tenant-not-found"));
+        assert_eq!(status(secret("key=s&tenant=a.b", K1)), 400);
+        assert_eq!(status(secret("key=s&tenant=b&tenant=c", K1)), 400);
+        assert_eq!(
+            status(decide(
+                "/api/GetSecretSameTenant",
+                "key=s&tenant=b",
+                Some(K1),
+                &v
+            )),
             400
         );
     }
 
     #[test]
-    fn builds_actions() {
-        let v = vars();
-        let p = plan(
-            &req(
-                "GET",
+    fn rules_apply_per_endpoint_and_profile() {
+        let v = vars(&[
+            ("same_tenant_secrets", "app-*"),
+            ("profile1_secrets", "TEST-SECRET-001"),
+            ("cross_tenant_blobs", "seed/greeting.txt, public"),
+        ]);
+        let d = |path, q: &str| decide(path, q, Some(K1), &v);
+        assert_eq!(status(d("/api/GetSecretSameTenant", "key=app-x")), 200);
+        let p = d("/api/GetSecretSameTenant", "key=other").unwrap_err();
+        assert!(p.detail.contains("same_tenant_secrets") && !p.detail.contains("app-*"));
+        assert_eq!(
+            status(d(
                 "/api/GetSecretCrossTenant",
-                "key=TEST-SECRET-001&code=k1",
-                None,
-            ),
-            &v,
-        )
-        .unwrap();
-        assert_eq!(p.caller, Caller::Key("ops".into()));
-        assert_eq!(
-            p.action,
-            Action::Secret {
-                tenant: Tenant::Cross,
-                name: "TEST-SECRET-001".into(),
-                version: None
-            }
+                "key=test-secret-001&tenant=c"
+            )),
+            200
         );
-        let p = plan(
-            &req(
-                "GET",
-                "/api/DownloadBlobSameTenant",
-                "container=c01&blob=a%2Fb.txt",
-                Some("k2"),
-            ),
-            &v,
-        )
-        .unwrap();
         assert_eq!(
-            p.action,
-            Action::Blob {
-                tenant: Tenant::Same,
-                container: "c01".into(),
-                blob: "a/b.txt".into()
-            }
+            status(d("/api/GetSecretCrossTenant", "key=other&tenant=c")),
+            403
+        );
+        assert_eq!(status(d("/api/GetSecretCrossTenant", "key=other")), 200);
+        assert_eq!(
+            status(d(
+                "/api/DownloadBlobCrossTenant",
+                "container=seed&blob=greeting.txt"
+            )),
+            200
+        );
+        assert_eq!(
+            status(d(
+                "/api/DownloadBlobCrossTenant",
+                "container=seed&blob=other.txt"
+            )),
+            403
+        );
+        assert_eq!(
+            status(d(
+                "/api/DownloadBlobCrossTenant",
+                "container=public&blob=any/thing"
+            )),
+            200
+        );
+        assert_eq!(
+            status(d(
+                "/api/DownloadBlobCrossTenant",
+                "container=private&blob=x"
+            )),
+            403
         );
     }
 
     #[test]
+    fn registry_tokens_are_an_allow_list() {
+        let v = vars(&[
+            ("cross_tenant_registries", "hub.azurecr.io"),
+            ("cross_tenant_repositories", "base/*, ops=infra/tools"),
+        ]);
+        let d = |q: &str, key| decide("/api/acr/token", q, Some(key), &v);
+        assert!(d(
+            "registry=HUB.azurecr.io&repository=base/alpine&repository=base/nginx",
+            K2
+        )
+        .is_ok());
+        assert_eq!(
+            status(d("registry=hub.azurecr.io&repository=infra/tools", K1)),
+            200
+        );
+        assert_eq!(
+            status(d("registry=hub.azurecr.io&repository=infra/tools", K2)),
+            403
+        );
+        assert_eq!(
+            status(d("registry=other.azurecr.io&repository=base/alpine", K1)),
+            403
+        );
+        assert_eq!(status(d("registry=hub.azurecr.io", K1)), 400);
+        assert_eq!(
+            status(d("registry=hub.azurecr.io&repository=Base/Alpine", K1)),
+            400
+        );
+        assert_eq!(
+            status(d("registry=hub.azurecr.io&repository=base/*", K1)),
+            400
+        );
+        assert_eq!(
+            status(d("registry=https://hub.azurecr.io&repository=base/a", K1)),
+            400
+        );
+        assert_eq!(
+            status(d("registry=hub.azurecr.io:8443&repository=base/a", K1)),
+            403
+        );
+        assert_eq!(
+            status(d("registry=hub.azurecr.io&repository=base/a&tenant=c", K1)),
+            403
+        );
+    }
+
+    #[test]
+    fn configuration_problems_are_500s_naming_the_variable() {
+        let v = vars(&[("profile1_tenant_id", "not-a-guid")]);
+        let p = decide("/api/GetSecretCrossTenant", "key=s&tenant=c", Some(K1), &v).unwrap_err();
+        assert_eq!(p.status.as_u16(), 500);
+        assert!(p.detail.contains("profile1_tenant_id") && !p.detail.contains("not-a-guid"));
+        let v = vars(&[("function_keys", "")]);
+        let p = decide("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
+        assert!(p.detail.contains("function_keys"));
+        let v = vars(&[("app_client_id", "")]);
+        let p = decide("/api/GetSecretCrossTenant", "key=s", Some(K1), &v).unwrap_err();
+        assert!(p.detail.contains("app_client_id"));
+    }
+
+    #[test]
     fn two_key_headers_are_refused() {
-        let mut r = req("GET", "/api/GetSecretSameTenant", "key=a", None);
-        r.key_headers = vec!["k1".into(), "k2".into()];
-        assert_eq!(plan(&r, &vars()).unwrap_err().problem.status, 401);
+        let v = vars(&[]);
+        let endpoint = route(&Method::GET, "/api/GetSecretSameTenant", "key=a").unwrap();
+        let settings = load(&v, endpoint.need(None));
+        let q = Query::parse("key=a").unwrap();
+        let two = [K1.to_string(), K2.to_string()];
+        assert_eq!(
+            authenticate(&settings, &two, &q)
+                .unwrap_err()
+                .status
+                .as_u16(),
+            401
+        );
     }
 }

@@ -19,7 +19,7 @@ fn civil(days: u64) -> (i64, i64, i64) {
 }
 
 /// RFC 1123, for `x-ms-date`.
-pub fn http_date(unix: u64) -> String {
+pub(crate) fn http_date(unix: u64) -> String {
     let (days, secs) = (unix / 86_400, unix % 86_400);
     let (year, month, day) = civil(days);
     format!(
@@ -33,7 +33,7 @@ pub fn http_date(unix: u64) -> String {
 }
 
 /// RFC 3339 in UTC, for log lines.
-pub fn rfc3339(unix: u64) -> String {
+pub(crate) fn rfc3339(unix: u64) -> String {
     let (days, secs) = (unix / 86_400, unix % 86_400);
     let (year, month, day) = civil(days);
     format!(

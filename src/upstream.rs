@@ -1,53 +1,52 @@
-//! The shape of an outbound call, independent of Spin, so the service logic (identity, Key Vault,
-//! Blob) can be exercised on the host target with a scripted transport.
+//! The shape of an outbound call, independent of Spin, so every service decision (identity,
+//! Key Vault, Blob, registry) runs on the host target with a scripted transport.
 
-use crate::config::Origin;
 use crate::errors::Problem;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-}
+use crate::origin::Origin;
+use http::{Method, StatusCode};
+use std::time::Duration;
 
 /// Which service a call goes to; names the service in logs and problem details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
+pub(crate) enum Service {
     Imds,
     Entra,
     KeyVault,
     Blob,
+    Registry,
 }
 
 impl Service {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Imds => "IMDS",
             Service::Entra => "Entra ID",
             Service::KeyVault => "Key Vault",
             Service::Blob => "Blob Storage",
+            Service::Registry => "the container registry",
         }
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub service: Service,
     pub method: Method,
     pub origin: Origin,
     /// Already encoded: never re-parsed, so nothing can normalise it into another target.
     pub path_and_query: String,
-    pub headers: Vec<(String, String)>,
+    /// Lower-case names: the transport sends them as they are.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     /// Time left for this attempt (the request's remaining deadline).
-    pub timeout: Option<std::time::Duration>,
+    pub timeout: Option<Duration>,
 }
 
 impl Request {
-    pub fn get(service: Service, origin: &Origin, path_and_query: String) -> Request {
+    pub(crate) fn get(service: Service, origin: &Origin, path_and_query: String) -> Request {
         Request {
             service,
-            method: Method::Get,
+            method: Method::GET,
             origin: origin.clone(),
             path_and_query,
             headers: Vec::new(),
@@ -56,100 +55,110 @@ impl Request {
         }
     }
 
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Request {
-        self.headers.push((name.to_string(), value.into()));
-        self
+    /// A form POST; `Content-Length` is set from the body by the transport.
+    pub(crate) fn form(service: Service, origin: &Origin, path: String, body: String) -> Request {
+        Request {
+            method: Method::POST,
+            body: body.into_bytes(),
+            ..Request::get(service, origin, path)
+        }
+        .header("content-type", "application/x-www-form-urlencoded")
     }
 
-    /// The URL without query, for logs and details (queries may carry nothing secret here, but
-    /// the path is what an operator needs).
-    pub fn display_url(&self) -> String {
-        let path = self.path_and_query.split('?').next().unwrap_or("");
-        format!("{}{}", self.origin, path)
+    pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Request {
+        self.headers.push((name, value.into()));
+        self
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetError {
+// Most variants are made by the Spin transport, which exists only in the wasm32 build.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) enum NetError {
     /// Spin refused the destination: `allowed_outbound_hosts` does not cover it.
     Denied,
+    /// Connecting, the first byte, or the gap between two body chunks took too long.
     Timeout,
     ConnectionRefused,
     Dns,
     Tls(String),
     /// The connection broke after the response started.
     Broken(String),
+    /// The request could not even be built (an invalid header value): nothing went out, and
+    /// trying again cannot help.
+    Local(String),
     Other(String),
 }
 
 /// Response status and headers; the body is read separately so blobs can stream.
 #[derive(Debug, Clone, Default)]
-pub struct Head {
-    pub status: u16,
+pub(crate) struct Head {
+    pub status: StatusCode,
     pub headers: Vec<(String, String)>,
 }
 
 impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn content_length(&self) -> Option<u64> {
+    pub(crate) fn content_length(&self) -> Option<u64> {
         self.header("content-length")?.trim().parse().ok()
-    }
-
-    /// Upstream correlation id for logs.
-    pub fn request_id(&self) -> Option<&str> {
-        self.header("x-ms-request-id")
-            .or_else(|| self.header("x-ms-correlation-request-id"))
     }
 }
 
-/// A response whose body has been read completely (small bodies: tokens, secrets, errors).
+/// A response whose body has been read completely (tokens, secrets, errors).
 #[derive(Debug, Clone, Default)]
-pub struct Response {
+pub(crate) struct Response {
     pub head: Head,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> StatusCode {
         self.head.status
     }
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.header(name)
     }
 }
 
 /// Reads a body in chunks; `Ok(None)` at the end.
-pub trait BodyReader {
+pub(crate) trait BodyReader {
     fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError>;
 }
 
 /// Largest body read into memory (tokens, secrets of ≤ 25 KB, error documents).
-pub const SMALL_BODY_LIMIT: usize = 1024 * 1024;
+pub(crate) const SMALL_BODY_LIMIT: usize = 1024 * 1024;
 
-pub trait Transport {
+pub(crate) trait Transport {
     type Body: BodyReader;
 
     /// Sends the request and returns once the response head has arrived.
     fn open(&self, req: &Request) -> Result<(Head, Self::Body), NetError>;
 }
 
-/// Reads a whole small body (tokens, secrets, error documents), refusing more than 1 MiB.
-pub fn read_small(
+/// Reads a whole small body, refusing more than `limit` bytes, and giving up with a timeout
+/// once `out_of_time` says so: each read is bounded by the between-bytes timeout, but a body
+/// that trickles must not outlive the request's deadline.
+pub(crate) fn read_small(
     service: Service,
     head: Head,
     body: &mut impl BodyReader,
+    limit: usize,
+    out_of_time: &dyn Fn() -> bool,
 ) -> Result<Response, NetError> {
     let mut buf = Vec::new();
     while let Some(chunk) = body.next_chunk()? {
-        if buf.len() + chunk.len() > SMALL_BODY_LIMIT {
+        if out_of_time() {
+            return Err(NetError::Timeout);
+        }
+        if buf.len() + chunk.len() > limit {
             return Err(NetError::Other(format!(
-                "{} answered with more than 1 MiB",
+                "{} answered with more than {limit} bytes",
                 service.name()
             )));
         }
@@ -159,12 +168,12 @@ pub fn read_small(
 }
 
 /// What a failed connection means for the caller and what the operator should check.
-pub fn net_problem(req: &Request, err: &NetError) -> Problem {
+pub(crate) fn net_problem(req: &Request, err: &NetError) -> Problem {
     let service = req.service.name();
     let target = req.origin.to_string();
     match err {
         NetError::Denied => Problem::new(
-            500,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "outbound-denied",
             "Configuration error",
             format!(
@@ -189,6 +198,12 @@ pub fn net_problem(req: &Request, err: &NetError) -> Problem {
             "upstream-tls",
             format!("TLS with {service} at {target} failed ({detail}): the certificate does not match the host or is not trusted"),
         ),
+        NetError::Local(detail) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request-invalid",
+            "Internal error",
+            format!("the request to {service} at {target} could not be built ({detail})"),
+        ),
         NetError::Broken(detail) | NetError::Other(detail) => {
             Problem::upstream("upstream-failed", format!("request to {service} at {target} failed: {detail}"))
         }
@@ -197,7 +212,7 @@ pub fn net_problem(req: &Request, err: &NetError) -> Problem {
 
 /// Seconds to wait, from `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After` (seconds; an
 /// HTTP date is read as "soon", 1 s, rather than parsed).
-pub fn retry_after(head: &Head) -> Option<u64> {
+pub(crate) fn retry_after(head: &Head) -> Option<u64> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
         if let Some(ms) = head.header(name).and_then(|v| v.trim().parse::<u64>().ok()) {
             return Some(ms.div_ceil(1000).max(1));
@@ -208,12 +223,28 @@ pub fn retry_after(head: &Head) -> Option<u64> {
 }
 
 #[cfg(test)]
+pub(crate) mod scripted {
+    //! A transport that answers from a script and records what it was asked, for host tests.
+
+    use super::*;
+    use std::collections::VecDeque;
+
+    pub(crate) struct Chunks(pub VecDeque<Result<Vec<u8>, NetError>>);
+
+    impl BodyReader for Chunks {
+        fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+            self.0.pop_front().transpose()
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn head(headers: &[(&str, &str)]) -> Head {
         Head {
-            status: 429,
+            status: StatusCode::TOO_MANY_REQUESTS,
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -234,5 +265,14 @@ mod tests {
             Some(1)
         );
         assert_eq!(retry_after(&head(&[])), None);
+    }
+
+    #[test]
+    fn forms_carry_their_content_type() {
+        let o = crate::origin::parse("https://login.microsoftonline.com").unwrap();
+        let r = Request::form(Service::Entra, &o, "/t".into(), "a=b".into());
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.headers[0].0, "content-type");
+        assert_eq!(r.body, b"a=b");
     }
 }

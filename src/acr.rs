@@ -1,0 +1,347 @@
+//! Registry pull tokens across tenants, without a stored secret: the profile's Entra token for
+//! the registry audience becomes an ACR refresh token (`/oauth2/exchange`), cached and never
+//! returned, which becomes a pull-only access token for the requested repositories
+//! (`/oauth2/token`). Lifetimes come from the tokens' own `exp`; a grant narrower than the
+//! request is refused, since the protocol lets a registry grant less than asked.
+
+use crate::authorize::{authorize, may_send_to, Attempt};
+use crate::cache;
+use crate::cloud::{Cloud, TokenService};
+use crate::context::Context;
+use crate::credential::{Credential, Federated};
+use crate::errors::{truncate, Problem};
+use crate::json::{self, Value};
+use crate::jwt;
+use crate::origin::Origin;
+use crate::retry;
+use crate::token::Token;
+use crate::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
+use crate::urlenc::Form;
+use http::StatusCode;
+
+/// The user name registry clients pair with an ACR token.
+pub(crate) const TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
+
+/// The `scope` of a pull token for these repositories.
+pub(crate) fn pull_scope(repositories: &[String]) -> String {
+    repositories
+        .iter()
+        .map(|r| format!("repository:{r}:pull"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first entry of a registry error body (`{"errors":[{"code":…,"message":…}]}`).
+fn first_error(resp: &Response) -> (String, String) {
+    let doc = json::parse(&resp.body);
+    let first = doc
+        .as_ref()
+        .and_then(|d| d.pick(["errors"]))
+        .and_then(|[e]| e)
+        .and_then(|e| e.as_array().first());
+    let [code, message] = first
+        .and_then(|f| f.pick(["code", "message"]))
+        .unwrap_or_default();
+    let text =
+        |v: Option<&Value>, max| truncate(v.and_then(Value::as_str).unwrap_or_default(), max);
+    (text(code, 60), text(message, 200))
+}
+
+/// Failures every registry call shares: throttling, outages, and the registry's network rules.
+fn common_problem(resp: &Response, registry: &Origin, cloud: Cloud) -> Option<Problem> {
+    let (code, message) = first_error(resp);
+    let status = resp.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Some(Problem::throttled(
+            "the container registry",
+            retry_after(&resp.head).unwrap_or(5),
+        ));
+    }
+    if status.is_server_error() {
+        return Some(Problem::unavailable(
+            "registry-unavailable",
+            format!(
+                "{registry} answered HTTP {}; retry shortly",
+                status.as_u16()
+            ),
+            5,
+        ));
+    }
+    let network = message.to_ascii_lowercase();
+    if status == StatusCode::FORBIDDEN
+        && (network.contains("not allowed access")
+            || network.contains("firewall")
+            || code == "DENIED" && network.contains("ip"))
+    {
+        return Some(Problem::upstream(
+            "registry-network",
+            format!(
+                "{registry} refused the connection by its network rules ({code}): allow the cluster's network, or reach the \
+                 registry through its private endpoint (private DNS zone {} linked to the cluster VNet, \
+                 {} resolving to the endpoint's IP)",
+                cloud.private_dns_zone(TokenService::Registry),
+                registry.host
+            ),
+        ));
+    }
+    None
+}
+
+/// An ACR refresh token for one registry in one tenant: minted from the profile's Entra token.
+pub(crate) struct RefreshCredential<'a> {
+    pub entra: Federated<'a>,
+    pub registry: &'a Origin,
+}
+
+impl Credential for RefreshCredential<'_> {
+    fn cache_key(&self) -> String {
+        cache::key(
+            "acr",
+            &[&self.entra.cache_key(), &self.registry.authority()],
+        )
+    }
+
+    fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
+        // The Entra token is cached on its own (single-flight, like every other token): a new
+        // refresh token, or one per registry, must not cost a new Entra exchange each time.
+        // The Entra token travels in the form body, not through `authorize`: check its host.
+        may_send_to(ctx.common, self.registry, TokenService::Registry)?;
+        let entra = self.entra.token(ctx)?;
+        let form = Form::default()
+            .pair("grant_type", "access_token")
+            .pair("service", &self.registry.host)
+            .pair("tenant", self.entra.target.tenant_id)
+            .pair("access_token", &entra.secret)
+            .finish();
+        let req = Request::form(
+            Service::Registry,
+            self.registry,
+            "/oauth2/exchange".into(),
+            form,
+        );
+        let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        if resp.status() != StatusCode::OK {
+            return Err(common_problem(&resp, self.registry, ctx.common.cloud).unwrap_or_else(|| {
+                let (code, message) = first_error(&resp);
+                Problem::upstream(
+                    "registry-exchange-refused",
+                    format!(
+                        "{} refused to exchange the Entra token of {} (HTTP {}, {code}: {message}): grant it 'AcrPull' on the \
+                         registry (RBAC registries) or 'Container Registry Repository Reader' (ABAC registries), and check that \
+                         the registry accepts Entra tokens for the audience https://containerregistry.azure.net",
+                        self.registry,
+                        self.principal(Some(&entra.secret)),
+                        resp.status().as_u16()
+                    ),
+                )
+            }));
+        }
+        let refresh_token = json::string_member(&resp.body, "refresh_token").ok_or_else(|| {
+            Problem::upstream(
+                "registry-failed",
+                format!(
+                    "{} answered the exchange without a refresh_token",
+                    self.registry
+                ),
+            )
+        })?;
+        registry_token(refresh_token, ctx.now(), self.registry)
+    }
+
+    fn principal(&self, token: Option<&str>) -> String {
+        self.entra.principal(token)
+    }
+}
+
+/// A registry token with its lifetime from its own `exp`.
+fn registry_token(secret: String, now: u64, registry: &Origin) -> Result<Token, Problem> {
+    let exp = jwt::claims(&secret)
+        .and_then(|c| c.exp)
+        .and_then(|e| u64::try_from(e).ok())
+        .ok_or_else(|| {
+            Problem::upstream(
+                "registry-failed",
+                format!("{registry} issued a token without a readable expiry (exp)"),
+            )
+        })?;
+    Ok(Token::new(secret, now, exp, None))
+}
+
+/// What the caller receives.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PullToken {
+    pub username: &'static str,
+    pub password: String,
+    pub expires_on: u64,
+    pub scope: String,
+}
+
+impl PullToken {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        json::Object::new()
+            .str("username", self.username)
+            .str("password", &self.password)
+            .num("expires_on", self.expires_on)
+            .str("scope", &self.scope)
+            .finish()
+            .into_bytes()
+    }
+}
+
+/// A pull token for `repositories`, with every one of them granted.
+pub(crate) fn pull_token<T: Transport>(
+    ctx: &Context<T>,
+    credential: &RefreshCredential,
+    repositories: &[String],
+) -> Result<PullToken, Problem> {
+    let registry = credential.registry;
+    let scope = pull_scope(repositories);
+    authorize(
+        ctx,
+        credential,
+        registry,
+        TokenService::Registry,
+        |refresh| {
+            let form = Form::default()
+                .pair("grant_type", "refresh_token")
+                .pair("service", &registry.host)
+                .pair("scope", &scope)
+                .pair("refresh_token", &refresh.secret)
+                .finish();
+            let req = Request::form(Service::Registry, registry, "/oauth2/token".into(), form);
+            let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::UNAUTHORIZED => {
+                    let (code, message) = first_error(&resp);
+                    return Ok(Attempt::Refused {
+                        problem: Problem::upstream(
+                            "registry-token-refused",
+                            format!("{registry} refused the refresh token ({code}: {message})"),
+                        ),
+                        challenge: None,
+                    });
+                }
+                _ => {
+                    return Err(
+                        common_problem(&resp, registry, ctx.common.cloud).unwrap_or_else(|| {
+                            let (code, message) = first_error(&resp);
+                            denied(
+                                registry,
+                                repositories,
+                                &format!("HTTP {}, {code}: {message}", resp.status().as_u16()),
+                            )
+                        }),
+                    )
+                }
+            }
+            let access_token =
+                json::string_member(&resp.body, "access_token").ok_or_else(|| {
+                    Problem::upstream(
+                        "registry-failed",
+                        format!("{registry} answered without an access_token"),
+                    )
+                })?;
+            let token = registry_token(access_token, ctx.now(), registry)?;
+            let claims = jwt::claims(&token.secret).unwrap_or_default();
+            let missing: Vec<&str> = repositories
+                .iter()
+                .filter(|r| {
+                    !claims.access.iter().any(|a| {
+                        a.kind == "repository"
+                            && a.name == **r
+                            && a.actions.iter().any(|x| x == "pull")
+                    })
+                })
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(denied(
+                    registry,
+                    repositories,
+                    &format!("no pull granted for {}", missing.join(", ")),
+                ));
+            }
+            Ok(Attempt::Done(PullToken {
+                username: TOKEN_USER,
+                password: token.secret,
+                expires_on: token.expires_on,
+                scope: scope.clone(),
+            }))
+        },
+    )
+}
+
+fn denied(registry: &Origin, repositories: &[String], why: &str) -> Problem {
+    Problem::forbidden(format!(
+        "{registry} did not grant pull on {} ({why}): the identity's role does not cover these repositories \
+         ('Container Registry Repository Reader' conditions on ABAC registries, or 'AcrPull' on RBAC ones)",
+        truncate(&repositories.join(", "), 300)
+    ))
+    .with_code("registry-repository-denied")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Head;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            head: Head {
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: vec![],
+            },
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn scopes_are_pull_only() {
+        assert_eq!(
+            pull_scope(&["a".into(), "b/c".into()]),
+            "repository:a:pull repository:b/c:pull"
+        );
+    }
+
+    #[test]
+    fn network_refusals_and_outages_are_told_apart() {
+        let reg = crate::origin::parse("https://hub.azurecr.io").unwrap();
+        let p = common_problem(&resp(403, r#"{"errors":[{"code":"DENIED","message":"client with IP '1.2.3.4' is not allowed access"}]}"#), &reg, Cloud::Public).unwrap();
+        assert_eq!(&*p.code, "registry-network");
+        assert_eq!(
+            common_problem(&resp(503, ""), &reg, Cloud::Public)
+                .unwrap()
+                .status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            common_problem(&resp(429, ""), &reg, Cloud::Public)
+                .unwrap()
+                .status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(common_problem(
+            &resp(401, r#"{"errors":[{"code":"UNAUTHORIZED","message":"x"}]}"#),
+            &reg,
+            Cloud::Public
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn registry_tokens_need_an_expiry() {
+        use base64::Engine;
+        let reg = crate::origin::parse("https://hub.azurecr.io").unwrap();
+        let jwt = |payload: &str| {
+            format!(
+                "e30.{}.c2ln",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
+            )
+        };
+        let t = registry_token(jwt(r#"{"exp":1800010800}"#), 1_800_000_000, &reg).unwrap();
+        assert_eq!(t.expires_on, 1_800_010_800);
+        assert!(registry_token(jwt("{}"), 1_800_000_000, &reg).is_err());
+        assert!(registry_token("opaque".into(), 1_800_000_000, &reg).is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! One request, start to finish, independent of Spin: route, settings, caller, action, the
+//! service call, and the answer — so every decision runs on the host target. The edge
+//! (`handler`) gives it the platform's variables, transport, store and clock, and writes what it
+//! returns.
+
+use crate::acr::{self, RefreshCredential};
+use crate::blob;
+use crate::cache::Cache;
+use crate::clock::{Budget, Clock};
+use crate::context::Context;
+use crate::credential::{Credential, Federated, ManagedIdentity};
+use crate::entra;
+use crate::errors::{sensitive_headers, truncate, Answer, Problem};
+use crate::health;
+use crate::input::Query;
+use crate::keyvault::{self, VaultCredential};
+use crate::log::RequestLine;
+use crate::relay::Plan;
+use crate::routes::{self, Action, Endpoint, Tenant};
+use crate::settings::{self, Common, Exchange, Profile, Variables};
+use crate::store::Store;
+use crate::upstream::Transport;
+use http::{Method, StatusCode};
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// What the edge knows about the incoming request.
+pub(crate) struct Incoming<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// Every `x-functions-key` header value.
+    pub key_headers: Vec<String>,
+}
+
+/// What the platform provides for one request.
+pub(crate) struct Platform<'a, T: Transport> {
+    pub vars: &'a dyn Variables,
+    pub http: &'a T,
+    /// Opens the key-value store with this label; `None` when it cannot (the cache is then off).
+    pub open_store: &'a dyn Fn(&str) -> Option<Box<dyn Store + 'a>>,
+    pub clock: &'a dyn Clock,
+    pub request_id: &'a str,
+}
+
+/// What to send back.
+pub(crate) enum Reply<B> {
+    Complete(Answer),
+    /// A blob to stream as base64 under `plan`.
+    Blob {
+        plan: Plan,
+        body: B,
+    },
+}
+
+/// A lease lasts no longer than the deadline of the request that holds it, and at most this.
+const MAX_LEASE_SECS: u64 = 10;
+
+/// Serves one request; fills the log line's route, caller, tenant, resource and problem code.
+pub(crate) fn handle<T: Transport>(
+    req: &Incoming,
+    platform: &Platform<T>,
+    line: &mut RequestLine,
+) -> Reply<T::Body> {
+    match serve(req, platform, line) {
+        Ok(reply) => reply,
+        Err(problem) => {
+            line.code = Some(problem.code.to_string());
+            Reply::Complete(problem.answer())
+        }
+    }
+}
+
+fn serve<T: Transport>(
+    req: &Incoming,
+    platform: &Platform<T>,
+    line: &mut RequestLine,
+) -> Result<Reply<T::Body>, Problem> {
+    let endpoint = routes::route(req.method, req.path, req.query)?;
+    line.route = endpoint.name().to_string();
+    if endpoint == Endpoint::Live {
+        return Ok(Reply::Complete(Answer::new(
+            StatusCode::OK,
+            "application/json",
+            br#"{"status":"alive"}"#.to_vec(),
+        )));
+    }
+    let query = Query::parse(req.query)?;
+    let settings = settings::load(
+        platform.vars,
+        endpoint.need(query.all("tenant").first().copied()),
+    );
+    if endpoint == Endpoint::Health {
+        let (ready, body) = health::report(&settings);
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        // Unhealthy: an RFC 9457 problem (the first problem's code and detail) whose extension
+        // members are the whole report, so probes and callers read it like any other failure.
+        let content_type = if ready {
+            "application/json"
+        } else {
+            "application/problem+json"
+        };
+        return Ok(Reply::Complete(Answer::new(status, content_type, body)));
+    }
+    let caller = routes::authenticate(&settings, &req.key_headers, &query)?;
+    line.caller = Some(caller.name().to_string());
+    // The settings every route needs come first: without them no section was loaded, and the
+    // caller must hear which variable is wrong, not that a section is missing.
+    let common = settings.common.as_ref().map_err(Clone::clone)?;
+    let action = routes::permit(endpoint, &settings, &caller, &query)?;
+    let exchange = settings.exchange.as_ref().and_then(|e| e.as_ref().ok());
+
+    let store = (platform.open_store)(&common.store_label);
+    let lease_secs = common.deadline_secs.min(MAX_LEASE_SECS);
+    let ctx = Context {
+        http: platform.http,
+        cache: Cache {
+            store: store.as_deref(),
+            clock: platform.clock,
+            owner: platform.request_id,
+            lease_secs,
+            max_wait: Duration::from_secs(lease_secs + 1),
+        },
+        clock: platform.clock,
+        common,
+        request_id: platform.request_id,
+        budget: Budget::new(common.deadline_secs, common.retry_base_ms),
+    };
+    let cloud = common.cloud;
+    let federated = |p, resource| federated(common, exchange, p, resource);
+    match action {
+        Action::Secret {
+            tenant,
+            name,
+            version,
+        } => {
+            line.tenant = Some(tenant_name(&tenant));
+            let (vault, variable) = match tenant {
+                Tenant::Same(s) => (s.vault.as_ref(), "keyvault_endpoint".to_string()),
+                Tenant::Profile(p) => (p.vault.as_ref(), p.slot.var("keyvault_endpoint")),
+            };
+            let vault = vault.ok_or_else(|| {
+                missing(
+                    &variable,
+                    "the Key Vault URL, e.g. https://myvault.vault.azure.net",
+                )
+            })?;
+            line.resource = Some(match &version {
+                Some(v) => format!("{vault}/secrets/{name}/{v}"),
+                None => format!("{vault}/secrets/{name}"),
+            });
+            let target = keyvault::Target {
+                cloud,
+                vault,
+                name: &name,
+                version: version.as_deref(),
+            };
+            let value = match tenant {
+                Tenant::Same(_) => secret(
+                    &ctx,
+                    ManagedIdentity {
+                        identity: &common.identity,
+                        cloud,
+                        resource: cloud.vault_resource(),
+                    },
+                    None,
+                    &variable,
+                    &target,
+                )?,
+                Tenant::Profile(p) => secret(
+                    &ctx,
+                    federated(p, cloud.vault_resource())?,
+                    Some(&p.tenant_id),
+                    &variable,
+                    &target,
+                )?,
+            };
+            Ok(Reply::Complete(Answer::new(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                value.into_bytes(),
+            )))
+        }
+        Action::Blob {
+            tenant,
+            container,
+            blob,
+        } => {
+            line.tenant = Some(tenant_name(&tenant));
+            let (service, variable) = match tenant {
+                Tenant::Same(s) => (s.blob.as_ref(), "blob_service_endpoint".to_string()),
+                Tenant::Profile(p) => (p.blob.as_ref(), p.slot.var("blob_service_endpoint")),
+            };
+            let service = service.ok_or_else(|| {
+                missing(
+                    &variable,
+                    "the Blob service URL, e.g. https://myaccount.blob.core.windows.net",
+                )
+            })?;
+            line.resource = Some(format!(
+                "{}{}/{container}/{}",
+                service.origin,
+                service.base_path,
+                truncate(&blob, 200)
+            ));
+            let target = blob::Target {
+                cloud,
+                service,
+                container: &container,
+                blob: &blob,
+            };
+            let (head, body) = match tenant {
+                Tenant::Same(_) => blob::open(
+                    &ctx,
+                    &ManagedIdentity {
+                        identity: &common.identity,
+                        cloud,
+                        resource: cloud.storage_resource(),
+                    },
+                    &target,
+                )?,
+                Tenant::Profile(p) => {
+                    blob::open(&ctx, &federated(p, cloud.storage_resource())?, &target)?
+                }
+            };
+            let plan = Plan::new(&head, common.max_blob_bytes)?;
+            Ok(Reply::Blob { plan, body })
+        }
+        Action::Registry {
+            profile,
+            registry,
+            repositories,
+        } => {
+            line.tenant = Some(profile.name.clone());
+            line.resource = Some(format!(
+                "{} {}",
+                registry.authority(),
+                acr::pull_scope(&repositories)
+            ));
+            let credential = RefreshCredential {
+                entra: federated(profile, cloud.registry_resource())?,
+                registry: &registry,
+            };
+            let token = acr::pull_token(&ctx, &credential, &repositories)?;
+            Ok(Reply::Complete(Answer::new(
+                StatusCode::OK,
+                "application/json",
+                token.to_json(),
+            )))
+        }
+    }
+}
+
+/// The profile's token for `resource`, by the federated exchange.
+fn federated<'a>(
+    common: &'a Common,
+    exchange: Option<&'a Exchange>,
+    profile: &'a Profile,
+    resource: &'static str,
+) -> Result<Federated<'a>, Problem> {
+    Ok(Federated {
+        identity: &common.identity,
+        exchange: exchange.ok_or_else(|| {
+            Problem::config_missing("app_client_id", "the cross-tenant exchange settings")
+        })?,
+        cloud: common.cloud,
+        target: entra::Target {
+            tenant_id: &profile.tenant_id,
+            profile: &profile.name,
+            slot: profile.slot,
+        },
+        resource,
+    })
+}
+
+fn secret<T: Transport, C: Credential>(
+    ctx: &Context<T>,
+    inner: C,
+    expected_tenant: Option<&str>,
+    variable: &str,
+    target: &keyvault::Target,
+) -> Result<String, Problem> {
+    let credential = VaultCredential {
+        inner,
+        cloud: ctx.common.cloud,
+        vault: target.vault,
+        expected_tenant,
+        vault_variable: variable,
+        target,
+        pending: RefCell::new(None),
+    };
+    keyvault::get_secret(ctx, &credential)
+}
+
+fn missing(variable: &str, what: &str) -> Problem {
+    Problem::config_missing(variable, what)
+}
+
+fn tenant_name(tenant: &Tenant) -> String {
+    match tenant {
+        Tenant::Same(_) => "same-tenant".into(),
+        Tenant::Profile(p) => p.name.clone(),
+    }
+}
+
+/// Headers of a blob's 200: the base64's exact length when Storage gave the blob's.
+pub(crate) fn blob_headers(plan: &Plan) -> Vec<(&'static str, String)> {
+    let mut headers = sensitive_headers("text/plain");
+    if let Some(n) = plan.content_length() {
+        headers.push(("content-length", n.to_string()));
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests;

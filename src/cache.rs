@@ -1,0 +1,759 @@
+//! The token cache, shared by every instance and replica through the key-value store, with
+//! single-flight refresh.
+//!
+//! Spin starts an instance per request, so without coordination every request of a cold burst
+//! fetches its own token (IMDS allows 5 concurrent / 20 per second per VM). Here one instance
+//! fetches while the others wait briefly for its result:
+//!
+//! - An entry holds the token, and a *lease* (owner, expiry) while someone is fetching. A warm
+//!   request reads the entry once and writes nothing.
+//! - A lease on an existing entry is taken by compare-and-swap against the bytes just read:
+//!   exactly one of the contenders wins on both of Spin's stores (SQLite `UPDATE … WHERE value =
+//!   old`, Redis `WATCH`/`MULTI`).
+//! - An absent entry cannot be locked that way (on SQLite a swap from an absent key is an
+//!   upsert: everybody "wins"), so the right to create it goes to whoever draws ticket 1 from an
+//!   atomic counter (`increment` is atomic on both stores). The counter is per ten-minute
+//!   period, so an entry lost later (evicted, a crashed creator) is recreated in the next period
+//!   at the latest; meanwhile waiters fall back to fetching themselves.
+//! - Leases expire, so a crashed fetcher blocks nobody for longer than the lease; waits are
+//!   bounded, after which a waiter fetches itself.
+//! - While a still-usable token exists nobody waits: the lease holder refreshes, the others keep
+//!   serving the old token. A failed refresh pauses refreshing for 30 s (as the Azure SDKs) and
+//!   keeps serving the old token.
+//! - A failed fetch is published to the waiters of that lease, so a misconfiguration costs one
+//!   upstream call per burst, not one per request.
+
+use crate::clock::Clock;
+use crate::errors::Problem;
+use crate::json::{self, Value};
+use crate::store::{Store, Swap};
+use crate::token::Token;
+use std::time::Duration;
+
+/// Pause between refresh attempts after a failed refresh.
+const REFRESH_PAUSE: u64 = 30;
+/// Counter periods for creating an absent entry.
+const TICKET_PERIOD: u64 = 600;
+/// First and longest pause between looks at an entry someone else is filling.
+const FIRST_POLL: Duration = Duration::from_millis(5);
+const MAX_POLL: Duration = Duration::from_millis(40);
+
+/// Builds a cache key from its parts, in one place: `tb2|kind|part|part…`. Parts are ids, URLs
+/// and resource names; `|` cannot occur in them.
+pub(crate) fn key(kind: &str, parts: &[&str]) -> String {
+    let mut key = format!("tb2|{kind}");
+    for part in parts {
+        key.push('|');
+        key.push_str(part);
+    }
+    key
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct StoredProblem {
+    status: u16,
+    code: String,
+    title: String,
+    detail: String,
+    retry_after: Option<u64>,
+}
+
+impl StoredProblem {
+    fn decode(v: &Value) -> Option<StoredProblem> {
+        let [status, code, title, detail, retry_after] =
+            v.pick(["status", "code", "title", "detail", "retry_after"])?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+        Some(StoredProblem {
+            status: u16::try_from(status?.as_u64()?).ok()?,
+            code: text(code)?,
+            title: text(title)?,
+            detail: text(detail)?,
+            retry_after: json::opt_u64(retry_after).ok()?,
+        })
+    }
+
+    fn encode(&self) -> String {
+        json::Object::new()
+            .num("status", self.status)
+            .str("code", &self.code)
+            .str("title", &self.title)
+            .str("detail", &self.detail)
+            .opt_num("retry_after", self.retry_after)
+            .finish()
+    }
+}
+
+/// What the store holds for one token: a JSON object (absent members read as empty).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Entry {
+    token: Option<String>,
+    expires_on: u64,
+    refresh_at: u64,
+    /// Unix seconds until which `owner` holds the right to fetch.
+    lease: u64,
+    owner: String,
+    /// The failure of the last fetch by `owner`, for the requests that waited on it.
+    failed: Option<StoredProblem>,
+}
+
+impl Entry {
+    fn decode(bytes: &[u8]) -> Option<Entry> {
+        let doc = json::parse(bytes)?;
+        let [token, expires_on, refresh_at, lease, owner, failed] = doc.pick([
+            "token",
+            "expires_on",
+            "refresh_at",
+            "lease",
+            "owner",
+            "failed",
+        ])?;
+        let number = |v| json::opt_u64(v).map(Option::unwrap_or_default);
+        Some(Entry {
+            token: json::opt_str(token).ok()?.map(str::to_string),
+            expires_on: number(expires_on).ok()?,
+            refresh_at: number(refresh_at).ok()?,
+            lease: number(lease).ok()?,
+            owner: json::opt_str(owner).ok()?.unwrap_or_default().to_string(),
+            failed: match failed {
+                None | Some(Value::Null) => None,
+                Some(f) => Some(StoredProblem::decode(f)?),
+            },
+        })
+    }
+    fn encode(&self) -> Vec<u8> {
+        let mut o = json::Object::with_capacity(self.token.as_ref().map_or(0, String::len) + 96)
+            .opt_str("token", self.token.as_deref())
+            .num("expires_on", self.expires_on)
+            .num("refresh_at", self.refresh_at)
+            .num("lease", self.lease);
+        if !self.owner.is_empty() {
+            o = o.str("owner", &self.owner);
+        }
+        if let Some(failed) = &self.failed {
+            o = o.raw("failed", &failed.encode());
+        }
+        o.finish().into_bytes()
+    }
+    fn token(&self) -> Option<Token> {
+        Some(Token {
+            secret: self.token.clone()?,
+            expires_on: self.expires_on,
+            refresh_at: self.refresh_at,
+        })
+    }
+    fn holding(token: &Token) -> Entry {
+        Entry {
+            token: Some(token.secret.clone()),
+            expires_on: token.expires_on,
+            refresh_at: token.refresh_at,
+            ..Entry::default()
+        }
+    }
+    fn leased(&self, owner: &str, until: u64) -> Entry {
+        Entry {
+            token: self.token.clone(),
+            expires_on: self.expires_on,
+            refresh_at: self.refresh_at,
+            lease: until,
+            owner: owner.to_string(),
+            failed: None,
+        }
+    }
+    fn lease_active(&self, now: u64) -> bool {
+        self.lease > now
+    }
+}
+
+/// The cache of one request: the store (if it opened), the clock, who we are, and how long a
+/// lease and a wait may last.
+pub(crate) struct Cache<'a> {
+    pub store: Option<&'a dyn Store>,
+    pub clock: &'a dyn Clock,
+    /// Unique per request: the lease owner.
+    pub owner: &'a str,
+    pub lease_secs: u64,
+    /// How long a waiter waits for another instance's fetch before fetching itself.
+    pub max_wait: Duration,
+}
+
+impl Cache<'_> {
+    /// A usable token for `key`: from the cache while fresh, otherwise fetched once across
+    /// every instance sharing the store.
+    pub(crate) fn token(
+        &self,
+        key: &str,
+        fetch: &mut dyn FnMut() -> Result<Token, Problem>,
+    ) -> Result<Token, Problem> {
+        let Some(store) = self.store else {
+            return fetch();
+        };
+        let now = self.clock.unix();
+        let raw = store.get(key);
+        let entry = raw.as_deref().and_then(Entry::decode);
+        if let Some(entry) = &entry {
+            if let Some(token) = entry.token().filter(|t| t.usable(now)) {
+                if token.fresh(now) || entry.lease_active(now) {
+                    return Ok(token);
+                }
+                return Ok(self.refresh(store, key, raw.as_deref(), entry, token, fetch));
+            }
+        }
+        self.cold(store, key, raw, fetch)
+    }
+
+    /// Marks `key` as holding no token, after a service refused it.
+    pub(crate) fn forget(&self, key: &str) {
+        if let Some(store) = self.store {
+            store.set(key, &Entry::default().encode());
+        }
+    }
+
+    /// The token still works but is due: whoever takes the lease refreshes, everyone else
+    /// serves the old token.
+    fn refresh(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        raw: Option<&[u8]>,
+        entry: &Entry,
+        old: Token,
+        fetch: &mut dyn FnMut() -> Result<Token, Problem>,
+    ) -> Token {
+        let now = self.clock.unix();
+        let Some(raw) = raw else { return old };
+        let leased = entry.leased(self.owner, now + self.lease_secs).encode();
+        if store.swap(key, raw, &leased) == Swap::Lost {
+            return old;
+        }
+        match fetch() {
+            Ok(token) => {
+                store.set(key, &Entry::holding(&token).encode());
+                token
+            }
+            Err(_) => {
+                // Keep the old token and let nobody try again for a while — unless our lease
+                // ran out meanwhile and someone else has refreshed.
+                let paused = entry.leased(self.owner, self.clock.unix() + REFRESH_PAUSE);
+                store.swap(key, &leased, &paused.encode());
+                old
+            }
+        }
+    }
+
+    /// No usable token: take the right to fetch, or wait for whoever has it.
+    fn cold(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        mut raw: Option<Vec<u8>>,
+        fetch: &mut dyn FnMut() -> Result<Token, Problem>,
+    ) -> Result<Token, Problem> {
+        let waited_from = self.clock.monotonic();
+        let mut poll = FIRST_POLL;
+        loop {
+            let now = self.clock.unix();
+            let entry = raw.as_deref().and_then(Entry::decode);
+            // The lease we hold, as stored, if we got it.
+            let lease = match (&raw, &entry) {
+                // Nothing there yet: ticket 1 creates it (or no atomics: everyone fetches).
+                (None, _) | (Some(_), None) => {
+                    let ticket = key_ticket(key, now);
+                    match store.increment(&ticket, 1) {
+                        Some(1) | None => {
+                            let leased = Entry::default()
+                                .leased(self.owner, now + self.lease_secs)
+                                .encode();
+                            store.set(key, &leased);
+                            Some(leased)
+                        }
+                        Some(_) => None,
+                    }
+                }
+                (Some(bytes), Some(e)) if !e.lease_active(now) => {
+                    let leased = e.leased(self.owner, now + self.lease_secs).encode();
+                    (store.swap(key, bytes, &leased) == Swap::Won).then_some(leased)
+                }
+                _ => None,
+            };
+            if let Some(lease) = lease {
+                return self.fetch_and_publish(store, key, Some(&lease), fetch);
+            }
+            let owner = entry.as_ref().map(|e| e.owner.clone()).unwrap_or_default();
+            // Wait for the owner's result.
+            loop {
+                if self.clock.monotonic().saturating_sub(waited_from) >= self.max_wait {
+                    // Waited long enough: fetch without coordination, publish for the others.
+                    return self.fetch_and_publish(store, key, None, fetch);
+                }
+                self.clock.sleep(poll);
+                poll = (poll * 2).min(MAX_POLL);
+                raw = store.get(key);
+                let now = self.clock.unix();
+                let Some(e) = raw.as_deref().and_then(Entry::decode) else {
+                    continue;
+                };
+                if let Some(token) = e.token().filter(|t| t.usable(now)) {
+                    return Ok(token);
+                }
+                if let Some(failed) = e
+                    .failed
+                    .as_ref()
+                    .filter(|_| e.owner == owner && !owner.is_empty())
+                {
+                    return Err(restore(failed));
+                }
+                if !e.lease_active(now) || e.owner != owner {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Fetches and stores the token. A failure is published to the waiters of `lease` (the
+    /// lease we hold, as stored) only while the entry still carries it: a fetcher that hung
+    /// past its lease must not overwrite the token of whoever took over.
+    fn fetch_and_publish(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        lease: Option<&[u8]>,
+        fetch: &mut dyn FnMut() -> Result<Token, Problem>,
+    ) -> Result<Token, Problem> {
+        match fetch() {
+            Ok(token) => {
+                store.set(key, &Entry::holding(&token).encode());
+                Ok(token)
+            }
+            Err(problem) => {
+                let failed = Entry {
+                    owner: self.owner.to_string(),
+                    failed: Some(StoredProblem {
+                        status: problem.status.as_u16(),
+                        code: problem.code.to_string(),
+                        title: problem.title.to_string(),
+                        detail: problem.detail.clone(),
+                        retry_after: problem.retry_after,
+                    }),
+                    ..Entry::default()
+                };
+                if let Some(lease) = lease {
+                    store.swap(key, lease, &failed.encode());
+                }
+                Err(problem)
+            }
+        }
+    }
+}
+
+fn key_ticket(key: &str, now: u64) -> String {
+    format!("{key}|ticket|{}", now / TICKET_PERIOD)
+}
+
+fn restore(p: &StoredProblem) -> Problem {
+    let status = http::StatusCode::from_u16(p.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let mut problem = Problem::new(status, p.code.clone(), p.title.clone(), p.detail.clone());
+    problem.retry_after = p.retry_after;
+    problem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::fake::FakeClock;
+    use crate::store::memory::MemStore;
+    use std::cell::Cell;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn token(secret: &str, exp: u64, refresh: u64) -> Token {
+        Token {
+            secret: secret.into(),
+            expires_on: exp,
+            refresh_at: refresh,
+        }
+    }
+
+    fn cache<'a>(store: &'a MemStore, clock: &'a FakeClock, owner: &'a str) -> Cache<'a> {
+        Cache {
+            store: Some(store),
+            clock,
+            owner,
+            lease_secs: 10,
+            max_wait: Duration::from_secs(12),
+        }
+    }
+
+    #[test]
+    fn warm_is_one_read_and_no_write() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        let c = cache(&store, &clock, "r1");
+        let fetched = Cell::new(0);
+        let mut fetch = || {
+            fetched.set(fetched.get() + 1);
+            Ok(token("t1", NOW + 3600, NOW + 3300))
+        };
+        assert_eq!(c.token("k", &mut fetch).unwrap().secret, "t1");
+        store.reset_counts();
+        assert_eq!(c.token("k", &mut fetch).unwrap().secret, "t1");
+        assert_eq!(
+            store.counts(),
+            crate::store::memory::Counts {
+                reads: 1,
+                writes: 0
+            }
+        );
+        assert_eq!(fetched.get(), 1);
+    }
+
+    #[test]
+    fn a_waiter_gets_the_owners_token_without_fetching() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        // Instance r1 has drawn ticket 1 and announced its lease, then is fetching.
+        let r1 = cache(&store, &clock, "r1");
+        let key = "k";
+        store.increment(&key_ticket(key, NOW), 1);
+        store.set(key, &Entry::default().leased("r1", NOW + 10).encode());
+        // r1 publishes its token after 30 ms of r2's waiting.
+        let s2 = store.clone();
+        *clock.on_sleep.borrow_mut() = Some(Box::new(move |t| {
+            if t >= Duration::from_millis(30)
+                && s2
+                    .raw(key)
+                    .is_some_and(|v| !String::from_utf8_lossy(&v).contains("tok"))
+            {
+                s2.set(
+                    key,
+                    &Entry::holding(&token("tok-r1", NOW + 3600, NOW + 3300)).encode(),
+                );
+            }
+        }));
+        let _ = r1;
+        let r2 = cache(&store, &clock, "r2");
+        let got = r2
+            .token(key, &mut || panic!("the waiter must not fetch"))
+            .unwrap();
+        assert_eq!(got.secret, "tok-r1");
+        assert!(clock.monotonic() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_first_of_a_cold_burst_fetches_and_the_rest_wait() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        let fetches = Cell::new(0);
+        // r1 arrives first on an empty store: it draws ticket 1 and fetches.
+        let r1 = cache(&store, &clock, "r1");
+        let t = r1
+            .token("k", &mut || {
+                fetches.set(fetches.get() + 1);
+                Ok(token("t", NOW + 3600, NOW + 3300))
+            })
+            .unwrap();
+        assert_eq!((t.secret.as_str(), fetches.get()), ("t", 1));
+        // Everyone after finds it.
+        for owner in ["r2", "r3"] {
+            let c = cache(&store, &clock, owner);
+            assert_eq!(
+                c.token("k", &mut || panic!("no second fetch"))
+                    .unwrap()
+                    .secret,
+                "t"
+            );
+        }
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_by_exactly_one() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        // A crashed owner left a lease that expires at NOW + 2.
+        store.set("k", &Entry::default().leased("dead", NOW + 2).encode());
+        let r2 = cache(&store, &clock, "r2");
+        let fetched = Cell::new(false);
+        let got = r2
+            .token("k", &mut || {
+                fetched.set(true);
+                Ok(token("fresh", NOW + 3600, NOW + 3300))
+            })
+            .unwrap();
+        assert!(fetched.get());
+        assert_eq!(got.secret, "fresh");
+        // It waited for the lease, not for its whole max_wait.
+        let waited = clock.monotonic();
+        assert!(
+            waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_swap_means_waiting_not_fetching() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.set("k", &Entry::default().encode());
+        // Between r2's read and its swap, r9 takes the lease and later publishes.
+        let s = store.clone();
+        let raced = Cell::new(false);
+        let r2 = cache(&store, &clock, "r2");
+        // Simulate the race by taking the lease now (r2 will read the leased entry first and
+        // find it active) and publishing on r2's second poll.
+        s.set("k", &Entry::default().leased("r9", NOW + 10).encode());
+        let s2 = store.clone();
+        *clock.on_sleep.borrow_mut() = Some(Box::new(move |t| {
+            if t >= Duration::from_millis(15) {
+                s2.set(
+                    "k",
+                    &Entry::holding(&token("r9-token", NOW + 3600, NOW + 3300)).encode(),
+                );
+            }
+        }));
+        let got = r2.token("k", &mut || {
+            raced.set(true);
+            Ok(token("r2-token", NOW + 3600, NOW + 3300))
+        });
+        assert_eq!(got.unwrap().secret, "r9-token");
+        assert!(!raced.get());
+    }
+
+    #[test]
+    fn waiters_receive_the_owners_failure() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.set("k", &Entry::default().leased("r1", NOW + 10).encode());
+        let s = store.clone();
+        *clock.on_sleep.borrow_mut() = Some(Box::new(move |t| {
+            if t >= Duration::from_millis(20) {
+                let failed = Entry {
+                    owner: "r1".into(),
+                    failed: Some(StoredProblem {
+                        status: 502,
+                        code: "entra-app-not-in-tenant".into(),
+                        title: "Upstream refused or failed".into(),
+                        detail: "consent".into(),
+                        retry_after: None,
+                    }),
+                    ..Entry::default()
+                };
+                s.set("k", &failed.encode());
+            }
+        }));
+        let r2 = cache(&store, &clock, "r2");
+        let p = r2.token("k", &mut || panic!("must not fetch")).unwrap_err();
+        assert_eq!(
+            (p.status.as_u16(), &*p.code),
+            (502, "entra-app-not-in-tenant")
+        );
+        // A later request (not a waiter) tries again itself.
+        let r3 = cache(&store, &clock, "r3");
+        assert_eq!(
+            r3.token("k", &mut || Ok(token("ok", NOW + 3600, NOW + 3300)))
+                .unwrap()
+                .secret,
+            "ok"
+        );
+    }
+
+    #[test]
+    fn an_expiring_token_is_refreshed_once_while_others_serve_it() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.set(
+            "k",
+            &Entry::holding(&token("old", NOW + 1000, NOW - 1)).encode(),
+        );
+        // r1 takes the lease and, while it fetches, r2 is served the old token.
+        let r1 = cache(&store, &clock, "r1");
+        let r2_store = store.clone();
+        let got = r1
+            .token("k", &mut || {
+                let r2clock = FakeClock::at(NOW);
+                let r2 = cache(&r2_store, &r2clock, "r2");
+                let during = r2
+                    .token("k", &mut || panic!("r2 must not refresh"))
+                    .unwrap();
+                assert_eq!(during.secret, "old");
+                Ok(token("new", NOW + 3600, NOW + 3300))
+            })
+            .unwrap();
+        assert_eq!(got.secret, "new");
+        let r3 = cache(&store, &clock, "r3");
+        assert_eq!(r3.token("k", &mut || panic!()).unwrap().secret, "new");
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_old_token_and_pauses() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.set(
+            "k",
+            &Entry::holding(&token("old", NOW + 1000, NOW - 1)).encode(),
+        );
+        let c = cache(&store, &clock, "r1");
+        let down = || Err(Problem::upstream("x", "down"));
+        assert_eq!(c.token("k", &mut down.clone()).unwrap().secret, "old");
+        // Within the pause nobody refreshes.
+        let c2 = cache(&store, &clock, "r2");
+        assert_eq!(
+            c2.token("k", &mut || panic!("paused")).unwrap().secret,
+            "old"
+        );
+    }
+
+    #[test]
+    fn no_usable_token_and_a_failure_shows() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.set(
+            "k",
+            &Entry::holding(&token("old", NOW + 100, NOW - 1)).encode(),
+        );
+        let c = cache(&store, &clock, "r1");
+        assert!(c
+            .token("k", &mut || Err(Problem::upstream("x", "down")))
+            .is_err());
+    }
+
+    #[test]
+    fn forget_leaves_an_entry_that_can_be_locked() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        let c = cache(&store, &clock, "r1");
+        c.token("k", &mut || Ok(token("t", NOW + 3600, NOW + 3300)))
+            .unwrap();
+        c.forget("k");
+        assert!(store.raw("k").is_some());
+        let got = c
+            .token("k", &mut || Ok(token("t2", NOW + 3600, NOW + 3300)))
+            .unwrap();
+        assert_eq!(got.secret, "t2");
+    }
+
+    #[test]
+    fn an_entry_lost_after_its_ticket_is_recreated_by_a_bounded_waiter() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        // The ticket of this period is gone, but the entry vanished (eviction).
+        store.increment(&key_ticket("k", NOW), 1);
+        let c = cache(&store, &clock, "r1");
+        let got = c
+            .token("k", &mut || Ok(token("self", NOW + 3600, NOW + 3300)))
+            .unwrap();
+        assert_eq!(got.secret, "self");
+        assert!(clock.monotonic() >= Duration::from_secs(12));
+    }
+
+    #[test]
+    fn a_fetcher_that_outlived_its_lease_leaves_the_new_token_alone() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        let r1 = cache(&store, &clock, "r1");
+        let err = r1.token("k", &mut || {
+            // r1 hangs past its lease; r2 takes over and publishes.
+            clock.advance(Duration::from_secs(11));
+            let r2 = cache(&store, &clock, "r2");
+            let t = r2.token("k", &mut || Ok(token("r2", NOW + 3600, NOW + 3300)));
+            assert_eq!(t.unwrap().secret, "r2");
+            Err(Problem::timeout("r1 gave up"))
+        });
+        assert!(err.is_err());
+        let r3 = cache(&store, &clock, "r3");
+        assert_eq!(
+            r3.token("k", &mut || panic!("r2's token is cached"))
+                .unwrap()
+                .secret,
+            "r2"
+        );
+    }
+
+    #[test]
+    fn a_refresher_that_outlived_its_lease_leaves_the_new_token_alone() {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.set(
+            "k",
+            &Entry::holding(&token("old", NOW + 3000, NOW - 1)).encode(),
+        );
+        let r1 = cache(&store, &clock, "r1");
+        let got = r1.token("k", &mut || {
+            clock.advance(Duration::from_secs(11));
+            let r2 = cache(&store, &clock, "r2");
+            let t = r2.token("k", &mut || Ok(token("new", NOW + 3600, NOW + 3300)));
+            assert_eq!(t.unwrap().secret, "new");
+            Err(Problem::timeout("r1 gave up"))
+        });
+        assert_eq!(got.unwrap().secret, "old");
+        let r3 = cache(&store, &clock, "r3");
+        assert_eq!(r3.token("k", &mut || panic!()).unwrap().secret, "new");
+    }
+
+    #[test]
+    fn without_a_store_every_request_fetches() {
+        let clock = FakeClock::at(NOW);
+        let c = Cache {
+            store: None,
+            clock: &clock,
+            owner: "r",
+            lease_secs: 10,
+            max_wait: Duration::from_secs(1),
+        };
+        assert_eq!(
+            c.token("k", &mut || Ok(token("t", NOW + 3600, NOW + 3300)))
+                .unwrap()
+                .secret,
+            "t"
+        );
+    }
+
+    #[test]
+    fn entries_keep_their_json_shape() {
+        // Replicas of two versions share one store during a rollout: the shape is a contract.
+        let e = Entry {
+            token: Some("t\"x".into()),
+            expires_on: 5,
+            refresh_at: 4,
+            lease: 3,
+            owner: "o".into(),
+            failed: Some(StoredProblem {
+                status: 502,
+                code: "c".into(),
+                title: "t".into(),
+                detail: "d".into(),
+                retry_after: Some(7),
+            }),
+        };
+        let bytes = e.encode();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"token":"t\"x","expires_on":5,"refresh_at":4,"lease":3,"owner":"o","failed":{"status":502,"code":"c","title":"t","detail":"d","retry_after":7}}"#
+        );
+        assert_eq!(Entry::decode(&bytes), Some(e));
+        assert_eq!(
+            Entry::default().encode(),
+            br#"{"expires_on":0,"refresh_at":0,"lease":0}"#
+        );
+        assert_eq!(
+            Entry::decode(br#"{"lease":9,"token":null,"failed":null,"other":[1]}"#),
+            Some(Entry {
+                lease: 9,
+                ..Entry::default()
+            })
+        );
+        for bad in [
+            &b"not json"[..],
+            br#"{"lease":"9"}"#,
+            br#"{"lease":1,"lease":2}"#,
+        ] {
+            assert_eq!(Entry::decode(bad), None);
+        }
+    }
+
+    #[test]
+    fn keys_are_built_in_one_shape() {
+        assert_eq!(
+            key("mi", &["public", "cid", "res"]),
+            "tb2|mi|public|cid|res"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Credentials as values: each knows its cache key, how to fetch a token, and who the services
+//! will see (for role hints). The managed identity's own token (same tenant) comes from IMDS; a
+//! federated one is the managed identity's assertion exchanged at a target tenant's Entra token
+//! endpoint for the multi-tenant app.
+
+use crate::cache;
+use crate::cloud::Cloud;
+use crate::context::Context;
+use crate::entra;
+use crate::errors::Problem;
+use crate::imds;
+use crate::jwt;
+use crate::retry;
+use crate::settings::{Exchange, Identity};
+use crate::token::Token;
+use crate::upstream::{net_problem, NetError, Transport};
+use http::StatusCode;
+
+pub(crate) trait Credential {
+    /// The token cache entry of this credential; built with [`cache::key`].
+    fn cache_key(&self) -> String;
+
+    /// A new token from the issuer (no cache).
+    fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem>;
+
+    /// Who a service sees when it checks roles; `token` adds the object id from its claims.
+    fn principal(&self, token: Option<&str>) -> String;
+
+    /// A usable token: cached, or fetched once across instances.
+    fn token<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
+        ctx.cache.token(&self.cache_key(), &mut || self.fetch(ctx))
+    }
+
+    /// Drops the cached token after a service refused it.
+    fn forget<T: Transport>(&self, ctx: &Context<T>) {
+        ctx.cache.forget(&self.cache_key());
+    }
+
+    /// Learns from a refusal before the one retry (a Key Vault's new challenge).
+    fn refused(&self, _challenge: Option<&str>) -> Result<(), Problem> {
+        Ok(())
+    }
+}
+
+fn object_id(token: Option<&str>) -> String {
+    token
+        .and_then(jwt::claims)
+        .map(|c| c.oid)
+        .filter(|o| !o.is_empty())
+        .map(|o| format!(" (object id {o})"))
+        .unwrap_or_default()
+}
+
+/// The managed identity's own token for `resource` (same tenant), or its assertion for the
+/// exchange audience.
+pub(crate) struct ManagedIdentity<'a> {
+    pub identity: &'a Identity,
+    pub cloud: Cloud,
+    pub resource: &'a str,
+}
+
+impl Credential for ManagedIdentity<'_> {
+    fn cache_key(&self) -> String {
+        cache::key(
+            "mi",
+            &[
+                self.cloud.name(),
+                self.identity.client_id.as_deref().unwrap_or("system"),
+                self.resource,
+            ],
+        )
+    }
+
+    fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
+        let imds_origin = &self.identity.imds;
+        let client_id = self.identity.client_id.as_deref();
+        let req = imds::token_request(imds_origin, self.resource, client_id);
+        let resp = retry::send(ctx, &req)?.map_err(|e| match e {
+            NetError::ConnectionRefused | NetError::Dns | NetError::Timeout => {
+                imds::unreachable_problem(imds_origin)
+            }
+            other => net_problem(&req, &other),
+        })?;
+        if resp.status() != StatusCode::OK {
+            return Err(imds::error_problem(&resp, self.resource, client_id));
+        }
+        imds::parse_token(&resp.body, ctx.now()).ok_or_else(|| {
+            Problem::upstream(
+                "identity-failed",
+                "IMDS answered 200 without a usable access_token",
+            )
+        })
+    }
+
+    fn principal(&self, token: Option<&str>) -> String {
+        let oid = object_id(token);
+        match &self.identity.client_id {
+            Some(id) => format!("the managed identity with client id {id}{oid}"),
+            None => format!("the system-assigned managed identity{oid}"),
+        }
+    }
+}
+
+/// A target tenant's token for `resource`: the managed identity's assertion presented for the
+/// multi-tenant app at that tenant's token endpoint.
+pub(crate) struct Federated<'a> {
+    pub identity: &'a Identity,
+    pub exchange: &'a Exchange,
+    pub cloud: Cloud,
+    pub target: entra::Target<'a>,
+    pub resource: &'a str,
+}
+
+impl Federated<'_> {
+    /// The assertion: a managed identity token for the exchange audience, cached on its own.
+    fn assertion(&self) -> ManagedIdentity<'_> {
+        ManagedIdentity {
+            identity: self.identity,
+            cloud: self.cloud,
+            resource: &self.exchange.audience,
+        }
+    }
+}
+
+impl Credential for Federated<'_> {
+    fn cache_key(&self) -> String {
+        cache::key(
+            "fed",
+            &[
+                self.cloud.name(),
+                self.target.tenant_id,
+                &self.exchange.client_id,
+                &self.exchange.app_client_id,
+                self.resource,
+            ],
+        )
+    }
+
+    fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
+        let assertion_credential = self.assertion();
+        let assertion = assertion_credential.token(ctx)?;
+        let req =
+            entra::token_request(self.exchange, self.target, self.resource, &assertion.secret);
+        let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        if resp.status() != StatusCode::OK {
+            if entra::assertion_refused(&resp) {
+                // A stale or rejected assertion must not be presented again from the cache.
+                assertion_credential.forget(ctx);
+            }
+            let claims = jwt::claims(&assertion.secret).unwrap_or_default();
+            let diag = entra::Context {
+                exchange: self.exchange,
+                target: self.target,
+                resource: self.resource,
+                assertion: &claims,
+            };
+            return Err(entra::error_problem(&resp, &diag));
+        }
+        entra::parse_token(&resp.body, ctx.now()).ok_or_else(|| {
+            Problem::upstream(
+                "entra-failed",
+                "Entra ID answered 200 without a usable access_token",
+            )
+        })
+    }
+
+    fn principal(&self, token: Option<&str>) -> String {
+        format!(
+            "the service principal of app {} in tenant {} (profile '{}'){}",
+            self.exchange.app_client_id,
+            self.target.tenant_id,
+            self.target.profile,
+            object_id(token)
+        )
+    }
+}

@@ -1,0 +1,446 @@
+//! The one public door, for the fuzz targets in `fuzz/`: every parser of outside input and the
+//! whole request decision, with plain types so the crate's modules can stay private. Not an
+//! API for anything else.
+
+use crate::app::{self, Incoming, Platform, Reply};
+use crate::clock::Clock;
+use crate::log::RequestLine;
+use crate::settings::Variables;
+use crate::store::Store;
+use crate::upstream::{self, BodyReader, Head, NetError, Request, Response, Transport};
+use http::StatusCode;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// A problem as a caller would see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: u16,
+    pub code: String,
+    pub title: String,
+    pub detail: String,
+    pub retry_after: Option<u64>,
+    /// The rendered body and headers.
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<crate::errors::Problem> for Problem {
+    fn from(p: crate::errors::Problem) -> Problem {
+        let answer = p.answer();
+        Problem {
+            status: p.status.as_u16(),
+            code: p.code.to_string(),
+            title: p.title.to_string(),
+            detail: p.detail,
+            retry_after: p.retry_after,
+            body: answer.body,
+            headers: answer
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
+}
+
+/// An upstream answer for the error mappers.
+fn response(status: u16, headers: &[(String, String)], body: &[u8]) -> Response {
+    Response {
+        head: Head {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            headers: headers.to_vec(),
+        },
+        body: body.to_vec(),
+    }
+}
+
+// ---- base64 ------------------------------------------------------------------------------
+
+/// Streaming base64 of `data` fed in chunks of `sizes` (cycled).
+pub fn base64_chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
+    let mut enc = crate::base64_stream::Base64Stream::default();
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes
+            .get(i % sizes.len().max(1))
+            .copied()
+            .unwrap_or(1)
+            .clamp(1, rest.len());
+        enc.push(&rest[..n], &mut out);
+        rest = &rest[n..];
+        i += 1;
+    }
+    enc.finish(&mut out);
+    out
+}
+
+pub fn base64_encoded_len(n: u64) -> u64 {
+    crate::base64_stream::encoded_len(n)
+}
+
+// ---- JSON ----------------------------------------------------------------------------------
+
+/// The document `json::parse` reads from `data`, written back compactly (numbers as written,
+/// members in their order, repeats kept); `None` when it refuses the document.
+pub fn json_document(data: &[u8]) -> Option<String> {
+    fn write(v: &crate::json::Value, out: &mut String) {
+        use crate::json::Value;
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(n),
+            Value::String(s) => crate::json::write_str(out, s),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            Value::Object(members) => {
+                out.push('{');
+                for (i, (name, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    crate::json::write_str(out, name);
+                    out.push(':');
+                    write(value, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let doc = crate::json::parse(data)?;
+    let mut out = String::new();
+    write(&doc, &mut out);
+    Some(out)
+}
+
+// ---- Key Vault challenge -------------------------------------------------------------------
+
+/// `(tenant, resource)` of a `WWW-Authenticate` header.
+pub fn parse_challenge(header: &str) -> Option<(String, String)> {
+    crate::keyvault::parse_challenge(header).map(|c| (c.tenant, c.resource))
+}
+
+/// Whether a vault at `vault_origin` may be sent a token for `resource` in `cloud`; `None` when
+/// the origin or cloud does not parse.
+pub fn challenge_accepted(cloud: &str, vault_origin: &str, resource: &str) -> Option<bool> {
+    let cloud = crate::cloud::Cloud::parse(cloud)?;
+    let vault = crate::origin::parse(vault_origin).ok()?;
+    Some(crate::keyvault::resource_matches_vault(
+        cloud, &vault, resource,
+    ))
+}
+
+// ---- tokens ----------------------------------------------------------------------------------
+
+/// `(expires_on, refresh_at)` of a parsed token.
+pub fn imds_token(body: &[u8], now: u64) -> Option<(u64, u64)> {
+    crate::imds::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
+}
+
+pub fn entra_token(body: &[u8], now: u64) -> Option<(u64, u64)> {
+    crate::entra::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
+}
+
+/// The longest lifetime any token is trusted for.
+pub const MAX_TOKEN_LIFETIME: u64 = crate::token::MAX_LIFETIME;
+
+/// Claims diagnostics read from a token: `(iss, sub, aud, tid, oid, exp)`.
+pub fn jwt_claims(token: &str) -> Option<(String, String, String, String, String, Option<i64>)> {
+    crate::jwt::claims(token).map(|c| (c.iss, c.sub, c.aud, c.tid, c.oid, c.exp))
+}
+
+// ---- error mappers -------------------------------------------------------------------------
+
+pub fn imds_problem(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    client_id: Option<&str>,
+) -> Problem {
+    crate::imds::error_problem(
+        &response(status, headers, body),
+        "https://vault.azure.net",
+        client_id,
+    )
+    .into()
+}
+
+pub fn entra_problem(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    assertion: &str,
+) -> Problem {
+    let exchange = crate::settings::Exchange {
+        client_id: "c1c1c1c1-0000-0000-0000-000000000000".into(),
+        app_client_id: "a9a9a9a9-0000-0000-0000-000000000000".into(),
+        authority: crate::origin::parse("https://login.microsoftonline.com")
+            .expect("a valid origin"),
+        audience: "api://AzureADTokenExchange".into(),
+    };
+    let claims = crate::jwt::claims(assertion).unwrap_or_default();
+    let ctx = crate::entra::Context {
+        exchange: &exchange,
+        target: crate::entra::Target {
+            tenant_id: "bbbbbbbb-0000-0000-0000-000000000000",
+            profile: "b",
+            slot: crate::settings::Slot::Default,
+        },
+        resource: "https://vault.azure.net",
+        assertion: &claims,
+    };
+    crate::entra::error_problem(&response(status, headers, body), &ctx).into()
+}
+
+pub fn keyvault_problem(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    secret: &str,
+) -> Problem {
+    let vault = crate::origin::parse("https://v.vault.azure.net").expect("a valid origin");
+    let target = crate::keyvault::Target {
+        cloud: crate::cloud::Cloud::Public,
+        vault: &vault,
+        name: secret,
+        version: None,
+    };
+    crate::keyvault::error_problem(
+        &response(status, headers, body),
+        &target,
+        "the managed identity",
+    )
+    .into()
+}
+
+pub fn storage_error_code(status: u16, headers: &[(String, String)], body: &[u8]) -> String {
+    let r = response(status, headers, body);
+    crate::blob::error_code(&r.head, &r.body)
+}
+
+pub fn storage_problem(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    container: &str,
+    blob: &str,
+) -> Problem {
+    let service = crate::settings::BlobService {
+        origin: crate::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
+        base_path: "/devstoreaccount1".into(),
+    };
+    let target = crate::blob::Target {
+        cloud: crate::cloud::Cloud::Public,
+        service: &service,
+        container,
+        blob,
+    };
+    crate::blob::error_problem(
+        &response(status, headers, body),
+        &target,
+        "the managed identity",
+    )
+    .into()
+}
+
+/// The Storage path a validated blob name is sent to.
+pub fn blob_path(base_path: &str, container: &str, blob: &str) -> String {
+    let service = crate::settings::BlobService {
+        origin: crate::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
+        base_path: base_path.into(),
+    };
+    crate::blob::blob_path(&service, container, blob)
+}
+
+// ---- the whole request ---------------------------------------------------------------------
+
+/// What a request decided, without any real service: every outbound call is refused.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub status: u16,
+    pub code: Option<String>,
+    pub caller: Option<String>,
+    pub tenant: Option<String>,
+    pub resource: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// `service method path_and_query (n bytes)` of every outbound attempt (a refused request
+    /// has none).
+    pub upstream: Vec<String>,
+    /// The request's log line.
+    pub log_line: String,
+}
+
+struct Refusing(RefCell<Vec<String>>);
+
+struct Empty;
+impl BodyReader for Empty {
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+        Ok(None)
+    }
+}
+
+impl Transport for Refusing {
+    type Body = Empty;
+    fn open(&self, req: &Request) -> Result<(Head, Empty), NetError> {
+        self.0.borrow_mut().push(format!(
+            "{} {} {} ({} bytes)",
+            req.service.name(),
+            req.method,
+            req.path_and_query,
+            req.body.len()
+        ));
+        Err(NetError::Denied)
+    }
+}
+
+struct Map(HashMap<String, String>);
+impl Variables for Map {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+struct StillClock;
+impl Clock for StillClock {
+    fn unix(&self) -> u64 {
+        1_800_000_000
+    }
+    fn monotonic(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn sleep(&self, _: Duration) {}
+}
+
+/// Runs one request through routing, settings, authentication, validation and the rules, with
+/// every upstream call refused.
+pub fn decide(
+    method: &str,
+    path: &str,
+    query: &str,
+    key_headers: &[String],
+    vars: &[(&str, &str)],
+) -> Decision {
+    let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::OPTIONS);
+    let vars = Map(vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect());
+    let http = Refusing(RefCell::new(Vec::new()));
+    let open_store = |_: &str| -> Option<Box<dyn Store>> { None };
+    let platform = Platform {
+        vars: &vars,
+        http: &http,
+        open_store: &open_store,
+        clock: &StillClock,
+        request_id: "00000000-0000-4000-8000-000000000000",
+    };
+    let incoming = Incoming {
+        method: &method,
+        path,
+        query,
+        key_headers: key_headers.to_vec(),
+    };
+    let mut line = RequestLine {
+        time: crate::timefmt::rfc3339(StillClock.unix()),
+        ..RequestLine::default()
+    };
+    let (status, headers, body) = match app::handle(&incoming, &platform, &mut line) {
+        Reply::Complete(a) => (
+            a.status.as_u16(),
+            a.headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            a.body,
+        ),
+        Reply::Blob { plan, mut body } => {
+            struct Collect(Vec<u8>);
+            impl crate::relay::Sink for Collect {
+                fn write(&mut self, bytes: &[u8]) -> bool {
+                    self.0.extend_from_slice(bytes);
+                    true
+                }
+            }
+            let mut sink = Collect(Vec::new());
+            crate::relay::relay(&plan, &mut body, &mut sink);
+            (
+                200,
+                app::blob_headers(&plan)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                sink.0,
+            )
+        }
+    };
+    line.status = status;
+    let log_line = line.to_json();
+    Decision {
+        status,
+        code: line.code,
+        caller: line.caller,
+        tenant: line.tenant,
+        resource: line.resource,
+        headers,
+        body,
+        upstream: http.0.into_inner(),
+        log_line,
+    }
+}
+
+/// The blob relay over `chunks` for a blob Storage announced as `content_length` bytes:
+/// `(base64 written, whether the body was finished rather than abandoned)`.
+pub fn relay(
+    content_length: Option<u64>,
+    limit: Option<u64>,
+    chunks: &[&[u8]],
+) -> Result<(Vec<u8>, bool), u16> {
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+    impl BodyReader for Chunks {
+        fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+            Ok(self.0.pop_front())
+        }
+    }
+    struct Collect(Vec<u8>);
+    impl crate::relay::Sink for Collect {
+        fn write(&mut self, bytes: &[u8]) -> bool {
+            self.0.extend_from_slice(bytes);
+            true
+        }
+    }
+    let head = Head {
+        status: StatusCode::OK,
+        headers: content_length
+            .map(|n| ("content-length".to_string(), n.to_string()))
+            .into_iter()
+            .collect(),
+    };
+    let plan = crate::relay::Plan::new(&head, limit).map_err(|p| p.status.as_u16())?;
+    let mut sink = Collect(Vec::new());
+    let mut body = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
+    let complete = matches!(
+        crate::relay::relay(&plan, &mut body, &mut sink),
+        crate::relay::Outcome::Complete { .. }
+    );
+    Ok((sink.0, complete))
+}
+
+/// The upstream error statuses the services' mappers handle, for corpora.
+pub fn retry_after_seconds(headers: &[(String, String)]) -> Option<u64> {
+    upstream::retry_after(&Head {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        headers: headers.to_vec(),
+    })
+}

@@ -1,0 +1,292 @@
+//! The readiness report: every configuration section and tenant profile by name, ok or the
+//! problem that names its variable — never a configured value. Calls nothing upstream.
+
+use crate::errors::Problem;
+use crate::json::{self, Object};
+use crate::settings::Settings;
+
+struct Issue<'a> {
+    code: &'a str,
+    detail: &'a str,
+}
+
+impl Issue<'_> {
+    fn to_json(&self) -> String {
+        Object::new()
+            .str("code", self.code)
+            .str("detail", self.detail)
+            .finish()
+    }
+}
+
+/// A profile by name and state: never its values (tenant ids, endpoints), which an
+/// unauthenticated probe has no business reading.
+struct ProfileReport<'a> {
+    name: &'a str,
+    status: &'static str,
+    serves: Vec<&'static str>,
+    problem: Option<Issue<'a>>,
+}
+
+impl ProfileReport<'_> {
+    fn to_json(&self) -> String {
+        let o = Object::new()
+            .str("name", self.name)
+            .str("status", self.status)
+            .raw("serves", &json::string_array(self.serves.iter().copied()));
+        match &self.problem {
+            Some(p) => o.raw("problem", &p.to_json()),
+            None => o,
+        }
+        .finish()
+    }
+}
+
+fn issue(p: &Problem) -> Issue<'_> {
+    Issue {
+        code: &p.code,
+        detail: &p.detail,
+    }
+}
+
+/// `(ready, JSON body)`: ready when every configured part parses and something is served.
+pub(crate) fn report(settings: &Settings) -> (bool, Vec<u8>) {
+    let mut problems = Vec::new();
+    let mut serves = Vec::new();
+    let auth = settings.auth.as_ref().err();
+    for p in auth.into_iter().chain(settings.common.as_ref().err()) {
+        problems.push(issue(p));
+    }
+    match &settings.same {
+        Some(Ok(same)) => {
+            if same.vault.is_some() {
+                serves.push("GetSecretSameTenant");
+            }
+            if same.blob.is_some() {
+                serves.push("DownloadBlobSameTenant");
+            }
+        }
+        Some(Err(p)) => problems.push(issue(p)),
+        None => {}
+    }
+    if let Some(Err(p)) = &settings.exchange {
+        problems.push(issue(p));
+    }
+    for p in &settings.egress {
+        if !problems.iter().any(|i| i.detail == p.detail) {
+            problems.push(issue(p));
+        }
+    }
+    let exchange_ok = matches!(settings.exchange, Some(Ok(_)));
+    let profiles: Vec<ProfileReport> = settings
+        .profiles
+        .iter()
+        .map(|state| match &state.profile {
+            Ok(p) => {
+                let mut serves = Vec::new();
+                if p.vault.is_some() {
+                    serves.push("GetSecretCrossTenant");
+                }
+                if p.blob.is_some() {
+                    serves.push("DownloadBlobCrossTenant");
+                }
+                if !p.registries.is_empty() {
+                    serves.push("acr/token");
+                }
+                ProfileReport {
+                    name: &state.name,
+                    status: if exchange_ok { "ok" } else { "error" },
+                    serves,
+                    problem: None,
+                }
+            }
+            Err(e) => ProfileReport {
+                name: &state.name,
+                status: "error",
+                serves: Vec::new(),
+                problem: Some(issue(e)),
+            },
+        })
+        .collect();
+    for p in profiles.iter().filter(|p| p.status == "ok") {
+        for s in &p.serves {
+            if !serves.contains(s) {
+                serves.push(s);
+            }
+        }
+    }
+    let profile_failed = profiles.iter().any(|p| p.status != "ok");
+    if serves.is_empty() && problems.is_empty() && !profile_failed {
+        problems.push(Issue {
+            code: "configuration-missing",
+            detail: "nothing to serve: set keyvault_endpoint, blob_service_endpoint, or a tenant profile \
+                     (cross_tenant_id with cross_keyvault_endpoint, cross_blob_service_endpoint or cross_tenant_registries)",
+        });
+    }
+    let ready = problems.is_empty() && !profile_failed;
+    let first = problems.first().map(|i| (i.code, i.detail)).or_else(|| {
+        profiles
+            .iter()
+            .find_map(|p| p.problem.as_ref().map(|i| (i.code, i.detail)))
+    });
+    // RFC 9457 members when not ready: the first problem, so the report reads as a problem;
+    // `status` is "ok" when ready, the HTTP status (503) in the problem form.
+    let mut body = Object::with_capacity(512);
+    if let Some((code, detail)) = first {
+        body = body
+            .str("type", &format!("urn:tenant-bridge:problem:{code}"))
+            .str("title", "Configuration error")
+            .str("code", code)
+            .str("detail", detail);
+    }
+    body = if ready {
+        body.str("status", "ok")
+    } else {
+        body.num("status", 503u16)
+    };
+    body = body
+        .raw("serves", &json::string_array(serves.iter().copied()))
+        .raw(
+            "profiles",
+            &json::array(profiles.iter().map(ProfileReport::to_json)),
+        );
+    if !problems.is_empty() {
+        body = body.raw(
+            "problems",
+            &json::array(problems.iter().map(Issue::to_json)),
+        );
+    }
+    (ready, body.finish().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{load, Need};
+    use std::collections::HashMap;
+
+    fn check(pairs: &[(&'static str, &'static str)]) -> (bool, serde_json::Value) {
+        let mut v: HashMap<&str, &str> = [("function_keys", "0123456789abcdef")]
+            .into_iter()
+            .collect();
+        v.extend(pairs.iter().copied());
+        let (ready, body) = report(&load(&v, Need::Health));
+        (ready, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn lists_what_the_configuration_serves() {
+        let (ready, body) = check(&[("keyvault_endpoint", "https://v.vault.azure.net")]);
+        assert!(ready);
+        assert_eq!(body["serves"], serde_json::json!(["GetSecretSameTenant"]));
+        let (ready, body) = check(&[]);
+        assert!(!ready && body["problems"][0]["code"] == "configuration-missing");
+        // Unready reads as an RFC 9457 problem: the first problem, status 503.
+        assert_eq!(
+            (&body["code"], &body["status"], &body["type"]),
+            (
+                &serde_json::json!("configuration-missing"),
+                &serde_json::json!(503),
+                &serde_json::json!("urn:tenant-bridge:problem:configuration-missing")
+            )
+        );
+    }
+
+    #[test]
+    fn reports_each_profile_by_name_without_values() {
+        let (ready, body) = check(&[
+            ("azure_client_id", "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1"),
+            ("app_client_id", "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9"),
+            ("cross_tenant_name", "b"),
+            ("cross_tenant_id", "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb"),
+            ("cross_keyvault_endpoint", "https://b.vault.azure.net"),
+            ("profile1_name", "c"),
+            ("profile1_tenant_id", "cccccccc-3333-4333-8333-cccccccccccc"),
+            (
+                "profile1_keyvault_endpoint",
+                "https://c.vault.azure.net/secret-path-value",
+            ),
+        ]);
+        assert!(!ready);
+        assert_eq!(body["profiles"][0]["name"], "b");
+        assert_eq!(body["profiles"][0]["status"], "ok");
+        assert_eq!(body["profiles"][1]["name"], "c");
+        assert!(
+            !body.to_string().contains("bbbbbbbb-2222"),
+            "no profile values in the report: {body}"
+        );
+        assert_eq!(body["profiles"][1]["status"], "error");
+        let text = body.to_string();
+        assert!(
+            text.contains("profile1_keyvault_endpoint") && !text.contains("secret-path-value"),
+            "{text}"
+        );
+        assert_eq!(body["serves"], serde_json::json!(["GetSecretCrossTenant"]));
+    }
+
+    #[test]
+    fn cross_tenant_without_a_user_assigned_identity_is_not_ready() {
+        let (ready, body) = check(&[
+            ("cross_tenant_id", "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb"),
+            ("app_client_id", "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9"),
+            (
+                "cross_blob_service_endpoint",
+                "https://b.blob.core.windows.net",
+            ),
+        ]);
+        assert!(!ready);
+        assert!(body.to_string().contains("azure_client_id"));
+    }
+
+    #[test]
+    fn malformed_values_are_never_echoed() {
+        let (ready, body) = check(&[
+            (
+                "keyvault_endpoint",
+                "https://my-secret-vault-name.evil.example",
+            ),
+            ("cross_tenant_id", "contoso-secret-tenant"),
+        ]);
+        assert!(!ready);
+        let text = body.to_string();
+        assert!(
+            !text.contains("my-secret-vault-name") && !text.contains("contoso-secret-tenant"),
+            "{text}"
+        );
+        // An invalid profile name is reported by its variable, not echoed.
+        let (ready, body) = check(&[
+            ("keyvault_endpoint", "https://v.vault.azure.net"),
+            ("profile2_name", "Secret Name With Spaces"),
+        ]);
+        assert!(!ready);
+        assert_eq!(body["profiles"][0]["name"], "profile2_name");
+        assert!(!body.to_string().contains("with spaces"), "{body}");
+    }
+
+    #[test]
+    fn a_blank_outbound_variable_is_not_ready_even_when_unused() {
+        // Spin denies every outbound request when an allowed_outbound_hosts template resolves
+        // to "": health must say so, naming the variable, though no route uses slot 3.
+        let (ready, body) = check(&[
+            ("keyvault_endpoint", "https://v.vault.azure.net"),
+            ("profile3_blob_service_endpoint", " "),
+        ]);
+        assert!(!ready, "{body}");
+        assert_eq!(body["code"], "configuration-invalid", "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("profile3_blob_service_endpoint"),
+            "{body}"
+        );
+        let (ready, body) = check(&[
+            ("keyvault_endpoint", "https://v.vault.azure.net"),
+            ("authority_host", "https://login.microsoftonline.com/tenant"),
+        ]);
+        assert!(
+            !ready && body.to_string().contains("authority_host"),
+            "{body}"
+        );
+    }
+}

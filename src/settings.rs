@@ -1,0 +1,1170 @@
+//! Spin variables → typed settings, once per request. The only module that reads variables
+//! (besides the Spin edge that implements [`Variables`]).
+//!
+//! A request reads only the sections its route needs (a same-tenant deployment never sets the
+//! cross-tenant variables, and a warm request should not pay for forty lookups), and each
+//! variable at most once. A section that fails to parse keeps its [`Problem`], which names the
+//! variable and says why without repeating the value; the route surfaces it when it needs the
+//! section, health reports every section by name.
+//!
+//! Endpoint variables also feed Spin's `allowed_outbound_hosts`, so they are origins and their
+//! "unset" default is the placeholder [`UNSET`], a valid origin in a TLD that never resolves.
+
+use crate::access::{BlobRules, Callers, RepositoryRules, SecretRules};
+use crate::auth::{self, FunctionKey};
+use crate::cloud::{self, Cloud, TokenService, TrustedHosts};
+use crate::errors::Problem;
+use crate::origin::{self, Origin};
+
+/// Placeholder default of endpoint variables, meaning "not configured".
+pub(crate) const UNSET: &str = "https://unset.invalid";
+/// Target-tenant profile slots `profile1_*` … `profile4_*` (spin.toml declares them).
+pub(crate) const PROFILE_SLOTS: u8 = 4;
+
+/// Read access to Spin variables; `None` when undefined. The Spin implementation lives in
+/// `platform`; tests use a map.
+pub(crate) trait Variables {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl Variables for std::collections::HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        std::collections::HashMap::get(self, name).map(|v| v.to_string())
+    }
+}
+
+/// Which service a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Secret,
+    Blob,
+    Registry,
+}
+
+/// What a request needs from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need<'a> {
+    /// The managed identity's own tenant.
+    Same(Service),
+    /// A target-tenant profile: the default one, or the one with this name.
+    Cross(Service, Option<&'a str>),
+    /// Everything, for the readiness report.
+    Health,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Auth {
+    /// `auth_disabled = true`: local use only.
+    pub disabled: bool,
+    pub keys: Vec<FunctionKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The user-assigned managed identity's client id; `None`: the system-assigned identity.
+    pub client_id: Option<String>,
+    pub imds: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Common {
+    pub cloud: Cloud,
+    pub identity: Identity,
+    pub trusted: TrustedHosts,
+    pub deadline_secs: u64,
+    pub retry_base_ms: u64,
+    /// Largest blob served; `None`: no limit.
+    pub max_blob_bytes: Option<u64>,
+    /// Key-value store label of the token cache.
+    pub store_label: String,
+}
+
+/// Where a blob service lives: origin plus optional account path (Azurite path-style).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BlobService {
+    pub origin: Origin,
+    pub base_path: String,
+}
+
+/// The same-tenant endpoints and their rules (only what the route needs is read).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Same {
+    pub vault: Option<Origin>,
+    pub blob: Option<BlobService>,
+    pub secrets: SecretRules,
+    pub blobs: BlobRules,
+}
+
+/// Everything the federated exchange needs besides the target tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Exchange {
+    /// The user-assigned managed identity (cross-tenant federation needs one).
+    pub client_id: String,
+    pub app_client_id: String,
+    pub authority: Origin,
+    pub audience: String,
+}
+
+/// Where a profile's variables live: the `cross_*` variables or slot `profileN_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Default,
+    Numbered(u8),
+}
+
+impl Slot {
+    /// The variable of `field` in this slot (`field` as in `profileN_<field>`).
+    pub(crate) fn var(self, field: &str) -> String {
+        match self {
+            Slot::Numbered(n) => format!("profile{n}_{field}"),
+            Slot::Default => match field {
+                "name" | "callers" | "secrets" | "blobs" | "registries" | "repositories" => {
+                    format!("cross_tenant_{field}")
+                }
+                "tenant_id" => "cross_tenant_id".into(),
+                other => format!("cross_{other}"),
+            },
+        }
+    }
+}
+
+/// A target tenant: its id, services, rules and callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Profile {
+    pub name: String,
+    pub slot: Slot,
+    pub tenant_id: String,
+    pub vault: Option<Origin>,
+    pub blob: Option<BlobService>,
+    pub secrets: SecretRules,
+    pub blobs: BlobRules,
+    pub callers: Callers,
+    /// Allowed registry login servers.
+    pub registries: Vec<Origin>,
+    pub repositories: RepositoryRules,
+}
+
+/// A profile as health sees it: its name and whether it parses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProfileState {
+    pub name: String,
+    pub slot: Slot,
+    pub profile: Result<Profile, Problem>,
+}
+
+/// The request's settings. Sections not needed by the route are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub auth: Result<Auth, Problem>,
+    pub common: Result<Common, Problem>,
+    pub same: Option<Result<Same, Problem>>,
+    pub exchange: Option<Result<Exchange, Problem>>,
+    /// For `Need::Cross`: the selected profile, or `None` when no profile has the name asked
+    /// for. For `Need::Health`: unused.
+    pub profile: Option<Result<Profile, Problem>>,
+    /// For `Need::Health`: every configured profile.
+    pub profiles: Vec<ProfileState>,
+    /// For `Need::Health`: endpoint variables that `allowed_outbound_hosts` templates but
+    /// that cannot resolve to an origin (Spin then denies every outbound request).
+    pub egress: Vec<Problem>,
+}
+
+/// The variables spin.toml's `allowed_outbound_hosts` templates: each must resolve to an
+/// origin, used or not, or Spin denies every outbound request of the component.
+pub(crate) fn outbound_variables() -> Vec<String> {
+    let mut vars: Vec<String> = [
+        "imds_endpoint",
+        "keyvault_endpoint",
+        "blob_service_endpoint",
+    ]
+    .map(String::from)
+    .into();
+    for slot in std::iter::once(Slot::Default).chain((1..=PROFILE_SLOTS).map(Slot::Numbered)) {
+        vars.push(slot.var("keyvault_endpoint"));
+        vars.push(slot.var("blob_service_endpoint"));
+    }
+    vars.push("authority_host".into());
+    vars
+}
+
+/// The one function from variables to settings.
+pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
+    let r = Reader(vars);
+    let blobs = matches!(
+        need,
+        Need::Same(Service::Blob) | Need::Cross(Service::Blob, _) | Need::Health
+    );
+    let common = r.common(blobs);
+    let cloud = common.as_ref().ok().map(|c| (c.cloud, c.trusted.clone()));
+    let mut settings = Settings {
+        auth: r.auth(),
+        common: common.clone(),
+        same: None,
+        exchange: None,
+        profile: None,
+        profiles: Vec::new(),
+        egress: Vec::new(),
+    };
+    let one;
+    let services: &[Service] = match need {
+        Need::Same(s) | Need::Cross(s, _) => {
+            one = [s];
+            &one
+        }
+        Need::Health => &[Service::Secret, Service::Blob, Service::Registry],
+    };
+    let Some((cloud, trusted)) = cloud else {
+        return settings;
+    };
+    match need {
+        Need::Same(_) => settings.same = Some(r.same(services, cloud, &trusted)),
+        Need::Cross(_, name) => {
+            settings.exchange = Some(r.exchange(&common, cloud, &trusted));
+            settings.profile = r
+                .select(name)
+                .map(|slot| r.profile(slot, services, cloud, &trusted));
+        }
+        Need::Health => {
+            settings.egress = outbound_variables()
+                .iter()
+                .filter_map(|name| r.endpoint(name).err())
+                .collect();
+            settings.same = Some(r.same(services, cloud, &trusted));
+            settings.profiles = r.all_profiles(services, cloud, &trusted);
+            if !settings.profiles.is_empty() {
+                settings.exchange = Some(r.exchange(&common, cloud, &trusted));
+            }
+        }
+    }
+    settings
+}
+
+fn is_guid(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Profile names: what callers put in `tenant=`.
+fn valid_profile_name(v: &str) -> bool {
+    (1..=32).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Reads and parses variables; every error names the variable, never its value.
+struct Reader<'a>(&'a dyn Variables);
+
+impl Reader<'_> {
+    /// A variable, trimmed; undefined and blank alike are `None`.
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn auth(&self) -> Result<Auth, Problem> {
+        let disabled = self.flag("auth_disabled")?;
+        let keys = auth::parse_keys(&self.get("function_keys").unwrap_or_default())
+            .map_err(|e| Problem::config("function_keys", e))?;
+        if keys.is_empty() && !disabled {
+            return Err(Problem::config_missing(
+                "function_keys",
+                "no function key is configured, so every caller would be refused (set function_keys, \
+                 or auth_disabled = true for local use only)",
+            ));
+        }
+        Ok(Auth { disabled, keys })
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, Problem> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false") | Some("0") | Some("no") => Ok(false),
+            Some("true") | Some("1") | Some("yes") => Ok(true),
+            Some(_) => Err(Problem::config(name, "it is not true or false")),
+        }
+    }
+
+    fn number(
+        &self,
+        name: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, Problem> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    Problem::config(
+                        name,
+                        format!(
+                            "it is not a whole number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        }
+    }
+
+    fn guid(&self, name: &str) -> Result<Option<String>, Problem> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if is_guid(&v) => Ok(Some(v.to_ascii_lowercase())),
+            Some(_) => Err(Problem::config(
+                name,
+                "it is not a GUID like 00000000-0000-0000-0000-000000000000",
+            )),
+        }
+    }
+
+    fn required_guid(&self, name: &str, what: &str) -> Result<String, Problem> {
+        self.guid(name)?
+            .ok_or_else(|| Problem::config_missing(name, what))
+    }
+
+    /// An endpoint variable: `None` when unset (or the placeholder). Defined but blank is an
+    /// error, not "unset": Spin resolves `allowed_outbound_hosts` from these variables, and
+    /// one entry that resolves to an empty string makes it deny every outbound request.
+    fn endpoint(&self, name: &str) -> Result<Option<Origin>, Problem> {
+        let Some(value) = self.0.get(name).map(|v| v.trim().to_string()) else {
+            return Ok(None);
+        };
+        if value.is_empty() {
+            return Err(Problem::config(
+                name,
+                format!(
+                    "it is empty, and allowed_outbound_hosts uses it: Spin then denies every outbound \
+                     request; leave it undefined (default {UNSET}) or set an origin"
+                ),
+            ));
+        }
+        if value.trim_end_matches('/') == UNSET {
+            return Ok(None);
+        }
+        let origin = origin::parse(&value).map_err(|e| Problem::config(name, e))?;
+        Ok(Some(origin).filter(|o| !o.host.ends_with(".invalid")))
+    }
+
+    /// An endpoint that receives bearer tokens: https, and a host of the cloud's service (or a
+    /// trusted one), so no configuration can send a token elsewhere.
+    fn token_endpoint(
+        &self,
+        name: &str,
+        service: TokenService,
+        cloud: Cloud,
+        trusted: &TrustedHosts,
+    ) -> Result<Option<Origin>, Problem> {
+        let Some(origin) = self.endpoint(name)? else {
+            return Ok(None);
+        };
+        if !origin.https {
+            return Err(Problem::config(
+                name,
+                "it must use https: bearer tokens are never sent over plain http",
+            ));
+        }
+        if !cloud::may_receive(cloud, trusted, service, &origin.host) {
+            return Err(Problem::config(
+                name,
+                format!(
+                    "its host is not a {} host of the {} cloud (*{}); tokens are sent only there \
+                     (list other hosts in trusted_token_hosts, e.g. for Azurite or custom DNS)",
+                    match service {
+                        TokenService::Vault => "Key Vault",
+                        TokenService::Blob => "Blob Storage",
+                        TokenService::Registry => "container registry",
+                    },
+                    cloud.name(),
+                    cloud.service_suffix(service)
+                ),
+            ));
+        }
+        Ok(Some(origin))
+    }
+
+    /// An optional base path such as Azurite's `/devstoreaccount1`; `""` or `/seg[/seg]`.
+    fn base_path(&self, name: &str) -> Result<String, Problem> {
+        let raw = self.get(name).unwrap_or_default();
+        let trimmed = raw.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(String::new());
+        }
+        let ok = trimmed.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !ok {
+            return Err(Problem::config(
+                name,
+                "it must be a path of letters, digits, '-' and '_' segments like /devstoreaccount1",
+            ));
+        }
+        Ok(format!("/{trimmed}"))
+    }
+
+    fn blob_service(
+        &self,
+        endpoint: &str,
+        path: &str,
+        cloud: Cloud,
+        trusted: &TrustedHosts,
+    ) -> Result<Option<BlobService>, Problem> {
+        let Some(origin) = self.token_endpoint(endpoint, TokenService::Blob, cloud, trusted)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(BlobService {
+            origin,
+            base_path: self.base_path(path)?,
+        }))
+    }
+
+    fn rules<T>(&self, name: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, Problem> {
+        parse(&self.get(name).unwrap_or_default()).map_err(|e| Problem::config(name, e))
+    }
+
+    /// The settings every route shares; the blob size limit only for routes that serve blobs.
+    fn common(&self, blobs: bool) -> Result<Common, Problem> {
+        let cloud = match self.get("cloud") {
+            None => Cloud::Public,
+            Some(v) => Cloud::parse(&v)
+                .ok_or_else(|| Problem::config("cloud", "it is not one of public, usgov, china"))?,
+        };
+        let client_id = self.guid("azure_client_id")?;
+        let imds = match self.endpoint("imds_endpoint")? {
+            Some(o) => o,
+            None => origin::parse("http://169.254.169.254")
+                .map_err(|e| Problem::config("imds_endpoint", e))?,
+        };
+        let trusted = TrustedHosts::parse(&self.get("trusted_token_hosts").unwrap_or_default())
+            .map_err(|e| Problem::config("trusted_token_hosts", e))?;
+        Ok(Common {
+            cloud,
+            identity: Identity { client_id, imds },
+            trusted,
+            deadline_secs: self.number("request_deadline_secs", 30, 1..=600)?,
+            retry_base_ms: self.number("retry_base_ms", 800, 1..=60_000)?,
+            max_blob_bytes: if blobs {
+                Some(self.number("max_blob_bytes", 0, 0..=u64::MAX)?).filter(|n| *n > 0)
+            } else {
+                None
+            },
+            store_label: self
+                .get("token_cache_store")
+                .unwrap_or_else(|| "default".into()),
+        })
+    }
+
+    fn same(
+        &self,
+        services: &[Service],
+        cloud: Cloud,
+        trusted: &TrustedHosts,
+    ) -> Result<Same, Problem> {
+        let mut same = Same::default();
+        for service in services {
+            match service {
+                Service::Secret => {
+                    same.vault = self.token_endpoint(
+                        "keyvault_endpoint",
+                        TokenService::Vault,
+                        cloud,
+                        trusted,
+                    )?;
+                    same.secrets = self.rules("same_tenant_secrets", SecretRules::parse)?;
+                }
+                Service::Blob => {
+                    same.blob = self.blob_service(
+                        "blob_service_endpoint",
+                        "blob_service_path",
+                        cloud,
+                        trusted,
+                    )?;
+                    same.blobs = self.rules("same_tenant_blobs", BlobRules::parse)?;
+                }
+                Service::Registry => {}
+            }
+        }
+        Ok(same)
+    }
+
+    fn exchange(
+        &self,
+        common: &Result<Common, Problem>,
+        cloud: Cloud,
+        trusted: &TrustedHosts,
+    ) -> Result<Exchange, Problem> {
+        let client_id = common
+            .as_ref()
+            .map_err(Clone::clone)?
+            .identity
+            .client_id
+            .clone()
+            .ok_or_else(|| {
+                Problem::config_missing(
+                    "azure_client_id",
+                    "cross-tenant federation works only with a user-assigned managed identity; set its client id",
+                )
+            })?;
+        let app_client_id = self.required_guid(
+            "app_client_id",
+            "the application (client) id of the multi-tenant app registration that trusts the managed identity",
+        )?;
+        let authority = match self.endpoint("authority_host")? {
+            None => Origin {
+                https: true,
+                host: cloud.login_host().to_string(),
+                port: None,
+            },
+            Some(o) if !o.https => {
+                return Err(Problem::config("authority_host", "it must use https"))
+            }
+            Some(o) if !cloud::may_receive_assertion(cloud, trusted, &o.host) => {
+                return Err(Problem::config(
+                    "authority_host",
+                    format!(
+                        "its host is not the {} cloud's Entra authority ({}); the managed identity's \
+                         assertion is sent only there (list another host in trusted_token_hosts)",
+                        cloud.name(),
+                        cloud.login_host()
+                    ),
+                ))
+            }
+            Some(o) => o,
+        };
+        Ok(Exchange {
+            client_id,
+            app_client_id,
+            authority,
+            audience: self
+                .get("token_exchange_audience")
+                .unwrap_or_else(|| cloud.exchange_audience().to_string()),
+        })
+    }
+
+    /// The name of the profile in `slot`, if the slot is in use.
+    fn profile_name(&self, slot: Slot) -> Option<String> {
+        match slot {
+            Slot::Default => Some(
+                self.get(&slot.var("name"))
+                    .unwrap_or_else(|| "default".into())
+                    .to_ascii_lowercase(),
+            ),
+            Slot::Numbered(_) => self.get(&slot.var("name")).map(|n| n.to_ascii_lowercase()),
+        }
+    }
+
+    /// The slot of the profile named `name` (the default one when `None`). A name held by two
+    /// slots selects the first and is reported by health; `None`: no such profile.
+    fn select(&self, name: Option<&str>) -> Option<Slot> {
+        let Some(name) = name else {
+            return Some(Slot::Default);
+        };
+        let name = name.to_ascii_lowercase();
+        std::iter::once(Slot::Default)
+            .chain((1..=PROFILE_SLOTS).map(Slot::Numbered))
+            .find(|slot| self.profile_name(*slot).as_deref() == Some(name.as_str()))
+    }
+
+    fn profile(
+        &self,
+        slot: Slot,
+        services: &[Service],
+        cloud: Cloud,
+        trusted: &TrustedHosts,
+    ) -> Result<Profile, Problem> {
+        let name = self.profile_name(slot).unwrap_or_default();
+        if !valid_profile_name(&name) {
+            return Err(Problem::config(
+                &slot.var("name"),
+                "a profile name is 1-32 lowercase letters, digits, '-' or '_'",
+            ));
+        }
+        let tenant_id = self.required_guid(
+            &slot.var("tenant_id"),
+            &format!("the directory (tenant) id of tenant profile '{name}'"),
+        )?;
+        let mut profile = Profile {
+            name,
+            slot,
+            tenant_id,
+            vault: None,
+            blob: None,
+            secrets: SecretRules::default(),
+            blobs: BlobRules::default(),
+            callers: Callers::parse(&self.get(&slot.var("callers")).unwrap_or_default()),
+            registries: Vec::new(),
+            repositories: RepositoryRules::default(),
+        };
+        for service in services {
+            match service {
+                Service::Secret => {
+                    profile.vault = self.token_endpoint(
+                        &slot.var("keyvault_endpoint"),
+                        TokenService::Vault,
+                        cloud,
+                        trusted,
+                    )?;
+                    profile.secrets = self.rules(&slot.var("secrets"), SecretRules::parse)?;
+                }
+                Service::Blob => {
+                    profile.blob = self.blob_service(
+                        &slot.var("blob_service_endpoint"),
+                        &slot.var("blob_service_path"),
+                        cloud,
+                        trusted,
+                    )?;
+                    profile.blobs = self.rules(&slot.var("blobs"), BlobRules::parse)?;
+                }
+                Service::Registry => {
+                    let var = slot.var("registries");
+                    for server in self
+                        .get(&var)
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                    {
+                        let parsed = (!server.contains("://"))
+                            .then(|| origin::parse(&format!("https://{server}")).ok())
+                            .flatten()
+                            .filter(|o| {
+                                cloud::may_receive(cloud, trusted, TokenService::Registry, &o.host)
+                            });
+                        let Some(server) = parsed else {
+                            return Err(Problem::config(
+                                &var,
+                                format!(
+                                    "entry {} is not a login server of the {} cloud (*{}) or a trusted host",
+                                    profile.registries.len() + 1,
+                                    cloud.name(),
+                                    cloud.service_suffix(TokenService::Registry)
+                                ),
+                            ));
+                        };
+                        profile.registries.push(server);
+                    }
+                    profile.repositories =
+                        self.rules(&slot.var("repositories"), RepositoryRules::parse)?;
+                }
+            }
+        }
+        Ok(profile)
+    }
+
+    /// Every profile in use: the default one when its tenant or a service is configured, and
+    /// each named slot. Two profiles with one name are an error of the later one.
+    fn all_profiles(
+        &self,
+        services: &[Service],
+        cloud: Cloud,
+        trusted: &TrustedHosts,
+    ) -> Vec<ProfileState> {
+        let default_used = [
+            "tenant_id",
+            "keyvault_endpoint",
+            "blob_service_endpoint",
+            "registries",
+        ]
+        .iter()
+        .any(|f| {
+            self.get(&Slot::Default.var(f))
+                .is_some_and(|v| v.trim_end_matches('/') != UNSET)
+        });
+        let slots = std::iter::once(Slot::Default)
+            .filter(|_| default_used)
+            .chain((1..=PROFILE_SLOTS).map(Slot::Numbered));
+        let mut states: Vec<ProfileState> = Vec::new();
+        for slot in slots {
+            let Some(name) = self.profile_name(slot) else {
+                continue;
+            };
+            // An invalid name is reported by its variable: health never echoes a value.
+            let name = if valid_profile_name(&name) {
+                name
+            } else {
+                slot.var("name")
+            };
+            let profile = if states.iter().any(|s| s.name == name) {
+                Err(Problem::config(
+                    &slot.var("name"),
+                    "another profile already has this name",
+                ))
+            } else {
+                self.profile(slot, services, cloud, trusted)
+            };
+            states.push(ProfileState {
+                name,
+                slot,
+                profile,
+            });
+        }
+        states
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[test]
+    fn outbound_variables_are_exactly_the_manifests_templates() {
+        let manifest = include_str!("../spin.toml");
+        let list = manifest
+            .split("allowed_outbound_hosts = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .expect("spin.toml has allowed_outbound_hosts");
+        let mut templated: Vec<String> = list
+            .split("{{")
+            .skip(1)
+            .filter_map(|t| t.split("}}").next())
+            .map(|t| t.trim().to_string())
+            .collect();
+        let mut ours = outbound_variables();
+        templated.sort();
+        ours.sort();
+        assert_eq!(ours, templated);
+    }
+
+    #[test]
+    fn a_blank_endpoint_is_an_error_not_unset() {
+        let v = vars(&[("keyvault_endpoint", "")]);
+        let s = load(&v, Need::Same(Service::Secret));
+        let e = s.same.unwrap().unwrap_err();
+        assert!(e.detail.contains("keyvault_endpoint") && e.detail.contains("empty"));
+        let v = vars(&[("keyvault_endpoint", UNSET)]);
+        let s = load(&v, Need::Same(Service::Secret));
+        assert_eq!(s.same.unwrap().unwrap().vault, None);
+    }
+
+    const KEY: &str = "ops:0123456789abcdef";
+    const TB: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";
+    const TC: &str = "cccccccc-3333-4333-8333-cccccccccccc";
+    const MI: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
+    const APP: &str = "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9";
+
+    /// Variables that count lookups.
+    struct Vars(HashMap<&'static str, &'static str>, RefCell<Vec<String>>);
+    impl Variables for Vars {
+        fn get(&self, name: &str) -> Option<String> {
+            self.1.borrow_mut().push(name.to_string());
+            self.0.get(name).map(|v| v.to_string())
+        }
+    }
+    fn vars(pairs: &[(&'static str, &'static str)]) -> Vars {
+        let mut m: HashMap<_, _> = [("function_keys", KEY)].into_iter().collect();
+        m.extend(pairs.iter().copied());
+        Vars(m, RefCell::default())
+    }
+    fn cross() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("azure_client_id", MI),
+            ("app_client_id", APP),
+            ("cross_tenant_id", TB),
+            ("cross_keyvault_endpoint", "https://b.vault.azure.net"),
+            (
+                "cross_blob_service_endpoint",
+                "https://b.blob.core.windows.net",
+            ),
+        ]
+    }
+
+    /// Every variable that can be malformed: on its own, it makes the configuration unready
+    /// with a problem naming it (never echoing the value); health sees them all.
+    #[test]
+    fn every_malformed_variable_is_named_by_health() {
+        let base: Vec<(&'static str, &'static str)> = cross()
+            .into_iter()
+            .chain([
+                ("keyvault_endpoint", "https://a.vault.azure.net"),
+                ("blob_service_endpoint", "https://a.blob.core.windows.net"),
+                ("profile1_name", "c"),
+                ("profile1_tenant_id", TC),
+            ])
+            .collect();
+        let (ready, _) = crate::health::report(&load(&vars(&base), Need::Health));
+        assert!(ready, "the base configuration is valid");
+        for (name, bad) in [
+            ("function_keys", "ops:short"),
+            ("auth_disabled", "perhaps"),
+            ("cloud", "mars"),
+            ("azure_client_id", "not-a-guid-value"),
+            ("imds_endpoint", "http://169.254.169.254/metadata"),
+            ("keyvault_endpoint", "https://a.vault.azure.net/secrets"),
+            ("blob_service_endpoint", "http://a.blob.core.windows.net"),
+            ("blob_service_path", "/../etc"),
+            ("app_client_id", "contoso-app-value"),
+            ("cross_tenant_id", "contoso.onmicrosoft.com"),
+            (
+                "cross_keyvault_endpoint",
+                "https://vault.evil-value.example",
+            ),
+            (
+                "cross_blob_service_endpoint",
+                "ftp://b.blob.core.windows.net",
+            ),
+            ("cross_blob_service_path", "a/./b"),
+            ("authority_host", "https://login.evil-value.example"),
+            ("request_deadline_secs", "0"),
+            ("retry_base_ms", "fast"),
+            ("max_blob_bytes", "-1"),
+            ("same_tenant_secrets", "bad name!"),
+            ("cross_tenant_secrets", "a*b*"),
+            ("same_tenant_blobs", "UPPER/x"),
+            ("cross_tenant_blobs", "c/../x"),
+            ("trusted_token_hosts", "*.com"),
+            ("cross_tenant_name", "Not A Name"),
+            ("cross_tenant_registries", "https://hub.azurecr.io"),
+            ("profile1_tenant_id", "tenant-c-value"),
+            ("profile1_keyvault_endpoint", ""),
+        ] {
+            let mut v = base.clone();
+            v.retain(|(n, _)| *n != name);
+            v.push((name, bad));
+            let (ready, body) = crate::health::report(&load(&vars(&v), Need::Health));
+            let text = String::from_utf8(body).unwrap();
+            assert!(!ready, "{name}={bad:?} passed: {text}");
+            assert!(text.contains(name), "{name} not named: {text}");
+            if bad.len() > 8 {
+                assert!(!text.contains(bad), "{name}'s value echoed: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load(&vars(&[]), Need::Same(Service::Secret));
+        let c = s.common.unwrap();
+        assert_eq!(c.cloud, Cloud::Public);
+        assert_eq!(c.identity.imds.to_string(), "http://169.254.169.254");
+        assert_eq!(
+            (c.deadline_secs, c.retry_base_ms, c.max_blob_bytes),
+            (30, 800, None)
+        );
+        assert_eq!(c.store_label, "default");
+        assert_eq!(s.same.unwrap().unwrap().vault, None);
+        assert_eq!(s.auth.unwrap().keys.len(), 1);
+    }
+
+    #[test]
+    fn each_variable_is_read_at_most_once_and_only_when_needed() {
+        let mut pairs = cross();
+        pairs.push(("profile1_name", "c"));
+        let v = vars(&pairs);
+        let s = load(&v, Need::Cross(Service::Secret, None));
+        assert!(s.profile.unwrap().is_ok());
+        let names = v.1.borrow().clone();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("profile") || n.contains("blob")),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), 17, "{names:?}");
+    }
+
+    #[test]
+    fn every_number_has_bounds_and_keeps_its_value_private() {
+        for (name, bad) in [
+            ("request_deadline_secs", "0"),
+            ("request_deadline_secs", "601"),
+            ("retry_base_ms", "x"),
+            ("max_blob_bytes", "-1"),
+        ] {
+            let p = load(&vars(&[(name, bad)]), Need::Same(Service::Blob))
+                .common
+                .unwrap_err();
+            assert_eq!(&*p.code, "configuration-invalid");
+            assert!(p.detail.contains(name));
+        }
+        let c = load(
+            &vars(&[("max_blob_bytes", "10"), ("request_deadline_secs", "5")]),
+            Need::Same(Service::Blob),
+        )
+        .common
+        .unwrap();
+        assert_eq!((c.max_blob_bytes, c.deadline_secs), (Some(10), 5));
+    }
+
+    #[test]
+    fn cloud_and_flags_parse_strictly() {
+        assert_eq!(
+            load(&vars(&[("cloud", "China")]), Need::Health)
+                .common
+                .unwrap()
+                .cloud,
+            Cloud::China
+        );
+        assert!(load(&vars(&[("cloud", "mars")]), Need::Health)
+            .common
+            .is_err());
+        assert!(load(&vars(&[("auth_disabled", "maybe")]), Need::Health)
+            .auth
+            .is_err());
+        let a = load(
+            &vars(&[("auth_disabled", "TRUE"), ("function_keys", "")]),
+            Need::Health,
+        )
+        .auth
+        .unwrap();
+        assert!(a.disabled && a.keys.is_empty());
+        let p = load(&vars(&[("function_keys", "")]), Need::Health)
+            .auth
+            .unwrap_err();
+        assert!(p.detail.contains("function_keys"));
+        let p = load(&vars(&[("function_keys", "tiny")]), Need::Health)
+            .auth
+            .unwrap_err();
+        assert!(p.detail.contains("16") && !p.detail.contains("tiny"));
+    }
+
+    #[test]
+    fn endpoints_unset_valid_invalid_and_private() {
+        let same = |pairs: &[(&'static str, &'static str)]| {
+            load(&vars(pairs), Need::Same(Service::Secret))
+                .same
+                .unwrap()
+        };
+        assert_eq!(same(&[("keyvault_endpoint", UNSET)]).unwrap().vault, None);
+        assert_eq!(
+            same(&[("keyvault_endpoint", "https://V.vault.azure.net/")])
+                .unwrap()
+                .vault
+                .unwrap()
+                .to_string(),
+            "https://v.vault.azure.net"
+        );
+        for bad in [
+            "http://v.vault.azure.net",
+            "https://v.vault.azure.net/secret-path",
+            "https://v.evil.example",
+            "https://vault.azure.net.evil.example",
+        ] {
+            let p = same(&[("keyvault_endpoint", bad)]).unwrap_err();
+            assert!(
+                p.detail.contains("keyvault_endpoint"),
+                "{bad}: {}",
+                p.detail
+            );
+            assert!(
+                !p.detail.contains("evil") && !p.detail.contains("secret-path"),
+                "{}",
+                p.detail
+            );
+        }
+    }
+
+    #[test]
+    fn storage_outside_the_cloud_needs_a_trusted_host() {
+        let pairs = [
+            ("blob_service_endpoint", "https://127.0.0.1:10000"),
+            ("blob_service_path", "devstoreaccount1/"),
+        ];
+        let p = load(&vars(&pairs), Need::Same(Service::Blob))
+            .same
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            p.detail.contains("blob_service_endpoint") && p.detail.contains("trusted_token_hosts")
+        );
+        let mut pairs = pairs.to_vec();
+        pairs.push(("trusted_token_hosts", "127.0.0.1"));
+        let b = load(&vars(&pairs), Need::Same(Service::Blob))
+            .same
+            .unwrap()
+            .unwrap()
+            .blob
+            .unwrap();
+        assert_eq!(b.base_path, "/devstoreaccount1");
+        let mut bad = pairs.clone();
+        bad.push(("blob_service_path", "/../x"));
+        assert!(load(&vars(&bad), Need::Same(Service::Blob))
+            .same
+            .unwrap()
+            .is_err());
+        let china = [
+            ("cloud", "china"),
+            ("blob_service_endpoint", "https://a.blob.core.windows.net"),
+        ];
+        assert!(load(&vars(&china), Need::Same(Service::Blob))
+            .same
+            .unwrap()
+            .is_err());
+    }
+
+    #[test]
+    fn exchange_follows_the_cloud_and_guards_the_authority() {
+        let mut pairs = cross();
+        pairs.push(("cloud", "usgov"));
+        pairs.retain(|(k, _)| !k.contains("endpoint"));
+        let e = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+            .exchange
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.authority.to_string(), "https://login.microsoftonline.us");
+        assert_eq!(e.audience, "api://AzureADTokenExchangeUSGov");
+        let mut pairs = cross();
+        pairs.push(("authority_host", "https://login.evil.example"));
+        let p = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+            .exchange
+            .unwrap()
+            .unwrap_err();
+        assert!(p.detail.contains("authority_host") && !p.detail.contains("evil"));
+        pairs.push(("trusted_token_hosts", "login.evil.example"));
+        pairs.push(("token_exchange_audience", "api://Custom"));
+        let e = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+            .exchange
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (e.authority.host.as_str(), e.audience.as_str()),
+            ("login.evil.example", "api://Custom")
+        );
+    }
+
+    #[test]
+    fn cross_tenant_needs_a_user_assigned_identity_and_guids() {
+        let mut pairs = cross();
+        pairs.retain(|(k, _)| *k != "azure_client_id");
+        let p = load(&vars(&pairs), Need::Cross(Service::Blob, None))
+            .exchange
+            .unwrap()
+            .unwrap_err();
+        assert!(p.detail.contains("azure_client_id"));
+        let mut pairs = cross();
+        pairs.push(("cross_tenant_id", "contoso.onmicrosoft.com"));
+        let p = load(&vars(&pairs), Need::Cross(Service::Blob, None))
+            .profile
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            p.detail.contains("cross_tenant_id")
+                && p.detail.contains("GUID")
+                && !p.detail.contains("contoso")
+        );
+    }
+
+    #[test]
+    fn profiles_are_selected_by_name() {
+        let mut pairs = cross();
+        pairs.extend([
+            ("cross_tenant_name", "B"),
+            ("profile2_name", "c"),
+            ("profile2_tenant_id", TC),
+            ("profile2_keyvault_endpoint", "https://c.vault.azure.net"),
+            ("profile2_callers", "ops"),
+        ]);
+        let v = vars(&pairs);
+        let p = load(&v, Need::Cross(Service::Secret, Some("C")))
+            .profile
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.slot, p.tenant_id.as_str()),
+            ("c", Slot::Numbered(2), TC)
+        );
+        assert!(p.callers.allows("ops") && !p.callers.allows("billing"));
+        let b = load(&v, Need::Cross(Service::Secret, Some("b")))
+            .profile
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (b.slot, b.vault.unwrap().host.as_str()),
+            (Slot::Default, "b.vault.azure.net")
+        );
+        let d = load(&v, Need::Cross(Service::Secret, None))
+            .profile
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.name, "b");
+        assert!(load(&v, Need::Cross(Service::Secret, Some("x")))
+            .profile
+            .is_none());
+    }
+
+    #[test]
+    fn health_sees_every_profile_and_duplicates() {
+        let mut pairs = cross();
+        pairs.extend([
+            ("profile1_name", "c"),
+            ("profile1_tenant_id", TC),
+            ("profile3_name", "c"),
+            ("profile4_name", "d"),
+        ]);
+        let s = load(&vars(&pairs), Need::Health);
+        let names: Vec<_> = s
+            .profiles
+            .iter()
+            .map(|p| (p.name.as_str(), p.profile.is_ok()))
+            .collect();
+        assert_eq!(
+            names,
+            [("default", true), ("c", true), ("c", false), ("d", false)]
+        );
+        assert!(s.exchange.unwrap().is_ok());
+        let d = s.profiles[3].profile.as_ref().unwrap_err();
+        assert!(d.detail.contains("profile4_tenant_id"));
+        // No cross-tenant variable at all: no profile, no exchange.
+        let s = load(&vars(&[]), Need::Health);
+        assert!(s.profiles.is_empty() && s.exchange.is_none());
+    }
+
+    #[test]
+    fn registries_must_be_the_clouds_login_servers() {
+        let mut pairs = cross();
+        pairs.extend([
+            (
+                "cross_tenant_registries",
+                "Hub.azurecr.io, other.azurecr.io",
+            ),
+            ("cross_tenant_repositories", "base/*"),
+        ]);
+        let p = load(&vars(&pairs), Need::Cross(Service::Registry, None))
+            .profile
+            .unwrap()
+            .unwrap();
+        let names: Vec<_> = p.registries.iter().map(|o| o.authority()).collect();
+        assert_eq!(names, ["hub.azurecr.io", "other.azurecr.io"]);
+        assert!(p.repositories.allows("any", "base/alpine"));
+        pairs.push(("cross_tenant_registries", "hub.evil.example"));
+        let p = load(&vars(&pairs), Need::Cross(Service::Registry, None))
+            .profile
+            .unwrap()
+            .unwrap_err();
+        assert!(p.detail.contains("cross_tenant_registries") && !p.detail.contains("evil"));
+    }
+
+    #[test]
+    fn slot_variables() {
+        assert_eq!(Slot::Default.var("tenant_id"), "cross_tenant_id");
+        assert_eq!(
+            Slot::Default.var("keyvault_endpoint"),
+            "cross_keyvault_endpoint"
+        );
+        assert_eq!(
+            Slot::Default.var("blob_service_path"),
+            "cross_blob_service_path"
+        );
+        assert_eq!(Slot::Default.var("secrets"), "cross_tenant_secrets");
+        assert_eq!(Slot::Numbered(3).var("callers"), "profile3_callers");
+    }
+}
