@@ -89,7 +89,7 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 
 /// Spawns on a thread that lives as long as the process, so that PR_SET_PDEATHSIG (which fires
 /// when the *thread* that forked exits) means "when this test process dies".
-fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -111,7 +111,7 @@ fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
     reply_rx.recv().expect("spawner reply")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -370,7 +370,7 @@ async fn wait_ready(
     }
 }
 
-fn kill_group(child: &mut Child) {
+pub(crate) fn kill_group(child: &mut Child) {
     let pid = child.id() as libc::pid_t;
     // SAFETY: plain syscall; the child leads its own process group (process_group(0)).
     unsafe {

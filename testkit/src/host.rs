@@ -1,11 +1,16 @@
 //! A small Spin-3.6.3-like HTTP trigger host on wasmtime, for tests.
 //!
-//! One fresh component instance per request (as Spin), `fermyon:spin/variables@2.0.0` and
-//! `fermyon:spin/key-value@2.0.0` (in memory), WASI p2 and `wasi:http@0.2.x`, outbound HTTP
-//! checked against `allowed_outbound_hosts` exactly as Spin parses it, TLS trusting only the
-//! test CA, and a name -> IP map instead of DNS. See README.md (`host`) for the contract.
+//! One fresh component instance per request (as Spin), `fermyon:spin/variables@2.0.0`,
+//! `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue@0.2.0-draft2` store + atomics over the
+//! stores a Spin runtime config defines (SQLite as Spin's `spin` type, a real Redis for `redis`;
+//! the config goes through [`crate::spin_rules`], so a file Spin refuses does not start this
+//! host either), WASI p2 and `wasi:http@0.2.x`, outbound HTTP checked against
+//! `allowed_outbound_hosts` exactly as Spin parses it, TLS trusting only the test CA (or what
+//! `[[client_tls]]` says), and a name -> IP map instead of DNS. See README.md (`host`) for the
+//! contract.
 
 mod allowed;
+mod kv;
 mod logs;
 mod manifest;
 mod outbound;
@@ -36,12 +41,20 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-pub use spin_api::KvHandle;
+pub use kv::{KvHandle, KvOps};
+
+/// Loads a manifest as `spin up` would (with `provided` variable values): Spin's rules for
+/// names, templates, routes, stores and `allowed_outbound_hosts`.
+pub fn manifest_check(text: &str, provided: &HashMap<String, String>) -> anyhow::Result<()> {
+    manifest::load_str(text, provided).map(|_| ())
+}
 
 use logs::LogSink;
 use manifest::Route;
 use outbound::{Outbound, OutboundHooks};
 use spin_api::{SpinState, SpinView};
+
+use crate::spin_rules::{LoadedClientTls, RuntimeConfig};
 
 /// How to run the component.
 #[derive(Clone, Debug)]
@@ -54,7 +67,9 @@ pub struct HostConfig {
     /// App variable values, like `SPIN_VARIABLE_<NAME>` (keys `name`, `NAME` or
     /// `SPIN_VARIABLE_NAME`). A name not declared in `[variables]` is an error.
     pub variables: HashMap<String, String>,
-    /// The only root trusted for outbound TLS (None: no HTTPS request can succeed).
+    /// The root trusted for outbound TLS (None: no HTTPS request can succeed). It stands in for
+    /// the public roots Spin trusts by default: a host listed in `[[client_tls]]` trusts that
+    /// entry's `ca_roots_file` instead (plus this one with `ca_use_webpki_roots = true`).
     pub ca_pem: Option<String>,
     /// Like /etc/hosts: host name -> IP (the port comes from the URL). Other names use DNS,
     /// except `*.invalid`, `*.test` and `*.example`, which fail as DNS errors without a lookup.
@@ -63,6 +78,15 @@ pub struct HostConfig {
     pub hosts: HashMap<String, IpAddr>,
     /// Also copy guest output and host log lines to the real stderr.
     pub echo_logs: bool,
+    /// `spin up --runtime-config-file`: read and checked as Spin 3.6.3 does (a file Spin refuses
+    /// fails `start` with Spin's reason); its `[key_value_store.*]` tables decide each label's
+    /// store, its `[[client_tls]]` entries the outbound trust. Two hosts whose configs name one
+    /// Redis share its data, like replicas.
+    pub runtime_config: Option<PathBuf>,
+    /// Spin's state directory (`.spin/` beside the app by default): the `default` store is
+    /// `sqlite_key_value.db` in it unless the runtime config defines `default`. None: unset, as
+    /// with `--state-dir ""` (the default store is then an in-memory SQLite database).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -78,6 +102,8 @@ impl Default for HostConfig {
             ca_pem: None,
             hosts: HashMap::new(),
             echo_logs: false,
+            runtime_config: None,
+            state_dir: None,
         }
     }
 }
@@ -111,7 +137,46 @@ pub struct RunningHost {
     logs: LogSink,
     records: Arc<Mutex<Vec<OutboundRecord>>>,
     kv: KvHandle,
+    outbound: Arc<Outbound>,
     server: JoinHandle<()>,
+}
+
+/// What the runtime config gives the host, loaded as `spin up` loads it.
+struct Runtime {
+    stores: Arc<kv::Stores>,
+    client_tls: Vec<LoadedClientTls>,
+    pooling: bool,
+}
+
+/// Reads the runtime config (if any) and makes the stores: Spin's refusals become errors here.
+fn load_runtime(
+    cfg: &HostConfig,
+    component_id: &str,
+    labels: &[String],
+) -> anyhow::Result<Runtime> {
+    let (config, client_tls) = match &cfg.runtime_config {
+        Some(path) => RuntimeConfig::load(path).map_err(anyhow::Error::msg)?,
+        None => (RuntimeConfig::default(), Vec::new()),
+    };
+    let config_dir = cfg
+        .runtime_config
+        .as_deref()
+        .map(|p| p.parent().unwrap_or(Path::new(".")));
+    let state_dir = config.state_dir(cfg.state_dir.as_deref());
+    let stores = kv::Stores::new(config.resolve_stores(config_dir, state_dir.as_deref()))?;
+    config
+        .check_component_stores(component_id, labels)
+        .map_err(anyhow::Error::msg)?;
+    let client_tls = client_tls
+        .into_iter()
+        .filter(|t| t.entry.component_ids.iter().any(|c| c == component_id))
+        .collect();
+    Ok(Runtime {
+        stores: Arc::new(stores),
+        client_tls,
+        // Spin pools by default; an `[outbound_http]` table turns it off unless it says so.
+        pooling: config.outbound_http.is_none_or(|h| h.connection_pooling),
+    })
 }
 
 impl Drop for RunningHost {
@@ -121,14 +186,17 @@ impl Drop for RunningHost {
 }
 
 impl RunningHost {
-    /// Loads the manifest and component and starts serving on `127.0.0.1:0`. Fails like
-    /// `spin up` would: bad manifest, required variable without value, malformed literal
-    /// `allowed_outbound_hosts` entry; also for an undeclared variable in `cfg.variables`.
+    /// Loads the manifest, the runtime config and the component and starts serving on
+    /// `127.0.0.1:0`. Fails like `spin up` would: bad manifest, required variable without value,
+    /// malformed literal `allowed_outbound_hosts` entry, a runtime config Spin refuses, a
+    /// `key_value_stores` label nothing defines; also for an undeclared variable in
+    /// `cfg.variables`.
     pub async fn start(cfg: HostConfig) -> anyhow::Result<RunningHost> {
         let app = manifest::load(&cfg.manifest, &cfg.variables)?;
+        let runtime = load_runtime(&cfg, &app.component_id, &app.key_value_stores)?;
         let logs = LogSink::new(cfg.echo_logs);
         let records = Arc::new(Mutex::new(Vec::new()));
-        let kv = KvHandle::default();
+        let kv = KvHandle::new(runtime.stores.clone());
 
         let wasm = cfg.wasm.clone();
         let component = tokio::task::spawn_blocking(move || load_component(&wasm))
@@ -153,10 +221,12 @@ impl RunningHost {
         let outbound = Arc::new(Outbound {
             component_id: app.component_id.clone(),
             allowed: app.allowed_hosts.clone(),
-            tls: outbound::tls_config(cfg.ca_pem.as_deref())?,
+            tls: outbound::TlsConfigs::new(cfg.ca_pem.as_deref(), &runtime.client_tls)?,
             hosts: cfg.hosts.clone(),
             records: records.clone(),
             logs: logs.clone(),
+            pool: outbound::Pool::default(),
+            pooling: runtime.pooling,
         });
         let server = Arc::new(Server {
             pre,
@@ -164,8 +234,8 @@ impl RunningHost {
             component_id: app.component_id.clone(),
             variables: Arc::new(app.component_variables.clone()),
             kv_labels: Arc::new(app.key_value_stores.clone()),
-            kv: kv.clone(),
-            outbound,
+            stores: runtime.stores.clone(),
+            outbound: outbound.clone(),
             logs: logs.clone(),
         });
 
@@ -197,6 +267,7 @@ impl RunningHost {
             logs,
             records,
             kv,
+            outbound,
             server: task,
         })
     }
@@ -204,6 +275,11 @@ impl RunningHost {
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Outbound connections opened so far (pooled connections are reused, as in Spin).
+    pub fn connections_opened(&self) -> u64 {
+        self.outbound.pool.opened()
     }
 
     /// Every outbound request attempted so far, in order.
@@ -216,7 +292,7 @@ impl RunningHost {
         self.logs.contents()
     }
 
-    /// The in-memory key-value stores the guest sees.
+    /// The key-value stores the guest sees (whatever their backend), and its operation counts.
     pub fn kv(&self) -> KvHandle {
         self.kv.clone()
     }
@@ -259,7 +335,7 @@ struct Server {
     component_id: String,
     variables: Arc<HashMap<String, String>>,
     kv_labels: Arc<Vec<String>>,
-    kv: KvHandle,
+    stores: Arc<kv::Stores>,
     outbound: Arc<Outbound>,
     logs: LogSink,
 }
@@ -312,7 +388,7 @@ impl Server {
                 table: ResourceTable::new(),
                 spin: SpinState {
                     variables: self.variables.clone(),
-                    kv: self.kv.clone(),
+                    stores: self.stores.clone(),
                     kv_labels: self.kv_labels.clone(),
                 },
             },
@@ -475,7 +551,13 @@ impl Body for GuestBody {
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::new(&wasmtime::Config::new()).expect("wasmtime engine"))
+    ENGINE.get_or_init(|| {
+        let mut c = wasmtime::Config::new();
+        if std::env::var_os("TB_PERFMAP").is_some() {
+            c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        Engine::new(&c).expect("wasmtime engine")
+    })
 }
 
 /// Compiles `path` once per process (and once per content on disk, in the temp dir).

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -96,6 +97,15 @@ pub enum Fault {
     Hang,
     /// Close the socket without a response.
     DropConnection,
+    /// Answer `status` with a body of `bytes` spaces (and its `Content-Length`), one byte every
+    /// `every`: each read arrives in time, the whole body does not.
+    Trickle {
+        status: u16,
+        bytes: usize,
+        every: Duration,
+    },
+    /// Answer normally, but only after this long (a slow upstream).
+    Delay(Duration),
 }
 
 impl Fault {
@@ -164,6 +174,8 @@ pub type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 struct ServerState {
     requests: Mutex<Vec<Recorded>>,
     faults: Mutex<VecDeque<Fault>>,
+    /// Connections accepted (TLS handshakes completed, for a TLS server).
+    connections: std::sync::atomic::AtomicU64,
 }
 
 /// A running fake server (see module docs). Stops when dropped.
@@ -199,6 +211,13 @@ impl FakeServer {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Connections accepted so far (for a TLS server: completed handshakes).
+    pub fn connections(&self) -> u64 {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every request read so far, in arrival order.
@@ -250,10 +269,17 @@ async fn serve_conn(
     state: Arc<ServerState>,
 ) {
     let _ = stream.set_nodelay(true);
+    let counter = state.clone();
     let svc = service_fn(move |req| handle(req, handler.clone(), state.clone()));
     let builder = hyper::server::conn::http1::Builder::new();
+    let count = || {
+        counter
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    };
     match tls {
         None => {
+            count();
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         }
         Some(acceptor) => {
@@ -262,6 +288,7 @@ async fn serve_conn(
             else {
                 return;
             };
+            count();
             let _ = builder
                 .serve_connection(TokioIo::new(tls_stream), svc)
                 .await;
@@ -280,11 +307,44 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body that yields one space every `every`, `remaining` times.
+struct Trickle {
+    remaining: usize,
+    every: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(std::future::Future::poll(self.sleep.as_mut(), cx));
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        self.remaining -= 1;
+        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining as u64)
+    }
+}
+
 async fn handle(
     req: hyper::Request<Incoming>,
     handler: Handler,
     state: Arc<ServerState>,
-) -> Result<hyper::Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<hyper::Response<ResponseBody>, BoxError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let query = parts
@@ -322,6 +382,23 @@ async fn handle(
             state.requests.lock().unwrap().push(rec);
             return Err(Box::new(DropConnection));
         }
+        Some(Fault::Trickle {
+            status,
+            bytes,
+            every,
+        }) => {
+            rec.status = Some(status);
+            state.requests.lock().unwrap().push(rec);
+            let body = Trickle {
+                remaining: bytes,
+                every,
+                sleep: Box::pin(tokio::time::sleep(every)),
+            };
+            return Ok(hyper::Response::builder()
+                .status(status)
+                .header("content-length", bytes.to_string())
+                .body(UnsyncBoxBody::new(body))?);
+        }
         Some(Fault::Status {
             status,
             headers,
@@ -331,6 +408,10 @@ async fn handle(
             headers,
             body: body.into_bytes(),
         },
+        Some(Fault::Delay(pause)) => {
+            tokio::time::sleep(pause).await;
+            handler(&rec)
+        }
         None => handler(&rec),
     };
     rec.status = Some(reply.status);
@@ -339,7 +420,8 @@ async fn handle(
     for (k, v) in &reply.headers {
         resp = resp.header(k.as_str(), v.as_str());
     }
-    Ok(resp.body(Full::new(Bytes::from(reply.body)))?)
+    let body = Full::new(Bytes::from(reply.body)).map_err(|never| match never {});
+    Ok(resp.body(UnsyncBoxBody::new(body))?)
 }
 
 /// A random UUID v4 string (request ids, trace ids).

@@ -54,6 +54,32 @@ impl Default for ImdsConfig {
 struct State {
     cfg: Mutex<ImdsConfig>,
     signer: Arc<Signer>,
+    /// IMDS's identity rate limit (per VM, per second), when enforced, and the token requests
+    /// answered in the last second.
+    rate: Mutex<(
+        Option<usize>,
+        std::collections::VecDeque<std::time::Instant>,
+    )>,
+}
+
+fn over_rate(state: &State) -> bool {
+    let mut rate = state.rate.lock().unwrap();
+    let Some(limit) = rate.0 else {
+        return false;
+    };
+    let now = std::time::Instant::now();
+    while rate
+        .1
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1))
+    {
+        rate.1.pop_front();
+    }
+    if rate.1.len() >= limit {
+        return true;
+    }
+    rate.1.push_back(now);
+    false
 }
 
 /// A running fake IMDS. Stops when dropped.
@@ -67,10 +93,17 @@ impl FakeImds {
         let state = Arc::new(State {
             cfg: Mutex::new(cfg),
             signer,
+            rate: Mutex::new((None, std::collections::VecDeque::new())),
         });
         let st = state.clone();
         let server = FakeServer::start(None, Arc::new(move |r: &Recorded| handle(&st, r))).await;
         FakeImds { server, state }
+    }
+
+    /// Enforces IMDS's identity limit of `per_second` token requests per second (20 on a real
+    /// VM): beyond it, 429 with `Retry-After: 1`, as a cold burst without single-flight meets.
+    pub fn set_rate_limit(&self, per_second: Option<usize>) {
+        self.state.rate.lock().unwrap().0 = per_second;
     }
 
     /// "http://127.0.0.1:PORT" (origin, no path).
@@ -131,6 +164,11 @@ pub fn is_exchange_audience(resource: &str) -> bool {
 }
 
 fn handle(state: &State, r: &Recorded) -> Reply {
+    if r.path == TOKEN_PATH && over_rate(state) {
+        let mut reply = err(429, "too_many_requests", "Too many requests");
+        reply.headers.push(("retry-after".into(), "1".into()));
+        return reply;
+    }
     if r.path != TOKEN_PATH {
         return err(
             404,

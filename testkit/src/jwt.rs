@@ -19,6 +19,8 @@ pub struct Signer {
     kid: String,
     key: PrivateKey,
     verifier: Verifier,
+    /// Every token signed, so tests can look for any of them where none may appear (logs).
+    issued: std::sync::Mutex<Vec<String>>,
 }
 
 /// The public half of a [`Signer`].
@@ -51,7 +53,13 @@ impl Signer {
             kid: kid.to_string(),
             key,
             verifier,
+            issued: std::sync::Mutex::default(),
         }
+    }
+
+    /// Every token this signer has signed so far.
+    pub fn issued(&self) -> Vec<String> {
+        self.issued.lock().unwrap().clone()
     }
 
     pub fn kid(&self) -> &str {
@@ -75,11 +83,23 @@ impl Signer {
             .key
             .pkcs1v15_sign::<Sha256>(signing_input.as_bytes())
             .expect("RS256 sign");
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        self.issued.lock().unwrap().push(token.clone());
+        token
     }
 
     pub fn verifier(&self) -> Verifier {
         self.verifier.clone()
+    }
+
+    /// The private key as PKCS#8 DER, to certify it (the fake ACR's `x5c` certificate).
+    pub fn pkcs8_der(&self) -> Vec<u8> {
+        use rsa::pkcs8::EncodePrivateKey;
+        self.key
+            .to_pkcs8_der()
+            .expect("PKCS#8 encoding")
+            .as_bytes()
+            .to_vec()
     }
 }
 

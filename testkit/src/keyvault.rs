@@ -79,6 +79,8 @@ struct Secret {
 
 struct State {
     cfg: Mutex<VaultConfig>,
+    /// The `resource` of the 401 challenge (the real service: [`RESOURCE`]).
+    resource: Mutex<String>,
     secrets: Mutex<HashMap<String, Secret>>, // key: lowercased name
     port: OnceLock<u16>,
 }
@@ -94,6 +96,7 @@ impl FakeVault {
         let tls = pki.rustls_server_config(&[cfg.host.as_str(), "127.0.0.1"]);
         let state = Arc::new(State {
             cfg: Mutex::new(cfg),
+            resource: Mutex::new(RESOURCE.to_string()),
             secrets: Mutex::new(HashMap::new()),
             port: OnceLock::new(),
         });
@@ -162,6 +165,11 @@ impl FakeVault {
         self.server.requests()
     }
 
+    /// TLS connections clients opened to this vault (completed handshakes).
+    pub fn connections(&self) -> u64 {
+        self.server.connections()
+    }
+
     pub fn clear(&self) {
         self.server.clear();
     }
@@ -172,6 +180,12 @@ impl FakeVault {
 
     pub fn set_network(&self, n: VaultNetwork) {
         self.state.cfg.lock().unwrap().network = n;
+    }
+
+    /// Makes the 401 challenge name another `resource`, as a hostile or misconfigured vault
+    /// (or a proxy in front of one) would.
+    pub fn set_challenge_resource(&self, resource: &str) {
+        *self.state.resource.lock().unwrap() = resource.to_string();
     }
 
     pub fn set_readers(&self, oids: Vec<String>) {
@@ -191,11 +205,11 @@ fn kv_error(status: u16, code: &str, message: &str, inner: Option<&str>) -> Repl
     Reply::json(status, &json!({ "error": e }))
 }
 
-fn unauthorized(cfg: &VaultConfig, message: &str) -> Reply {
+fn unauthorized(cfg: &VaultConfig, resource: &str, message: &str) -> Reply {
     kv_error(401, "Unauthorized", message, None).header(
         "www-authenticate",
         &format!(
-            "Bearer authorization=\"https://{}/{}\", resource=\"{RESOURCE}\"",
+            "Bearer authorization=\"https://{}/{}\", resource=\"{resource}\"",
             cfg.authority_host, cfg.tenant_id
         ),
     )
@@ -227,6 +241,7 @@ fn handle(state: &State, r: &Recorded) -> Reply {
 
 fn route(state: &State, r: &Recorded) -> Reply {
     let cfg = state.cfg.lock().unwrap().clone();
+    let resource = state.resource.lock().unwrap().clone();
     let port = *state.port.get().expect("port");
     let host_ok = r.header("host").is_some_and(|h| {
         h.eq_ignore_ascii_case(&format!("{}:{port}", cfg.host)) || h.eq_ignore_ascii_case(&cfg.host)
@@ -300,19 +315,25 @@ fn route(state: &State, r: &Recorded) -> Reply {
 
     // Authentication.
     let Some(token) = r.bearer() else {
-        return unauthorized(&cfg, "AKV10000: Request is missing a Bearer or PoP token.");
+        return unauthorized(
+            &cfg,
+            &resource,
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        );
     };
     let claims = match jwt::verify(token, &cfg.trusted_issuer_keys) {
         Ok(c) => c,
         Err(JwtError::Malformed(why)) => {
             return unauthorized(
                 &cfg,
+                &resource,
                 &format!("[MalformedToken] Error validating token: 'S2S12001'. ({why})"),
             )
         }
         Err(e) => {
             return unauthorized(
                 &cfg,
+                &resource,
                 &format!("[InvalidSignature] Error validating token: 'S2S12005'. ({e})"),
             )
         }
@@ -324,15 +345,21 @@ fn route(state: &State, r: &Recorded) -> Reply {
     ) else {
         return unauthorized(
             &cfg,
+            &resource,
             "[InvalidToken] Error validating token: 'S2S12001'. (nbf/exp missing)",
         );
     };
     if exp + CLOCK_SKEW_SECS <= t {
-        return unauthorized(&cfg, "[TokenExpired] Error validating token: 'S2S12086'.");
+        return unauthorized(
+            &cfg,
+            &resource,
+            "[TokenExpired] Error validating token: 'S2S12086'.",
+        );
     }
     if nbf - CLOCK_SKEW_SECS > t {
         return unauthorized(
             &cfg,
+            &resource,
             "[TokenNotYetValid] Error validating token: 'S2S12085'.",
         );
     }
@@ -340,6 +367,7 @@ fn route(state: &State, r: &Recorded) -> Reply {
     if aud != RESOURCE && aud != format!("{RESOURCE}/") {
         return unauthorized(
             &cfg,
+            &resource,
             &format!("AKV10022: Invalid audience. Expected {RESOURCE}, found: {aud}."),
         );
     }
@@ -350,6 +378,7 @@ fn route(state: &State, r: &Recorded) -> Reply {
     if (iss != v1 && iss != v2) || !tid.eq_ignore_ascii_case(&cfg.tenant_id) {
         return unauthorized(
             &cfg,
+            &resource,
             &format!("AKV10032: Invalid issuer. Expected one of {v1}, {v2}, found {iss}."),
         );
     }

@@ -1,6 +1,7 @@
-//! The local two-tenant sandbox (`cargo run -p tenant-bridge-testkit --bin sandbox`, started by
-//! `scripts/run-local`): the world of [`crate::world`] served on loopback for a person instead of
-//! a test, plus what a person needs around it.
+//! The local sandbox (`cargo run -p tenant-bridge-testkit --bin sandbox`, or `--bin
+//! sandbox-fakes` for `spin up`; both started by `scripts/run-local`, see [`cli`]): the world of
+//! [`crate::world`] served on loopback for a person instead of a test, plus what a person needs
+//! around it.
 //!
 //! - the strict fakes of IMDS, Entra and both tenants' Key Vaults, and Azurite with an account
 //!   per tenant, all seeded ([`crate::world`]);
@@ -8,11 +9,19 @@
 //!   `[[client_tls]]` trusting the CA for exactly the sandbox's hosts), an `env` file of
 //!   `SPIN_VARIABLE_*` lines, the `/etc/hosts` lines `spin up` needs, and `sandbox.json`, written
 //!   last, that says the sandbox is ready and where everything listens;
-//! - optionally the component itself, in the testkit's Spin-like wasmtime host, on a fixed port;
+//! - optionally the component itself, in the testkit's Spin-like wasmtime host, on a fixed port
+//!   (only with the testkit's `host` feature: the `sandbox` binary; `sandbox-fakes`, built
+//!   without it for `spin up`, serves the fakes alone and compiles no wasmtime);
 //! - a loopback control endpoint that switches the fakes into the misconfigurations the
 //!   component diagnoses ([`BREAKS`]) and back.
 //!
 //! Everything stops when the [`Sandbox`] is dropped (Azurite's node process included).
+
+mod breaks;
+pub mod cli;
+mod served;
+
+pub use breaks::{find_break, Breakage, BREAKS};
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -30,16 +39,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::azurite::Azurite;
-use crate::host::{HostConfig, KvHandle, RunningHost};
 use crate::jwt::Signer;
-use crate::keyvault::VaultNetwork;
 use crate::pki::TestPki;
 use crate::world::{self, Tenants};
+use served::{Served, TokenCache};
 
 /// The component id in spin.toml (`[[client_tls]] component_ids`).
 pub const COMPONENT_ID: &str = "tenant-bridge";
 /// The function key the sandbox accepts unless told otherwise.
-pub const DEFAULT_KEY: &str = "sandbox-key";
+pub const DEFAULT_KEY: &str = "sandbox-local-key";
 /// Name of the function key in `function_keys` (it appears in the component's log lines).
 pub const KEY_NAME: &str = "sandbox";
 /// Where the component and the control endpoint listen by default.
@@ -58,178 +66,10 @@ pub const KV_STORE: &str = "default";
 
 pub const SECRET_SAME: &str = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
 pub const SECRET_CROSS: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";
+/// Tenant C, the second target tenant (profile `c`).
+pub const SECRET_CROSS_C: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001&tenant=c";
 pub const BLOB_SAME: &str = "/api/DownloadBlobSameTenant?container=seed&blob=greeting.txt";
 pub const BLOB_CROSS: &str = "/api/DownloadBlobCrossTenant?container=seed&blob=greeting.txt";
-
-/// One misconfiguration the sandbox can switch on: the Azure setup step it undoes and the
-/// diagnostic the component answers with.
-#[derive(Debug)]
-pub struct Breakage {
-    /// `--break NAME`, `POST /break/NAME`
-    pub name: &'static str,
-    /// The setup step of the Azure walkthrough this undoes, in Azure's words.
-    pub azure: &'static str,
-    /// What the sandbox changes in its fakes.
-    pub sandbox: &'static str,
-    /// The request that shows it.
-    pub path: &'static str,
-    /// The answer: HTTP status and problem `code`.
-    pub status: u16,
-    pub code: &'static str,
-    apply: fn(&Tenants),
-}
-
-impl Breakage {
-    fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "azure": self.azure,
-            "sandbox": self.sandbox,
-            "path": self.path,
-            "expect": {"status": self.status, "code": self.code},
-        })
-    }
-}
-
-/// Every misconfiguration the control endpoint and `--break` know. Storage refusals
-/// (`storage-forbidden-rbac`, `storage-network`) are not among them: Azurite checks neither
-/// role assignments nor networks.
-pub const BREAKS: &[Breakage] = &[
-    Breakage {
-        name: "app-not-provisioned",
-        azure: "the multi-tenant app has no service principal in tenant B: no administrator of tenant B granted admin consent",
-        sandbox: "Entra: the app's service principal in tenant B is deleted",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-app-not-in-tenant",
-        apply: |t| t.entra.directory().remove_service_principal(world::TENANT_B, world::APP_ID),
-    },
-    Breakage {
-        name: "single-tenant-app",
-        azure: "the app registration's supported account types is 'this organizational directory only'",
-        sandbox: "Entra: the app is single-tenant",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-app-not-in-tenant",
-        apply: |t| t.entra.directory().set_multi_tenant(world::APP_ID, false),
-    },
-    Breakage {
-        name: "fic-missing",
-        azure: "the app registration has no federated credential",
-        sandbox: "Entra: the app's federated credentials are deleted",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-fic-missing",
-        apply: |t| t.entra.directory().set_federated_credentials(world::APP_ID, vec![]),
-    },
-    Breakage {
-        name: "wrong-fic-subject",
-        azure: "the federated credential's subject is the managed identity's client id instead of its object (principal) id",
-        sandbox: "Entra: the federated credential's subject is the managed identity's client id",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-fic-mismatch",
-        apply: |t| t.entra.directory().set_fic_subject(world::APP_ID, world::MI_CLIENT_ID),
-    },
-    Breakage {
-        name: "wrong-fic-issuer",
-        azure: "the federated credential's issuer is the v1 issuer https://sts.windows.net/{tenant A}/ instead of https://login.microsoftonline.com/{tenant A}/v2.0",
-        sandbox: "Entra: the federated credential's issuer is tenant A's v1 issuer",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-fic-mismatch",
-        apply: |t| {
-            t.entra
-                .directory()
-                .set_fic_issuer(world::APP_ID, &format!("https://sts.windows.net/{}/", world::TENANT_A))
-        },
-    },
-    Breakage {
-        name: "wrong-fic-audience",
-        azure: "the federated credential's audience is not api://AzureADTokenExchange",
-        sandbox: "Entra: the federated credential's audience is api://AzureADTokenExchangeUSGov",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-fic-mismatch",
-        apply: |t| {
-            t.entra
-                .directory()
-                .set_fic_audiences(world::APP_ID, vec!["api://AzureADTokenExchangeUSGov".into()])
-        },
-    },
-    Breakage {
-        name: "federation-disabled",
-        azure: "a policy in tenant B forbids workload identity federation",
-        sandbox: "Entra: federation is disabled in tenant B",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-federation-disabled",
-        apply: |t| t.entra.directory().disable_federation(world::TENANT_B),
-    },
-    Breakage {
-        name: "resource-not-in-tenant",
-        azure: "Key Vault's own service principal is missing from tenant B (the resource provider was never registered there)",
-        sandbox: "Entra: tenant B has no resource principal for https://vault.azure.net",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "entra-resource-not-in-tenant",
-        apply: |t| {
-            t.entra
-                .directory()
-                .remove_resource_principal(world::TENANT_B, world::VAULT_RESOURCE)
-        },
-    },
-    Breakage {
-        name: "missing-role",
-        azure: "the app's service principal in tenant B has no 'Key Vault Secrets User' role on tenant B's vault",
-        sandbox: "tenant B's vault: no reader",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "keyvault-forbidden-rbac",
-        apply: |t| t.vault_b.set_readers(vec![]),
-    },
-    Breakage {
-        name: "missing-role-same-tenant",
-        azure: "the managed identity has no 'Key Vault Secrets User' role on tenant A's vault",
-        sandbox: "tenant A's vault: no reader",
-        path: SECRET_SAME,
-        status: 502,
-        code: "keyvault-forbidden-rbac",
-        apply: |t| t.vault_a.set_readers(vec![]),
-    },
-    Breakage {
-        name: "endpoint-not-approved",
-        azure: "the private endpoint to tenant B's vault is pending: its owner has not approved the connection",
-        sandbox: "tenant B's vault: ForbiddenByConnection",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "keyvault-network",
-        apply: |t| t.vault_b.set_network(VaultNetwork::ConnectionNotApproved),
-    },
-    Breakage {
-        name: "dns-zone-missing",
-        azure: "no private DNS zone group (privatelink.vaultcore.azure.net linked to the VNet): the vault name resolves to its public IP, which the vault's firewall refuses",
-        sandbox: "tenant B's vault: ForbiddenByFirewall",
-        path: SECRET_CROSS,
-        status: 502,
-        code: "keyvault-network",
-        apply: |t| t.vault_b.set_network(VaultNetwork::FirewallBlocks),
-    },
-    Breakage {
-        name: "identity-not-assigned",
-        azure: "the user-assigned managed identity is not assigned to the VM / node pool (or azure_client_id is wrong)",
-        sandbox: "IMDS: no user-assigned identity attached",
-        path: SECRET_SAME,
-        status: 502,
-        code: "identity-not-found",
-        apply: |t| t.imds.set_identities(vec![]),
-    },
-];
-
-/// The misconfiguration called `name`.
-pub fn find_break(name: &str) -> Option<&'static Breakage> {
-    BREAKS.iter().find(|b| b.name == name)
-}
 
 /// How to start the sandbox.
 #[derive(Clone, Debug)]
@@ -238,7 +78,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// Where the component answers (the testkit host here, or `spin up`): loopback only.
     pub listen: SocketAddr,
-    /// Serve the component in the testkit's wasmtime host (false: `spin up` serves it).
+    /// Serve the component in the testkit's wasmtime host (false: `spin up` serves it). Only a
+    /// build with the `host` feature can ([`can_serve_component`]).
     pub serve_component: bool,
     /// The control endpoint (loopback only).
     pub control: SocketAddr,
@@ -254,19 +95,24 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let host = HostConfig::default();
+        let root = repo_root();
         Options {
-            state_dir: repo_root().join(".sandbox"),
+            state_dir: root.join(".sandbox"),
             listen: DEFAULT_LISTEN.parse().expect("default listen address"),
-            serve_component: true,
+            serve_component: can_serve_component(),
             control: DEFAULT_CONTROL.parse().expect("default control address"),
             function_key: DEFAULT_KEY.into(),
-            wasm: host.wasm,
-            manifest: host.manifest,
+            wasm: root.join("target/wasm32-wasip2/release/tenant_bridge.wasm"),
+            manifest: root.join("spin.toml"),
             breaks: Vec::new(),
             echo_logs: true,
         }
     }
+}
+
+/// Whether this build serves the component itself (the testkit's `host` feature).
+pub fn can_serve_component() -> bool {
+    served::AVAILABLE
 }
 
 /// The repository root (the testkit's parent directory).
@@ -290,8 +136,8 @@ pub fn valid_key(key: &str) -> bool {
 /// State shared by the control endpoint.
 struct Control {
     tenants: Tenants,
-    /// The testkit host's key-value stores (None: `spin up` holds the cache).
-    kv: Option<KvHandle>,
+    /// The testkit host's token cache (None: `spin up` holds the cache).
+    cache: Option<TokenCache>,
     active: Mutex<Vec<&'static str>>,
     base_url: String,
     key: String,
@@ -313,14 +159,8 @@ impl Control {
 
     /// Empties the token cache so the next request meets the change; what it did, in words.
     fn clear_cache(&self) -> String {
-        match &self.kv {
-            Some(kv) => {
-                let keys = kv.keys(KV_STORE);
-                for k in &keys {
-                    kv.delete(KV_STORE, k);
-                }
-                format!("cleared ({} cached entries dropped)", keys.len())
-            }
+        match &self.cache {
+            Some(cache) => format!("cleared ({} cached entries dropped)", cache.clear()),
             None => "held by `spin up`: restart it to drop cached tokens (the sandbox's runtime config keeps them in memory)".into(),
         }
     }
@@ -402,7 +242,7 @@ impl Control {
 /// A running sandbox. Dropping it stops everything.
 pub struct Sandbox {
     tasks: Vec<JoinHandle<()>>,
-    host: Option<RunningHost>,
+    host: Option<Served>,
     control: Arc<Control>,
     azurite: Azurite,
     pki: TestPki,
@@ -453,6 +293,9 @@ impl Sandbox {
         if !valid_key(&opts.function_key) {
             bail!("--key: use 1 to 128 characters among A-Z a-z 0-9 - . _ ~");
         }
+        if opts.serve_component && !served::AVAILABLE {
+            bail!("{}", served::UNAVAILABLE);
+        }
         let ready_file = opts.state_dir.join(READY_FILE);
         if let Some(pid) = running_sandbox(&ready_file) {
             bail!(
@@ -479,7 +322,7 @@ impl Sandbox {
         let pki = TestPki::new();
         let imds_signer = Arc::new(Signer::new("sandbox-imds"));
         let entra_signer = Arc::new(Signer::new("sandbox-entra"));
-        let azurite = Azurite::start(&pki, &[world::ACCOUNT_A, world::ACCOUNT_B]).await;
+        let azurite = Azurite::start(&pki, &world::ACCOUNTS).await;
         world::seed_azurite(&azurite).await;
         let tenants = Tenants::start(&pki, &imds_signer, &entra_signer, ENTRA_HOST).await;
 
@@ -495,24 +338,13 @@ impl Sandbox {
         );
 
         let host = match opts.serve_component {
-            true => Some(
-                RunningHost::start(HostConfig {
-                    wasm: opts.wasm.clone(),
-                    manifest: opts.manifest.clone(),
-                    variables: vars.iter().cloned().collect(),
-                    ca_pem: Some(pki.ca_pem()),
-                    hosts: tenants.guest_hosts(),
-                    echo_logs: opts.echo_logs,
-                })
-                .await
-                .context("starting the component in the testkit host")?,
-            ),
+            true => Some(Served::start(&opts, &vars, &pki, &tenants).await?),
             false => None,
         };
         let base_url = format!("http://{listen}");
         let control = Arc::new(Control {
             tenants,
-            kv: host.as_ref().map(RunningHost::kv),
+            cache: host.as_ref().map(Served::token_cache),
             active: Mutex::new(Vec::new()),
             base_url,
             key: opts.function_key.clone(),
@@ -523,12 +355,7 @@ impl Sandbox {
 
         let mut tasks = Vec::new();
         if let (Some(listener), Some(host)) = (listener, &host) {
-            let target: SocketAddr = host
-                .base_url()
-                .trim_start_matches("http://")
-                .parse()
-                .context("host address")?;
-            tasks.push(tokio::spawn(forward(listener, target)));
+            tasks.push(tokio::spawn(forward(listener, host.addr()?)));
         }
         tasks.push(tokio::spawn(serve_control(
             control_listener,
@@ -577,18 +404,29 @@ impl Sandbox {
         &self.control.tenants
     }
 
-    /// `host:port` of every HTTPS service the component calls (`[[client_tls]] hosts`).
+    /// The host of every HTTPS service the component calls (`[[client_tls]] hosts`): Spin 3.6.3
+    /// takes host names or IPs only (an entry covers every port of the host) and refuses to
+    /// start on `host:port`; several services on 127.0.0.1 share one entry.
     pub fn tls_hosts(&self) -> Vec<String> {
         let t = self.tenants();
-        [
+        let mut hosts: Vec<String> = Vec::new();
+        for e in [
             t.vault_a.endpoint(),
             t.vault_b.endpoint(),
+            t.vault_c.endpoint(),
             t.entra.endpoint(),
             self.azurite.endpoint(),
-        ]
-        .iter()
-        .map(|e| e.trim_start_matches("https://").to_string())
-        .collect()
+        ] {
+            let authority = e.trim_start_matches("https://");
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority, |(h, _)| h)
+                .to_string();
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        hosts
     }
 
     /// The names `spin up` must resolve to 127.0.0.1 (the vaults: Key Vault's challenge only
@@ -601,24 +439,7 @@ impl Sandbox {
 
     /// The `hosts_lines` names /etc/hosts does not map to 127.0.0.1.
     pub fn missing_etc_hosts(&self) -> Vec<String> {
-        let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        let mapped: Vec<String> = text
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or(""))
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                (words.next()? == "127.0.0.1").then(|| words.map(str::to_ascii_lowercase))
-            })
-            .flatten()
-            .collect();
-        let mut missing: Vec<String> = self
-            .tenants()
-            .guest_hosts()
-            .into_keys()
-            .filter(|n| !mapped.contains(&n.to_ascii_lowercase()))
-            .collect();
-        missing.sort();
-        missing
+        unmapped_in_etc_hosts(self.tenants().guest_hosts().into_keys())
     }
 
     fn ca_path(&self) -> PathBuf {
@@ -666,6 +487,10 @@ impl Sandbox {
             id = toml_str(COMPONENT_ID),
             ca = toml_str(&ca.display().to_string()),
         );
+        // A file Spin 3.6.3 would refuse must not start the sandbox either.
+        crate::spin_rules::check_runtime_config(&runtime_config).map_err(|e| {
+            anyhow::anyhow!("the sandbox's runtime config would not start Spin 3.6.3: {e}")
+        })?;
         let rc_path = write(RUNTIME_CONFIG_FILE, &runtime_config)?;
 
         let mut env = String::from(
@@ -676,6 +501,8 @@ impl Sandbox {
             // Values are URLs, ids, paths and a URL-safe key: nothing to escape inside '…'.
             let _ = writeln!(env, "SPIN_VARIABLE_{}='{v}'", k.to_ascii_uppercase());
         }
+        crate::spin_rules::check_env_file(&env, &self.opts.manifest)
+            .map_err(|e| anyhow::anyhow!("the sandbox's env file: {e}"))?;
         let env_path = write(ENV_FILE, &env)?;
 
         let mut hosts_text = String::from(
@@ -693,13 +520,12 @@ impl Sandbox {
             t.entra.addr().port(),
             t.vault_a.addr().port(),
             t.vault_b.addr().port(),
+            t.vault_c.addr().port(),
             self.azurite.port(),
         ];
         if let Some(h) = &self.host {
             ports.push(self.listen.port());
-            if let Some(p) = h.base_url().rsplit(':').next().and_then(|p| p.parse().ok()) {
-                ports.push(p);
-            }
+            ports.push(h.addr()?.port());
         }
         let ready = json!({
             "pid": std::process::id(),
@@ -714,6 +540,7 @@ impl Sandbox {
                 "entra": t.entra.endpoint(),
                 "vault_a": t.vault_a.endpoint(),
                 "vault_b": t.vault_b.endpoint(),
+                "vault_c": t.vault_c.endpoint(),
                 "azurite": self.azurite.endpoint(),
             },
             "files": {
@@ -743,7 +570,7 @@ impl Sandbox {
         let row =
             |label: &str, what: String, url: String| format!("    {label:<25} {what:<47} {url}\n");
         let mut s = format!(
-            "tenant-bridge sandbox: two fake Azure tenants on loopback\n\n  tenant A  {}\n",
+            "tenant-bridge sandbox: three fake Azure tenants on loopback\n\n  tenant A  {}\n",
             world::TENANT_A
         );
         s += &row(
@@ -776,6 +603,21 @@ impl Sandbox {
             "storage account",
             format!("{}: seed/greeting.txt", world::ACCOUNT_B),
             format!("{az}{}", self.azurite.account_path(world::ACCOUNT_B)),
+        );
+        s += &format!(
+            "  tenant C  {} (tenant={})\n",
+            world::TENANT_C,
+            world::PROFILE_C
+        );
+        s += &row(
+            "Key Vault",
+            format!("{} = {}", world::SECRET_NAME, world::SECRET_VALUE_C),
+            t.vault_c.endpoint(),
+        );
+        s += &row(
+            "storage account",
+            format!("{}: seed/greeting.txt", world::ACCOUNT_C),
+            format!("{az}{}", self.azurite.account_path(world::ACCOUNT_C)),
         );
         let _ = writeln!(
             s,
@@ -835,6 +677,26 @@ impl Sandbox {
         }
         drop(self);
     }
+}
+
+/// The `names` that /etc/hosts does not map to 127.0.0.1 (what `spin up` needs), sorted.
+pub fn unmapped_in_etc_hosts(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mapped: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next()? == "127.0.0.1").then(|| words.map(str::to_ascii_lowercase))
+        })
+        .flatten()
+        .collect();
+    let mut missing: Vec<String> = names
+        .into_iter()
+        .filter(|n| !mapped.contains(&n.to_ascii_lowercase()))
+        .collect();
+    missing.sort();
+    missing
 }
 
 fn curl_line(base_url: &str, key: &str, path: &str) -> String {

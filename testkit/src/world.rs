@@ -1,25 +1,30 @@
-//! The two-tenant world: who is who in tenants A and B, the Entra directory that links them, the
+//! The three-tenant world: who is who in tenants A, B and C, the Entra directory that links them, the
 //! strict fakes of both tenants, and the seed data. Shared by the integration tests
 //! (`tests/common`) and the local sandbox (`bin/sandbox.rs`), so both run the same world.
 //!
 //! Tenant A holds the user-assigned managed identity and the multi-tenant app registration whose
 //! federated credential trusts it; tenant B holds a service principal of that app. Each tenant
 //! has a Key Vault (`TEST-SECRET-001` = `TenantA` / `TenantB`) and a storage account (in one
-//! Azurite, see [`seed_azurite`]).
+//! Azurite, see [`seed_azurite`]). Tenant C is a second target tenant (profile `c`, a hub
+//! reading from several tenants): its own service principal of the app, vault and account.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use crate::acr::{AcrConfig, Role, ACR_RESOURCE};
 use crate::azurite::Azurite;
 use crate::entra::{AppRegistration, EntraDirectory, FakeEntra, FederatedCredential};
 use crate::imds::{FakeImds, ImdsConfig};
-use crate::jwt::Signer;
+use crate::jwt::{Signer, Verifier};
 use crate::keyvault::{FakeVault, VaultConfig, VaultNetwork};
+use crate::login_server::LoginServer;
+use crate::oci::Image;
 use crate::pki::TestPki;
 
 pub const TENANT_A: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
 pub const TENANT_B: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";
+pub const TENANT_C: &str = "cccccccc-8888-4888-8888-cccccccccccc";
 /// The user-assigned managed identity (lives in tenant A).
 pub const MI_CLIENT_ID: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
 pub const MI_OBJECT_ID: &str = "0b0b0b0b-4444-4444-8444-0b0b0b0b0b0b";
@@ -27,11 +32,19 @@ pub const MI_OBJECT_ID: &str = "0b0b0b0b-4444-4444-8444-0b0b0b0b0b0b";
 pub const APP_ID: &str = "a9a9a9a9-5555-4555-8555-a9a9a9a9a9a9";
 pub const APP_SP_A: &str = "5a5a5a5a-6666-4666-8666-5a5a5a5a5a5a";
 pub const APP_SP_B: &str = "5b5b5b5b-7777-4777-8777-5b5b5b5b5b5b";
+pub const APP_SP_C: &str = "5c5c5c5c-9999-4999-8999-5c5c5c5c5c5c";
 pub const VAULT_A_HOST: &str = "tenant-a-vault.vault.azure.net";
 pub const VAULT_B_HOST: &str = "tenant-b-vault.vault.azure.net";
+pub const VAULT_C_HOST: &str = "tenant-c-vault.vault.azure.net";
 pub const ENTRA_HOST: &str = "login.microsoftonline.com";
 pub const ACCOUNT_A: &str = "tenantastore";
 pub const ACCOUNT_B: &str = "tenantbstore";
+pub const ACCOUNT_C: &str = "tenantcstore";
+/// Every Azurite account of the world.
+pub const ACCOUNTS: [&str; 3] = [ACCOUNT_A, ACCOUNT_B, ACCOUNT_C];
+/// The `tenant=` names of the two target tenants' profiles.
+pub const PROFILE_B: &str = "b";
+pub const PROFILE_C: &str = "c";
 pub const EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 pub const VAULT_RESOURCE: &str = "https://vault.azure.net";
 pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
@@ -39,11 +52,18 @@ pub const STORAGE_RESOURCE: &str = "https://storage.azure.com";
 pub const SECRET_NAME: &str = "TEST-SECRET-001";
 pub const SECRET_VALUE_A: &str = "TenantA";
 pub const SECRET_VALUE_B: &str = "TenantB";
+pub const SECRET_VALUE_C: &str = "TenantC";
 /// Seeded in both Azurite accounts by [`seed_azurite`].
 pub const SEED_CONTAINER: &str = "seed";
 pub const SEED_BLOB: &str = "greeting.txt";
 pub const SEED_A: &[u8] = b"Hello from tenant A";
 pub const SEED_B: &[u8] = b"Hello from tenant B \x00\xff";
+pub const SEED_C: &[u8] = b"Hello from tenant C";
+/// Tenant B's container registry (the hub's images), its repositories and their seed images.
+pub const REGISTRY_HOST: &str = "hubregistry.azurecr.io";
+pub const SEED_REPOSITORY: &str = "base/alpine";
+pub const OTHER_REPOSITORY: &str = "other/app";
+pub const SEED_TAG: &str = "v1";
 
 /// The issuer of the managed identity's token for the exchange audience (a v2 token of tenant A):
 /// what the federated credential must name.
@@ -61,11 +81,11 @@ pub fn federated_credential() -> FederatedCredential {
 }
 
 /// The Entra directory of both tenants, correctly set up: the multi-tenant app with its
-/// federated credential, its service principal in both tenants, and the Key Vault and Storage
-/// resource principals in both.
+/// federated credential, its service principal in every tenant, and the Key Vault, Storage and
+/// Container Registry resource principals in every tenant.
 pub fn directory() -> EntraDirectory {
     EntraDirectory {
-        tenants: vec![TENANT_A.into(), TENANT_B.into()],
+        tenants: vec![TENANT_A.into(), TENANT_B.into(), TENANT_C.into()],
         apps: vec![AppRegistration {
             app_id: APP_ID.into(),
             home_tenant: TENANT_A.into(),
@@ -75,13 +95,15 @@ pub fn directory() -> EntraDirectory {
         service_principals: vec![
             (TENANT_A.into(), APP_ID.into(), APP_SP_A.into()),
             (TENANT_B.into(), APP_ID.into(), APP_SP_B.into()),
+            (TENANT_C.into(), APP_ID.into(), APP_SP_C.into()),
         ],
-        resource_principals: [TENANT_A, TENANT_B]
+        resource_principals: [TENANT_A, TENANT_B, TENANT_C]
             .iter()
             .flat_map(|t| {
                 [
                     (t.to_string(), VAULT_RESOURCE.to_string()),
                     (t.to_string(), STORAGE_RESOURCE.to_string()),
+                    (t.to_string(), ACR_RESOURCE.to_string()),
                 ]
             })
             .collect(),
@@ -101,6 +123,7 @@ pub struct Tenants {
     pub imds: FakeImds,
     pub vault_a: FakeVault,
     pub vault_b: FakeVault,
+    pub vault_c: FakeVault,
     pub entra: FakeEntra,
 }
 
@@ -136,8 +159,10 @@ impl Tenants {
         };
         let vault_a = FakeVault::start(vault(TENANT_A, VAULT_A_HOST, MI_OBJECT_ID), pki).await;
         let vault_b = FakeVault::start(vault(TENANT_B, VAULT_B_HOST, APP_SP_B), pki).await;
+        let vault_c = FakeVault::start(vault(TENANT_C, VAULT_C_HOST, APP_SP_C), pki).await;
         vault_a.set_secret(SECRET_NAME, SECRET_VALUE_A);
         vault_b.set_secret(SECRET_NAME, SECRET_VALUE_B);
+        vault_c.set_secret(SECRET_NAME, SECRET_VALUE_C);
         let entra = FakeEntra::start(
             directory(),
             vec![imds_signer.verifier()],
@@ -150,6 +175,7 @@ impl Tenants {
             imds,
             vault_a,
             vault_b,
+            vault_c,
             entra,
         }
     }
@@ -168,7 +194,20 @@ impl Tenants {
             ("cross_keyvault_endpoint", self.vault_b.endpoint()),
             ("cross_blob_service_endpoint", azurite.endpoint()),
             ("cross_blob_service_path", azurite.account_path(ACCOUNT_B)),
+            ("cross_tenant_name", PROFILE_B.to_string()),
+            // Tenant C: a second target tenant in profile slot 1.
+            ("profile1_name", PROFILE_C.to_string()),
+            ("profile1_tenant_id", TENANT_C.to_string()),
+            ("profile1_keyvault_endpoint", self.vault_c.endpoint()),
+            ("profile1_blob_service_endpoint", azurite.endpoint()),
+            (
+                "profile1_blob_service_path",
+                azurite.account_path(ACCOUNT_C),
+            ),
             ("authority_host", self.entra.endpoint()),
+            // Azurite listens on 127.0.0.1, outside the cloud's storage suffix: the component
+            // sends a storage token there only because this says so.
+            ("trusted_token_hosts", "127.0.0.1".to_string()),
         ]
     }
 
@@ -182,11 +221,16 @@ impl Tenants {
             .rsplit_once(':')
             .map_or(entra.as_str(), |(h, _)| h)
             .to_string();
-        [self.vault_a.host(), self.vault_b.host(), entra_host]
-            .into_iter()
-            .filter(|h| h.parse::<IpAddr>().is_err())
-            .map(|h| (h, localhost))
-            .collect()
+        [
+            self.vault_a.host(),
+            self.vault_b.host(),
+            self.vault_c.host(),
+            entra_host,
+        ]
+        .into_iter()
+        .filter(|h| h.parse::<IpAddr>().is_err())
+        .map(|h| (h, localhost))
+        .collect()
     }
 
     /// Undoes every misconfiguration: the directory, both vaults' readers and network, and the
@@ -195,8 +239,10 @@ impl Tenants {
         self.entra.directory().update(|d| *d = directory());
         self.vault_a.set_readers(vec![MI_OBJECT_ID.into()]);
         self.vault_b.set_readers(vec![APP_SP_B.into()]);
+        self.vault_c.set_readers(vec![APP_SP_C.into()]);
         self.vault_a.set_network(VaultNetwork::Open);
         self.vault_b.set_network(VaultNetwork::Open);
+        self.vault_c.set_network(VaultNetwork::Open);
         self.imds.set_identities(identities());
     }
 
@@ -205,15 +251,46 @@ impl Tenants {
         self.imds.clear();
         self.vault_a.clear();
         self.vault_b.clear();
+        self.vault_c.clear();
         self.entra.clear();
     }
 }
 
-/// Creates [`SEED_CONTAINER`] in both accounts and puts [`SEED_BLOB`] in each ([`SEED_A`],
-/// [`SEED_B`]).
+/// Creates [`SEED_CONTAINER`] in every account and puts [`SEED_BLOB`] in each ([`SEED_A`],
+/// [`SEED_B`], [`SEED_C`]).
 pub async fn seed_azurite(az: &Azurite) {
-    for (account, data) in [(ACCOUNT_A, SEED_A), (ACCOUNT_B, SEED_B)] {
+    for (account, data) in [
+        (ACCOUNT_A, SEED_A),
+        (ACCOUNT_B, SEED_B),
+        (ACCOUNT_C, SEED_C),
+    ] {
         az.create_container(account, SEED_CONTAINER).await;
         az.put_blob(account, SEED_CONTAINER, SEED_BLOB, data).await;
+    }
+}
+
+/// Tenant B's registry: an RBAC registry where the app's service principal holds AcrPull,
+/// trusting Entra tokens signed by `trusted`.
+pub fn acr_config(trusted: Vec<Verifier>) -> AcrConfig {
+    let mut cfg = AcrConfig::new(REGISTRY_HOST, TENANT_B, trusted);
+    cfg.grants = vec![(APP_SP_B.to_string(), Role::AcrPull)];
+    cfg
+}
+
+/// The image seeded as `repository:SEED_TAG` (its one file names the repository, so every
+/// repository's manifest has its own digest).
+pub fn seed_image(repository: &str) -> Image {
+    Image::new(
+        "hello.txt",
+        format!("Hello from {repository} in tenant B\n").as_bytes(),
+    )
+}
+
+/// Pushes [`seed_image`] to [`SEED_REPOSITORY`] and [`OTHER_REPOSITORY`].
+pub async fn seed_registry(login: &LoginServer) {
+    for repository in [SEED_REPOSITORY, OTHER_REPOSITORY] {
+        login
+            .seed(repository, SEED_TAG, &seed_image(repository))
+            .await;
     }
 }

@@ -3,171 +3,72 @@
 //! "Error parsing allowed outbound hosts" deny-all, TLS trust, name mapping, request timeouts,
 //! streaming with back-pressure, and broken transfers when the guest fails mid-body.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tenant_bridge_testkit::host::{HostConfig, RunningHost};
+use tenant_bridge_testkit::host::RunningHost;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn probe_wasm() -> PathBuf {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        if let Ok(p) = std::env::var("HOSTPROBE_WASM") {
-            return PathBuf::from(p);
-        }
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostprobe");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostprobe");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(fixture.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .status()
-            .expect("running cargo to build the probe guest");
-        assert!(status.success(), "building the probe guest failed");
-        target.join("wasm32-wasip2/release/hostprobe.wasm")
-    })
-    .clone()
-}
-
-fn write_manifest(allowed: &[&str], kv: &[&str]) -> PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "host-smoke-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let list = |xs: &[&str]| {
-        xs.iter()
-            .map(|x| format!("{x:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let text = format!(
-        r#"spin_manifest_version = 2
-
-[application]
-name = "hostprobe"
-version = "0.1.0"
-
-[variables]
-tenant = {{ default = "t1" }}
-up_port = {{ default = "1" }}
-tls_port = {{ default = "1" }}
-extra = {{ default = "http://extra.test" }}
-token = {{ required = true, secret = true }}
-
-[[trigger.http]]
-route = "/..."
-component = "hostprobe"
-
-[component.hostprobe]
-source = "hostprobe.wasm"
-allowed_outbound_hosts = [{allowed}]
-key_value_stores = [{kv}]
-
-[component.hostprobe.variables]
-greeting = "hello {{{{ tenant }}}} / {{{{token}}}}"
-target_url = "http://upstream.test:{{{{ up_port }}}}/from-variable"
-"#,
-        allowed = list(allowed),
-        kv = list(kv),
-    );
-    let path = dir.join("spin.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn config(manifest: PathBuf, vars: &[(&str, String)]) -> HostConfig {
-    let mut variables: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    variables
-        .entry("token".into())
-        .or_insert_with(|| "s3cret".into());
-    HostConfig {
-        wasm: probe_wasm(),
-        manifest,
-        variables,
-        ca_pem: None,
-        hosts: HashMap::from([
-            ("upstream.test".to_string(), LOCAL),
-            ("vault.test".to_string(), LOCAL),
-        ]),
-        echo_logs: false,
-    }
-}
-
-async fn get(host: &RunningHost, path_and_query: &str) -> String {
-    let resp = reqwest::get(format!("{}{}", host.base_url(), path_and_query))
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        200,
-        "{path_and_query}\nhost log:\n{}",
-        host.logs()
-    );
-    resp.text().await.unwrap()
-}
+mod probe;
+use probe::{config, get, write_manifest};
 
 /// A scriptable upstream: `/slow` never answers, anything else answers 200 describing the
 /// request. Records request heads.
 #[derive(Clone, Default)]
 struct Upstream {
     heads: Arc<Mutex<Vec<String>>>,
+    connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Upstream {
+    /// Serves requests on one connection until the client closes it (keep-alive, like the
+    /// real services), or `/close` asks for `connection: close`.
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(self, mut s: S) {
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            match s.read(&mut byte).await {
-                Ok(1) => buf.push(byte[0]),
-                _ => return,
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let mut buf = Vec::new();
+            let mut byte = [0u8; 1];
+            while !buf.ends_with(b"\r\n\r\n") {
+                match s.read(&mut byte).await {
+                    Ok(1) => buf.push(byte[0]),
+                    _ => return,
+                }
             }
-        }
-        let head = String::from_utf8_lossy(&buf).to_string();
-        self.heads.lock().unwrap().push(head.clone());
-        let path = head.split(' ').nth(1).unwrap_or("").to_string();
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                })
-                .unwrap_or_default()
-        };
-        match path.as_str() {
-            "/slow" => std::future::pending::<()>().await,
-            _ => {
-                let body = format!(
-                    "upstream ok path={path} probe={} host={}",
-                    header("x-probe"),
-                    header("host")
-                );
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
+            let head = String::from_utf8_lossy(&buf).to_string();
+            self.heads.lock().unwrap().push(head.clone());
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default()
+            };
+            if path == "/slow" {
+                std::future::pending::<()>().await
+            }
+            // A POST's body is not read here: answer it and close.
+            let close = path == "/close" || path == "/post";
+            let body = format!(
+                "upstream ok path={path} probe={} host={}",
+                header("x-probe"),
+                header("host")
+            );
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{}\r\n{body}",
+                body.len(),
+                if close { "connection: close\r\n" } else { "" }
+            );
+            if s.write_all(resp.as_bytes()).await.is_err() {
+                return;
+            }
+            if close {
                 let _ = s.shutdown().await;
+                return;
             }
         }
     }
@@ -364,10 +265,81 @@ async fn outbound_allow_deny_and_records() {
     assert!(recs[1].denied && recs[2].denied && recs[3].denied);
     assert!(!recs[4].denied && !recs[5].denied);
     assert_eq!(upstream.heads.lock().unwrap().len(), 1);
+    // Pooled like Spin's outbound HTTP: later requests (new instances) reuse the connection,
+    // and a connection the server closed is not reused.
+    assert_eq!(host.connections_opened(), 1);
+    for _ in 0..3 {
+        assert!(get(&host, "/out").await.starts_with("status=200"));
+    }
+    let connections = || {
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(
+        (host.connections_opened(), connections()),
+        (1, 1),
+        "keep-alive reused"
+    );
+    let url = format!("/out?url=http://upstream.test:{}/close", up.port());
+    assert!(get(&host, &url).await.starts_with("status=200"));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(get(&host, "/out").await.starts_with("status=200"));
+    assert_eq!(
+        (host.connections_opened(), connections()),
+        (2, 2),
+        "closed one replaced"
+    );
     let logs = host.logs();
     assert!(
         logs.contains("disallowed destination 'http://other.test:"),
         "{logs}"
+    );
+}
+
+/// Body framing as Spin 3.6.3 does it: a body streamed without a `content-length` goes out
+/// chunked (as Spin sent the Entra POST before the component set a length); with one, it goes
+/// out with exactly that length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_bodies_are_framed_like_spin() {
+    let upstream = Upstream::default();
+    let (up, _task) = upstream.start_plain().await;
+    let manifest = write_manifest(&["http://upstream.test:{{ up_port }}"], &[]);
+    let host = RunningHost::start(config(manifest, &[("up_port", up.port().to_string())]))
+        .await
+        .unwrap();
+    let authority = format!("upstream.test:{}", up.port());
+    let header = |head: &str, name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    assert_eq!(
+        get(&host, &format!("/post?authority={authority}")).await,
+        "status=200"
+    );
+    let head = upstream.heads.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (
+            header(&head, "transfer-encoding").as_deref(),
+            header(&head, "content-length")
+        ),
+        (Some("chunked"), None),
+        "{head}"
+    );
+    assert_eq!(
+        get(&host, &format!("/post?authority={authority}&len=1")).await,
+        "status=200"
+    );
+    let head = upstream.heads.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (
+            header(&head, "transfer-encoding"),
+            header(&head, "content-length").as_deref()
+        ),
+        (None, Some("37")),
+        "{head}"
     );
 }
 
@@ -465,6 +437,69 @@ async fn tls_trusts_only_the_given_ca() {
     assert_eq!(
         get(&host, &format!("/out?url={url}")).await,
         "error=ErrorCode::TlsProtocolError"
+    );
+}
+
+/// With `[[client_tls]]` in the runtime config, a listed host (any port) trusts that entry's
+/// `ca_roots_file`, as in Spin; hosts it does not list, and entries for other components, fall
+/// back to the default trust (`ca_pem`, standing in for Spin's public roots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_tls_trusts_ca_roots_file_for_its_hosts() {
+    let (ca_pem, server_config) = test_ca(&["vault.test", "upstream.test"]);
+    let upstream = Upstream::default();
+    let (tls, _task) = upstream.start_tls(server_config).await;
+    let manifest = write_manifest(&["https://*.test:*"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+    let rc = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &rc,
+        "[[client_tls]]\ncomponent_ids = [\"hostprobe\"]\nhosts = [\"vault.test\"]\nca_roots_file = \"ca.pem\"\n\n\
+         [[client_tls]]\ncomponent_ids = [\"another-component\"]\nhosts = [\"upstream.test\"]\nca_roots_file = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let mut cfg = config(manifest.clone(), &[]);
+    cfg.runtime_config = Some(rc.clone());
+    let host = RunningHost::start(cfg).await.unwrap();
+    let vault = format!("/out?url=https://vault.test:{}/x", tls.port());
+    assert_eq!(
+        get(&host, &vault).await,
+        format!(
+            "status=200 body=upstream ok path=/x probe=1 host=vault.test:{}",
+            tls.port()
+        )
+    );
+    let other = format!("/out?url=https://upstream.test:{}/x", tls.port());
+    assert_eq!(
+        get(&host, &other).await,
+        "error=ErrorCode::TlsProtocolError"
+    );
+
+    // The default trust still applies to hosts the entries do not list.
+    let mut cfg = config(manifest.clone(), &[]);
+    cfg.runtime_config = Some(rc);
+    cfg.ca_pem = Some(ca_pem);
+    let host = RunningHost::start(cfg.clone()).await.unwrap();
+    assert!(get(&host, &other).await.starts_with("status=200"));
+
+    // The entry replaces the default for its hosts: a CA file that does not sign the server's
+    // certificate makes the listed host fail even though `ca_pem` would trust it.
+    let (unrelated_ca, _) = test_ca(&["vault.test"]);
+    std::fs::write(dir.path().join("ca.pem"), unrelated_ca).unwrap();
+    let host = RunningHost::start(cfg.clone()).await.unwrap();
+    assert_eq!(
+        get(&host, &vault).await,
+        "error=ErrorCode::TlsProtocolError"
+    );
+    assert!(get(&host, &other).await.starts_with("status=200"));
+
+    // A missing ca_roots_file stops the start, with Spin's reason.
+    std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
+    let err = RunningHost::start(cfg).await.err().expect("must fail");
+    let err = format!("{err:#}");
+    assert!(
+        err.starts_with("failed to parse [[client_tls]] table: failed to parse TLS config: failed to load certificate(s) from"),
+        "{err}"
     );
 }
 

@@ -1,11 +1,11 @@
 //! Outbound HTTP for the guest (`wasi:http/outgoing-handler`): Spin's allow-list check, then a
-//! plain hyper HTTP/1.1 client with the test's name mapping and CA. Structure copied from
+//! pooled hyper HTTP/1.1 client (keep-alive, as Spin's) with the test's name mapping and CA. Structure copied from
 //! wasmtime-wasi-http's `default_send_request`; error codes as Spin 3.6.3 reports them.
 
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -26,14 +26,56 @@ use super::OutboundRecord;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+type Sender = hyper::client::conn::http1::SendRequest<WasiBody>;
+
+/// Keep-alive connections (TLS sessions included) by scheme, host and port: Spin 3.6.3 pools
+/// outbound connections across requests and instances of an app (`connection_pooling_enabled`
+/// defaults to true), so a warm request does not pay a TCP and TLS handshake.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<(bool, String, u16), Vec<Sender>>>,
+    opened: std::sync::atomic::AtomicU64,
+}
+
+impl Pool {
+    /// A connection that is open and has no request in flight.
+    fn take(&self, key: &(bool, String, u16)) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap();
+        let list = idle.get_mut(key)?;
+        list.retain(|s| !s.is_closed());
+        let at = list.iter().position(|s| s.is_ready())?;
+        Some(list.swap_remove(at))
+    }
+
+    /// Back into the pool (it becomes ready once its response body has been read).
+    fn put(&self, key: (bool, String, u16), sender: Sender) {
+        if !sender.is_closed() {
+            self.idle
+                .lock()
+                .unwrap()
+                .entry(key)
+                .or_default()
+                .push(sender);
+        }
+    }
+
+    /// Connections opened so far (TCP + TLS handshakes).
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Everything outbound requests of every instance share.
 pub(crate) struct Outbound {
     pub component_id: String,
     pub allowed: AllowedList,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: TlsConfigs,
     pub hosts: HashMap<String, IpAddr>,
     pub records: Arc<Mutex<Vec<OutboundRecord>>>,
     pub logs: LogSink,
+    pub pool: Pool,
+    /// Spin's `connection_pooling_enabled` (true unless `[outbound_http]` turns it off).
+    pub pooling: bool,
 }
 
 /// The `WasiHttpHooks` of one instance.
@@ -219,7 +261,51 @@ async fn send(
         return Err(Error::ConnectionRefused);
     }
 
-    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&*addrs)).await {
+    let key = (use_tls, host.to_ascii_lowercase(), port);
+    let pooled = match shared.pooling {
+        true => shared.pool.take(&key),
+        false => None,
+    };
+    let mut sender = match pooled {
+        Some(sender) => sender,
+        None => connect(&shared, &host, port, &addrs, use_tls, connect_timeout).await?,
+    };
+
+    // The request line carries only path and query (not addressing a proxy).
+    *req.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    let res = tokio::time::timeout(first_byte_timeout, sender.send_request(req))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)?
+        .map_err(Error::from)?;
+    if shared.pooling {
+        shared.pool.put(key, sender);
+    }
+    let between = if between_bytes_timeout.is_zero() {
+        Duration::from_nanos(1)
+    } else {
+        between_bytes_timeout
+    };
+    let mut timeout = tokio::time::interval(between);
+    timeout.reset();
+    let res = res.map(|incoming| IncomingResponseBody { incoming, timeout });
+    Ok((res, async { Ok::<(), Error>(()) }))
+}
+
+/// A new connection (TCP, TLS when https, HTTP/1.1 handshake); its driver runs as a task so
+/// the connection outlives the request and can be pooled.
+async fn connect(
+    shared: &Outbound,
+    host: &str,
+    port: u16,
+    addrs: &[SocketAddr],
+    use_tls: bool,
+    connect_timeout: Duration,
+) -> Result<Sender, Error> {
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(addrs)).await {
         Err(_) => return Err(Error::ConnectionTimeout),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
             return Err(dns_error("address not available"))
@@ -240,7 +326,7 @@ async fn send(
             .to_string();
         let name = rustls::pki_types::ServerName::try_from(bare)
             .map_err(|_| dns_error("invalid dns name"))?;
-        let connector = tokio_rustls::TlsConnector::from(shared.tls.clone());
+        let connector = tokio_rustls::TlsConnector::from(shared.tls.for_host(host));
         match tokio::time::timeout(connect_timeout, connector.connect(name, tcp)).await {
             Err(_) => return Err(Error::ConnectionTimeout),
             Ok(Err(e)) => {
@@ -257,63 +343,21 @@ async fn send(
         Box::new(tcp)
     };
 
-    let (mut sender, conn) = tokio::time::timeout(
+    let (sender, conn) = tokio::time::timeout(
         connect_timeout,
         hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;
 
-    // The request line carries only path and query (not addressing a proxy).
-    *req.uri_mut() = http::Uri::builder()
-        .path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .build()
-        .map_err(|_| Error::HttpRequestUriInvalid)?;
-
-    let send = async move {
-        let res = tokio::time::timeout(first_byte_timeout, sender.send_request(req))
-            .await
-            .map_err(|_| Error::ConnectionReadTimeout)?
-            .map_err(Error::from)?;
-        let between = if between_bytes_timeout.is_zero() {
-            Duration::from_nanos(1)
-        } else {
-            between_bytes_timeout
-        };
-        let mut timeout = tokio::time::interval(between);
-        timeout.reset();
-        Ok::<_, Error>(res.map(|incoming| IncomingResponseBody { incoming, timeout }))
-    };
-    let mut send = pin!(send);
-    let mut conn = Some(conn);
-    // Wait for the response while driving the connection.
-    let res = poll_fn(|cx| match send.as_mut().poll(cx) {
-        Poll::Ready(r) => Poll::Ready(r),
-        Poll::Pending => {
-            let Some(fut) = conn.as_mut() else {
-                return Poll::Pending;
-            };
-            let r = ready!(Pin::new(fut).poll(cx));
-            conn = None;
-            match r {
-                Ok(()) => send.as_mut().poll(cx),
-                Err(e) => Poll::Ready(Err(Error::from(e))),
-            }
-        }
-    })
-    .await?;
-    Ok((res, async move {
-        let Some(conn) = conn.take() else {
-            return Ok(());
-        };
-        conn.await.map_err(|e| {
-            if e.is_timeout() {
-                Error::HttpResponseTimeout
-            } else {
-                Error::from(e)
-            }
-        })
-    }))
+    shared
+        .pool
+        .opened
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// The response body, with the between-bytes timeout (`connection-read-timeout`, as Spin).
@@ -357,25 +401,91 @@ impl Body for IncomingResponseBody {
     }
 }
 
-/// A rustls client config trusting only `ca_pem` (none: nothing is trusted).
-pub(crate) fn tls_config(ca_pem: Option<&str>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+/// The TLS client configs of the component, by host name, as Spin picks them: a host listed in
+/// one of its `[[client_tls]]` entries (the first entry naming it wins; every port) trusts that
+/// entry's roots; every other host gets the default. The default here is `ca_pem`, standing in
+/// for the public (webpki) roots Spin trusts by default, which no test certificate chains to.
+pub(crate) struct TlsConfigs {
+    by_host: HashMap<String, Arc<rustls::ClientConfig>>,
+    default: Arc<rustls::ClientConfig>,
+}
+
+impl TlsConfigs {
+    pub(crate) fn new(
+        ca_pem: Option<&str>,
+        client_tls: &[crate::spin_rules::LoadedClientTls],
+    ) -> anyhow::Result<TlsConfigs> {
+        let public_roots = pem_roots(ca_pem)?;
+        let mut by_host = HashMap::new();
+        for tls in client_tls {
+            let mut roots = tls.roots.clone();
+            if tls.entry.use_webpki_roots {
+                roots.extend(public_roots.iter().cloned());
+            }
+            let client_auth = tls
+                .client_auth
+                .as_ref()
+                .map(|(chain, key)| (chain.clone(), key.clone_key()));
+            let config = client_config(roots, client_auth).map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to parse [[client_tls]] table: error building TLS client config: {e}"
+                )
+            })?;
+            for host in &tls.entry.hosts {
+                by_host
+                    .entry(host.clone())
+                    .or_insert_with(|| config.clone());
+            }
+        }
+        Ok(TlsConfigs {
+            by_host,
+            default: client_config(public_roots, None)?,
+        })
+    }
+
+    /// Spin matches the request URI's host exactly (no port).
+    fn for_host(&self, host: &str) -> Arc<rustls::ClientConfig> {
+        self.by_host.get(host).unwrap_or(&self.default).clone()
+    }
+}
+
+fn pem_roots(
+    ca_pem: Option<&str>,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
+    let Some(pem) = ca_pem else {
+        return Ok(Vec::new());
+    };
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("bad ca_pem: {e:?}"))?;
+    anyhow::ensure!(!certs.is_empty(), "ca_pem contains no CERTIFICATE block");
+    Ok(certs)
+}
 
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(pem) = ca_pem {
-        let mut n = 0;
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(cert.map_err(|e| anyhow::anyhow!("bad ca_pem: {e:?}"))?)?;
-            n += 1;
-        }
-        anyhow::ensure!(n > 0, "ca_pem contains no CERTIFICATE block");
+type ClientAuth = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+);
+
+/// A rustls client config trusting exactly `roots` (none: nothing is trusted).
+fn client_config(
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    client_auth: Option<ClientAuth>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in roots {
+        store.add(cert)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(store);
+    let config = match client_auth {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }
 
