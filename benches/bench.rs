@@ -1,30 +1,42 @@
-//! `cargo bench --bench bench` — issue 4's benchmark, one run, printed as a Markdown table:
+//! `cargo bench --bench bench` — issue 12's benchmark: tenant-bridge side by side with the least
+//! a Spin component can do for the same answers, in one run, printed as one Markdown table.
 //!
-//! - warm-path requests/s and p50/p99 latency of GetSecretSameTenant and GetSecretCrossTenant
-//!   through the component (the compiled .wasm in the testkit host) vs. a native Rust client
-//!   calling the same fake vault directly with the same bearer token, over a kept-alive
-//!   connection and over a new TLS connection per request (what the host does for every
-//!   outbound request);
-//! - upstream calls per request, warm and cold, for all four endpoints;
-//! - a 256 MiB blob streamed as base64 through the component vs. a raw GET of the same blob from
-//!   Azurite with the same token and headers, and the process's peak RSS growth during each;
-//! - the .wasm size.
+//! - Warm path, each of the four endpoints: req/s and p50/p99 latency through the compiled
+//!   component vs. the `kv-get` ceiling (one key-value read + one outbound GET to the same fake
+//!   vault or Azurite with the same bearer token, answering the value or the base64), in
+//!   alternating rounds so drift on a shared machine hits both sides alike; what a warm request
+//!   costs (key-value reads / writes, variable lookups, outbound calls) from its log line.
+//! - A large blob (256 MiB; `TB_BENCH_BLOB_MIB`) streamed as base64 vs. the `passthrough`
+//!   ceiling (the same blob streamed through unchanged): MiB/s of blob, growth of this
+//!   process's RSS (the host runs in it) and the guest's linear memory after the transfer.
+//! - The cold burst: 64 concurrent requests over two host instances sharing one store, per
+//!   endpoint: IMDS and Entra calls, errors, the slowest request vs. the token fetch it waited
+//!   for.
+//! - The .wasm sizes.
 //!
-//! Everything runs in this one process on loopback: the client, the host, the fakes (Azurite is
-//! a node child process). Knobs: `TB_BENCH_CLIENTS` (16), `TB_BENCH_SECS` (8 per measured run),
-//! `TB_BENCH_BLOB_MIB` (256).
+//! Everything runs on loopback in this process (client, host, fakes; Azurite is a node child
+//! process), through the same testkit host and the same store backend as the integration tests:
+//! whatever the host's configuration says (printed with the table). The ceilings are in
+//! `benches/ceiling/`. Knobs: `TB_BENCH_CLIENTS` (32), `TB_BENCH_SECS` (8 per side and
+//! endpoint), `TB_BENCH_ROUNDS` (4), `TB_BENCH_BLOB_MIB` (256), `TB_BENCH_ONLY` (parts to run,
+//! of `warm,stream,cold`; all by default). For profiling one side with `perf`: `TB_BENCH_SIDE`
+//! (`component` or `ceiling`) and `TB_BENCH_ENDPOINT` (one endpoint's name) narrow the warm runs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/common/load.rs"]
+mod load;
 
-use std::future::Future;
-use std::pin::Pin;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
+use load::{burst, client, hammer, one, Endpoint, Tally, ALL};
+use tenant_bridge_testkit::host::RunningHost;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -33,208 +45,78 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Concurrent fixed-duration runs
-
-type CallFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
-type Call = Arc<dyn Fn(reqwest::Client) -> CallFuture + Send + Sync>;
-
-#[derive(Default)]
-struct Run {
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    secs: f64,
-    latencies_us: Vec<u64>,
+struct Knobs {
+    /// `TB_BENCH_ONLY`: the parts to run (warm, stream, cold); empty: all.
+    only: String,
+    /// `TB_BENCH_SIDE`, `TB_BENCH_ENDPOINT`: narrow the warm runs (profiling).
+    side: String,
+    endpoint: String,
+    clients: usize,
+    secs: Duration,
+    rounds: u32,
+    blob_mib: usize,
 }
 
-impl Run {
-    fn rps(&self) -> f64 {
-        (self.ok + self.errors) as f64 / self.secs
+impl Knobs {
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.split(',').any(|p| p.trim() == part)
     }
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
-    }
-}
-
-/// `clients` tasks each sending one request after the other for `secs`.
-fn drive(clients: usize, secs: Duration, client: &reqwest::Client, call: &Call) -> Run {
-    rt().block_on(async {
-        let start = Instant::now();
-        let end = start + secs;
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..clients {
-            let (client, call) = (client.clone(), call.clone());
-            tasks.spawn(async move {
-                let mut run = Run::default();
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    let result = call(client.clone()).await;
-                    run.latencies_us.push(t.elapsed().as_micros() as u64);
-                    match result {
-                        Ok(()) => run.ok += 1,
-                        Err(e) => {
-                            run.errors += 1;
-                            run.first_error.get_or_insert(e);
-                        }
-                    }
-                }
-                run
-            });
-        }
-        let mut total = Run::default();
-        while let Some(r) = tasks.join_next().await {
-            let r = r.expect("client task");
-            total.ok += r.ok;
-            total.errors += r.errors;
-            if total.first_error.is_none() {
-                total.first_error = r.first_error;
-            }
-            total.latencies_us.extend(r.latencies_us);
-        }
-        total.secs = start.elapsed().as_secs_f64();
-        total.latencies_us.sort_unstable();
-        total
-    })
-}
-
-/// A one-second unmeasured run (pools, caches), then the measured one.
-fn measure(clients: usize, secs: Duration, client: &reqwest::Client, call: &Call) -> Run {
-    drive(clients, Duration::from_secs(1), client, call);
-    let run = drive(clients, secs, client, call);
-    if let Some(e) = &run.first_error {
-        eprintln!("  !! {} errors, first: {e}", run.errors);
-    }
-    run
-}
-
-fn plain_client(pool: usize) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(pool)
-        .timeout(Duration::from_secs(300))
-        .build()
-        .expect("client")
-}
-
-/// The kind of client the host uses outbound: rustls, only the test CA, names mapped to loopback.
-/// `keep_alive = false`: a new TCP + TLS connection per request, as the host opens.
-fn tls_client(
-    keep_alive: bool,
-    pool: usize,
-    resolve: &[(&str, std::net::SocketAddr)],
-) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(shared().pki.ca_pem().as_bytes()).expect("CA");
-    let mut b = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(300))
-        .pool_max_idle_per_host(if keep_alive { pool } else { 0 });
-    for (name, addr) in resolve {
-        b = b.resolve(name, *addr);
-    }
-    b.build().expect("tls client")
-}
-
-fn component_call(url: String, expected: &'static str) -> Call {
-    Arc::new(move |client: reqwest::Client| {
-        let url = url.clone();
-        Box::pin(async move {
-            let resp = client
-                .get(&url)
-                .header("x-functions-key", KEY)
-                .send()
-                .await
-                .map_err(|e| format!("send: {e:?}"))?;
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.map_err(|e| format!("body: {e:?}"))?;
-            if status == 200 && body.as_ref() == expected.as_bytes() {
-                Ok(())
-            } else {
-                Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
-            }
-        })
-    })
-}
-
-fn native_vault_call(
-    url: String,
-    bearer: String,
-    keep_alive: bool,
-    expected: &'static str,
-) -> Call {
-    Arc::new(move |client: reqwest::Client| {
-        let (url, bearer) = (url.clone(), bearer.clone());
-        Box::pin(async move {
-            let mut req = client.get(&url).header("authorization", bearer);
-            if !keep_alive {
-                req = req.header("connection", "close");
-            }
-            let resp = req.send().await.map_err(|e| format!("send: {e:?}"))?;
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.map_err(|e| format!("body: {e:?}"))?;
-            let value: serde_json::Value =
-                serde_json::from_slice(&body).map_err(|e| format!("{status}: not JSON ({e})"))?;
-            if status == 200 && value["value"] == expected {
-                Ok(())
-            } else {
-                Err(format!("{status}: {value}"))
-            }
-        })
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
-// Endpoints
+// The ceiling components
 
-#[derive(Clone, Copy)]
-enum Endpoint {
-    SecretSame,
-    SecretCross,
-    BlobSame,
-    BlobCross,
+struct Ceilings {
+    kv_get: PathBuf,
+    passthrough: PathBuf,
 }
 
-const ALL: [Endpoint; 4] = [
-    Endpoint::SecretSame,
-    Endpoint::SecretCross,
-    Endpoint::BlobSame,
-    Endpoint::BlobCross,
-];
+/// Builds both ceilings with the workspace's release profile, as the component is built.
+fn ceilings() -> Ceilings {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["-p", "ceiling-kv-get", "-p", "ceiling-passthrough"])
+        .status()
+        .expect("run cargo build for the ceilings");
+    assert!(status.success(), "building the ceiling components failed");
+    let out = root().join("target/wasm32-wasip2/release");
+    Ceilings {
+        kv_get: out.join("ceiling_kv_get.wasm"),
+        passthrough: out.join("ceiling_passthrough.wasm"),
+    }
+}
 
-impl Endpoint {
-    fn name(self) -> &'static str {
-        match self {
-            Endpoint::SecretSame => "GetSecretSameTenant",
-            Endpoint::SecretCross => "GetSecretCrossTenant",
-            Endpoint::BlobSame => "DownloadBlobSameTenant",
-            Endpoint::BlobCross => "DownloadBlobCrossTenant",
-        }
-    }
-    fn path(self) -> String {
-        match self {
-            Endpoint::SecretSame | Endpoint::SecretCross => {
-                format!("/api/{}?key=TEST-SECRET-001", self.name())
-            }
-            Endpoint::BlobSame | Endpoint::BlobCross => format!(
-                "/api/{}?container={SEED_CONTAINER}&blob={SEED_BLOB}",
-                self.name()
-            ),
-        }
-    }
-    fn expected(self) -> Vec<u8> {
-        match self {
-            Endpoint::SecretSame => b"TenantA".to_vec(),
-            Endpoint::SecretCross => b"TenantB".to_vec(),
-            Endpoint::BlobSame => base64(SEED_A).into_bytes(),
-            Endpoint::BlobCross => base64(SEED_B).into_bytes(),
-        }
+fn ceiling_manifest(name: &str) -> PathBuf {
+    root().join("benches/ceiling").join(name).join("spin.toml")
+}
+
+/// A ceiling request: the store key holding `Bearer …`, the answer's form, the upstream URL.
+fn ceiling_url(host: &RunningHost, key: &str, mode: &str, upstream: &str) -> String {
+    format!(
+        "{}/ceiling?key={key}&as={mode}&url={upstream}",
+        host.base_url()
+    )
+}
+
+/// The component's last authorised request to `origin`: its URL and `Authorization` header.
+fn last_authorised(w: &World, origin: &str) -> (String, String) {
+    let record = w
+        .outbound()
+        .into_iter()
+        .rev()
+        .find(|o| o.url.starts_with(origin) && o.header("authorization").is_some())
+        .unwrap_or_else(|| panic!("no authorised request to {origin}"));
+    let bearer = record.header("authorization").unwrap().to_string();
+    (record.url, bearer)
+}
+
+fn service_origin(w: &World, ep: Endpoint) -> String {
+    match ep {
+        Endpoint::SecretSame => w.vault_a.endpoint(),
+        Endpoint::SecretCross => w.vault_b.endpoint(),
+        Endpoint::BlobSame | Endpoint::BlobCross => shared().azurite.endpoint(),
     }
 }
 
@@ -244,154 +126,148 @@ fn get_ok(w: &World, ep: Endpoint) {
     assert_eq!(r.body, ep.expected(), "{}: body", ep.name());
 }
 
-// ---------------------------------------------------------------------------------------------
-// Warm path: component vs. native
-
-struct WarmRow {
-    endpoint: &'static str,
-    component: Run,
-    native_keep_alive: Run,
-    native_new_conn: Run,
+/// The store backend the host runs with, as it describes itself.
+fn store_backend(w: &World) -> String {
+    let kv = format!("{:?}", w.host.kv());
+    kv.split(", ops").next().unwrap_or(&kv).to_string() + " }"
 }
 
-fn warm_secret(ep: Endpoint, clients: usize, secs: Duration) -> WarmRow {
-    let w = World::new();
-    get_ok(&w, ep);
-    let (vault, vault_host, expected) = match ep {
-        Endpoint::SecretSame => (&w.vault_a, VAULT_A_HOST, "TenantA"),
-        _ => (&w.vault_b, VAULT_B_HOST, "TenantB"),
+// ---------------------------------------------------------------------------------------------
+// Warm path
+
+/// What one warm request cost, averaged over the measured requests' log lines.
+#[derive(Default)]
+struct Costs {
+    requests: usize,
+    kv_reads: f64,
+    kv_writes: f64,
+    variable_lookups: f64,
+    upstream: f64,
+}
+
+fn costs(lines: &[serde_json::Value], route: &str) -> Costs {
+    let mine: Vec<_> = lines.iter().filter(|l| l["route"] == route).collect();
+    let n = mine.len().max(1) as f64;
+    let avg = |field: &str| {
+        mine.iter()
+            .map(|l| l[field].as_f64().unwrap_or(0.0))
+            .sum::<f64>()
+            / n
     };
-    // The exact request the component made with its cached token: URL and bearer.
-    let record = w
-        .outbound()
-        .into_iter()
-        .rev()
-        .find(|o| o.url.starts_with(&vault.endpoint()) && o.header("authorization").is_some())
-        .expect("an authenticated vault request");
-    let (url, bearer) = (
-        record.url.clone(),
-        record.header("authorization").unwrap().to_string(),
-    );
+    Costs {
+        requests: mine.len(),
+        kv_reads: avg("kv_reads"),
+        kv_writes: avg("kv_writes"),
+        variable_lookups: avg("variable_lookups"),
+        upstream: mine
+            .iter()
+            .map(|l| l["upstream"].as_array().map_or(0, Vec::len) as f64)
+            .sum::<f64>()
+            / n,
+    }
+}
 
-    eprintln!("warm {}: component …", ep.name());
-    let component = measure(
-        clients,
-        secs,
-        &plain_client(clients),
-        &component_call(format!("{}{}", w.host.base_url(), ep.path()), expected),
+struct Warm {
+    name: &'static str,
+    component: Tally,
+    ceiling: Tally,
+    /// From the log lines; none for the floor.
+    costs: Option<Costs>,
+}
+
+fn warm(w: &World, ceiling_host: &RunningHost, ep: Endpoint, k: &Knobs) -> Warm {
+    get_ok(w, ep);
+    let (upstream, bearer) = last_authorised(w, &service_origin(w, ep));
+    let key = format!("ceiling-{}", ep.name());
+    w.host.kv().set("default", &key, bearer.into_bytes());
+    let mode = if ep.is_secret() { "value" } else { "base64" };
+    let ceiling_url = ceiling_url(ceiling_host, &key, mode, &upstream);
+    let component_url = format!("{}{}", w.host.base_url(), ep.path());
+    let lines_before = w.log_lines(0).len();
+    let opened = (
+        w.host.connections_opened(),
+        ceiling_host.connections_opened(),
     );
-    let resolve = [(vault_host, vault.addr())];
-    eprintln!("warm {}: native keep-alive …", ep.name());
-    let native_keep_alive = measure(
-        clients,
-        secs,
-        &tls_client(true, clients, &resolve),
-        &native_vault_call(url.clone(), bearer.clone(), true, expected),
+    let (component, ceiling) =
+        side_by_side(k, ep.name(), &component_url, &ceiling_url, &ep.expected());
+    eprintln!(
+        "  outbound connections opened: component {} for {} requests, ceiling {} for {}",
+        w.host.connections_opened() - opened.0,
+        component.total(),
+        ceiling_host.connections_opened() - opened.1,
+        ceiling.total()
     );
-    eprintln!("warm {}: native new connection per request …", ep.name());
-    let native_new_conn = measure(
-        clients,
-        secs,
-        &tls_client(false, clients, &resolve),
-        &native_vault_call(url, bearer, false, expected),
-    );
-    WarmRow {
-        endpoint: ep.name(),
+    let lines = w.log_lines(0);
+    Warm {
+        name: ep.name(),
         component,
-        native_keep_alive,
-        native_new_conn,
+        ceiling,
+        costs: Some(costs(&lines[lines_before.min(lines.len())..], ep.name())),
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Upstream calls per request
-
-struct Calls {
-    endpoint: &'static str,
-    cold_total: usize,
-    cold_imds: usize,
-    cold_entra: usize,
-    cold_service: usize,
-    warm_per_request: f64,
-    burst_imds: usize,
-    burst_entra: usize,
-    burst_total: usize,
-    burst_errors: usize,
-}
-
-fn classify(
-    w: &World,
-    records: &[tenant_bridge_testkit::host::OutboundRecord],
-) -> (usize, usize, usize) {
-    let imds = w.imds.endpoint();
-    let i = records.iter().filter(|o| o.url.starts_with(&imds)).count();
-    let e = records
-        .iter()
-        .filter(|o| o.url.contains(ENTRA_HOST))
-        .count();
-    (i, e, records.len() - i - e)
-}
-
-const WARM_SAMPLE: usize = 100;
-const BURST: usize = 64;
-
-fn upstream_calls(ep: Endpoint) -> Calls {
-    // Cold: one request on an empty cache; warm: the next WARM_SAMPLE, one at a time.
-    let w = World::new();
-    get_ok(&w, ep);
-    let cold = w.outbound();
-    let (cold_imds, cold_entra, cold_service) = classify(&w, &cold);
-    for _ in 0..WARM_SAMPLE {
-        get_ok(&w, ep);
+/// The floor under every request: an instance that answers at once (`/api/livez`; the ceiling's
+/// `as=none`), no store, no network.
+fn floor(w: &World, ceiling: &RunningHost, k: &Knobs) -> Warm {
+    let component_url = format!("{}/api/livez", w.host.base_url());
+    let ceiling_url = ceiling_url(ceiling, "-", "none", "-");
+    let (component, ceiling) = side_by_side(
+        k,
+        "livez",
+        &component_url,
+        &ceiling_url,
+        br#"{"status":"alive"}"#,
+    );
+    Warm {
+        name: "instance floor (/api/livez)",
+        component,
+        ceiling,
+        costs: None,
     }
-    let warm = w.outbound().len() - cold.len();
-    drop(w);
+}
 
-    // Cold burst: BURST requests released together on an empty cache.
-    let w = World::new();
-    let url = format!("{}{}", w.host.base_url(), ep.path());
-    let expected: Arc<[u8]> = ep.expected().into();
-    let client = plain_client(BURST);
-    let burst_errors = rt().block_on(async {
-        let gate = Arc::new(tokio::sync::Barrier::new(BURST));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..BURST {
-            let (client, url, expected, gate) =
-                (client.clone(), url.clone(), expected.clone(), gate.clone());
-            tasks.spawn(async move {
-                gate.wait().await;
-                match client.get(&url).header("x-functions-key", KEY).send().await {
-                    Ok(r) if r.status() == 200 => r
-                        .bytes()
-                        .await
-                        .map(|b| b.as_ref() == &expected[..])
-                        .unwrap_or(false),
-                    _ => false,
-                }
-            });
-        }
-        let mut errors = 0;
-        while let Some(ok) = tasks.join_next().await {
-            if !ok.expect("burst task") {
-                errors += 1;
+/// Both sides under the same load, in alternating rounds (A B B A …) so that drift on a shared
+/// machine hits both alike, after an unmeasured second each (pools, caches).
+fn side_by_side(
+    k: &Knobs,
+    what: &str,
+    component_url: &str,
+    ceiling_url: &str,
+    expected: &[u8],
+) -> (Tally, Tally) {
+    let c = client(k.clients);
+    rt().block_on(one(&c, ceiling_url, expected))
+        .unwrap_or_else(|e| panic!("the ceiling for {what}: {e}"));
+    for url in [component_url, ceiling_url] {
+        hammer(&c, k.clients, url, expected, Duration::from_secs(1));
+    }
+    let (mut component, mut ceiling) = (Tally::default(), Tally::default());
+    let slice = k.secs / k.rounds;
+    for round in 0..k.rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let wanted = match k.side.as_str() {
+                "component" => side == 0,
+                "ceiling" => side == 1,
+                _ => true,
+            };
+            if !wanted {
+                continue;
             }
+            let (url, tally) = if side == 0 {
+                (component_url, &mut component)
+            } else {
+                (ceiling_url, &mut ceiling)
+            };
+            tally.merge(hammer(&c, k.clients, url, expected, slice));
         }
-        errors
-    });
-    let burst = w.outbound();
-    let (burst_imds, burst_entra, _) = classify(&w, &burst);
-    Calls {
-        endpoint: ep.name(),
-        cold_total: cold.len(),
-        cold_imds,
-        cold_entra,
-        cold_service,
-        warm_per_request: warm as f64 / WARM_SAMPLE as f64,
-        burst_imds,
-        burst_entra,
-        burst_total: burst.len(),
-        burst_errors,
     }
+    for (side, t) in [("component", &component), ("ceiling", &ceiling)] {
+        if let Some(e) = t.samples.first() {
+            eprintln!("  !! {what} {side}: {} errors, first: {e}", t.errors);
+        }
+    }
+    (component, ceiling)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,8 +289,6 @@ struct Memory {
     sampled_peak_kib: u64,
     /// VmHWM after resetting it (`/proc/self/clear_refs` = 5) just before the run.
     hwm_kib: Option<u64>,
-    /// Every VmRSS sample.
-    samples_kib: Vec<u64>,
 }
 
 impl Memory {
@@ -422,27 +296,9 @@ impl Memory {
         let peak = self.sampled_peak_kib.max(self.hwm_kib.unwrap_or(0));
         peak.saturating_sub(self.baseline_kib) as f64 / 1024.0
     }
-    /// Growth over the baseline at 10 %, 25 %, 50 %, 75 % and 100 % of the run, in MiB.
-    fn timeline(&self) -> String {
-        if self.samples_kib.is_empty() {
-            return "n/a".into();
-        }
-        let last = self.samples_kib.len() - 1;
-        [0.10, 0.25, 0.50, 0.75, 1.0]
-            .iter()
-            .map(|p| {
-                let kib = self.samples_kib[(last as f64 * p).round() as usize];
-                format!(
-                    "{:.1}",
-                    kib.saturating_sub(self.baseline_kib) as f64 / 1024.0
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" → ")
-    }
 }
 
-/// Runs `f` while a thread samples VmRSS every 2 ms.
+/// Runs `f` while a thread samples this process's VmRSS every 2 ms.
 fn with_memory<T>(f: impl FnOnce() -> T) -> (T, Memory) {
     // Give freed heap back first, so reuse of retained pages cannot hide growth.
     // SAFETY: malloc_trim only releases free memory of glibc's arenas.
@@ -455,18 +311,17 @@ fn with_memory<T>(f: impl FnOnce() -> T) -> (T, Memory) {
     let sampler = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut samples = Vec::new();
+            let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
-                samples.push(status_kib("VmRSS:").unwrap_or(0));
+                peak = peak.max(status_kib("VmRSS:").unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(2));
             }
-            samples
+            peak
         })
     };
     let out = f();
     stop.store(true, Ordering::Relaxed);
-    let samples_kib = sampler.join().expect("sampler");
-    let sampled_peak_kib = samples_kib.iter().copied().max().unwrap_or(0);
+    let sampled_peak_kib = sampler.join().expect("sampler");
     let hwm_kib = if hwm_reset {
         status_kib("VmHWM:")
     } else {
@@ -478,13 +333,12 @@ fn with_memory<T>(f: impl FnOnce() -> T) -> (T, Memory) {
             baseline_kib,
             sampled_peak_kib,
             hwm_kib,
-            samples_kib,
         },
     )
 }
 
 // ---------------------------------------------------------------------------------------------
-// Blob streaming
+// Streaming
 
 /// The blob is this block repeated: a prime length so no chunk boundary lines up with it.
 const PATTERN_LEN: usize = 65_521;
@@ -517,7 +371,6 @@ fn matches(pattern: &[u8], mut offset: usize, mut data: &[u8]) -> bool {
 
 struct Transfer {
     secs: f64,
-    wire_bytes: u64,
     blob_bytes: u64,
     memory: Memory,
 }
@@ -528,23 +381,19 @@ impl Transfer {
     }
 }
 
-/// GETs `url` and checks every byte as it arrives, decoding base64 when `base64` is set.
-fn transfer(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    base64_body: bool,
-    size: usize,
-    pattern: &[u8],
-) -> Transfer {
-    let ((secs, wire_bytes, blob_bytes), memory) = with_memory(|| {
+/// GETs `url` and checks every byte as it arrives, decoding base64 when `base64_body` is set.
+fn transfer(url: &str, base64_body: bool, size: usize, pattern: &[u8]) -> Transfer {
+    let client = client(1);
+    let ((secs, blob_bytes), memory) = with_memory(|| {
         rt().block_on(async {
             let start = Instant::now();
-            let mut req = client.get(url);
-            for (k, v) in headers {
-                req = req.header(k, v);
-            }
-            let mut resp = req.send().await.expect("send");
+            let mut resp = client
+                .get(url)
+                .header("x-functions-key", KEY)
+                .timeout(Duration::from_secs(600))
+                .send()
+                .await
+                .expect("send");
             assert_eq!(resp.status(), 200, "GET {url}");
             let expected_len = if base64_body {
                 size.div_ceil(3) * 4
@@ -562,17 +411,16 @@ fn transfer(
             while let Some(chunk) = resp.chunk().await.expect("body chunk") {
                 wire += chunk.len();
                 if !base64_body {
-                    assert!(
-                        matches(pattern, blob, &chunk[..]),
-                        "raw blob differs at {blob}"
-                    );
+                    assert!(matches(pattern, blob, &chunk), "raw blob differs at {blob}");
                     blob += chunk.len();
                     continue;
                 }
                 carry.extend_from_slice(&chunk);
-                let whole = carry.len() / 4 * 4;
-                let last = wire == expected_len;
-                let take = if last { carry.len() } else { whole };
+                let take = if wire == expected_len {
+                    carry.len()
+                } else {
+                    carry.len() / 4 * 4
+                };
                 let mut done = 0;
                 while done < take {
                     let n = (take - done).min(decoded.len() / 3 * 4);
@@ -590,122 +438,234 @@ fn transfer(
             }
             assert_eq!(wire, expected_len, "body length of {url}");
             assert_eq!(blob, size, "blob length via {url}");
-            (start.elapsed().as_secs_f64(), wire as u64, blob as u64)
+            (start.elapsed().as_secs_f64(), blob as u64)
         })
     });
     Transfer {
         secs,
-        wire_bytes,
         blob_bytes,
         memory,
     }
 }
 
-struct Streaming {
-    size: usize,
-    raw: Transfer,
-    component: Transfer,
-    /// The same memory measurement around one request for a 19-byte blob.
-    small: Memory,
-    upload_secs: f64,
+/// The largest `memory_kib` in JSON log lines: the guest's linear memory when it finished.
+fn guest_memory_kib(logs: &str) -> Option<u64> {
+    logs.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["memory_kib"].as_u64())
+        .max()
 }
 
-fn streaming(mib: usize) -> Streaming {
+struct Streaming {
+    size: usize,
+    /// Two transfers each, in the order ceiling, component, component, ceiling.
+    component: Vec<Transfer>,
+    ceiling: Vec<Transfer>,
+    component_guest_kib: Option<u64>,
+    ceiling_guest_kib: Option<u64>,
+}
+
+fn mean_mib_s(t: &[Transfer]) -> f64 {
+    let (bytes, secs) = t
+        .iter()
+        .fold((0u64, 0f64), |(b, s), t| (b + t.blob_bytes, s + t.secs));
+    bytes as f64 / (1024.0 * 1024.0) / secs
+}
+
+fn peak_growth_mib(t: &[Transfer]) -> f64 {
+    t.iter().map(|t| t.memory.growth_mib()).fold(0.0, f64::max)
+}
+
+fn streaming(passthrough: &std::path::Path, mib: usize) -> Streaming {
     const CONTAINER: &str = "bench";
     let blob = format!("big-{mib}MiB.bin");
     let size = mib * 1024 * 1024;
     let pattern = pattern();
     let w = World::new();
+    eprintln!("streaming: uploading {mib} MiB to Azurite …");
     {
-        eprintln!("streaming: uploading {mib} MiB to Azurite …");
-        let t = Instant::now();
         let data: Vec<u8> = pattern.iter().copied().cycle().take(size).collect();
         w.put_blob(ACCOUNT_A, CONTAINER, &blob, &data);
-        let upload_secs = t.elapsed().as_secs_f64();
-        drop(data);
-        // Warm the cache and learn the exact request the component sends (token, headers).
-        get_ok(&w, Endpoint::BlobSame);
-        let record = w
-            .outbound()
-            .into_iter()
-            .rev()
-            .find(|o| o.url.starts_with(&shared().azurite.endpoint()) && o.method == "GET")
-            .expect("the component's Get Blob");
-        let raw_url = format!(
-            "{}{}/{CONTAINER}/{blob}",
-            shared().azurite.endpoint(),
-            shared().azurite.account_path(ACCOUNT_A)
-        );
-        let headers: Vec<(String, String)> = record
-            .headers
-            .iter()
-            .filter(|(k, _)| k != "host")
-            .cloned()
-            .collect();
-
-        eprintln!("streaming: raw GET from Azurite …");
-        let raw = transfer(
-            &tls_client(true, 1, &[]),
-            &raw_url,
-            &headers,
-            false,
-            size,
-            &pattern,
-        );
-        eprintln!("streaming: through the component …");
-        let url = format!(
-            "{}/api/DownloadBlobSameTenant?container={CONTAINER}&blob={blob}",
-            w.host.base_url()
-        );
-        let key = [("x-functions-key".to_string(), KEY.to_string())];
-        let component = transfer(&plain_client(1), &url, &key, true, size, &pattern);
-        // For scale: the same measurement around one small-blob request (an instance's floor).
-        let ((), small) = with_memory(|| get_ok(&w, Endpoint::BlobSame));
-        Streaming {
-            size,
-            raw,
-            component,
-            small,
-            upload_secs,
+    }
+    get_ok(&w, Endpoint::BlobSame);
+    let (_, bearer) = last_authorised(&w, &shared().azurite.endpoint());
+    w.host
+        .kv()
+        .set("default", "ceiling-stream", bearer.into_bytes());
+    let ceiling = w.sibling(passthrough.to_path_buf(), ceiling_manifest("passthrough"));
+    let upstream = format!(
+        "{}{}/{CONTAINER}/{blob}",
+        shared().azurite.endpoint(),
+        shared().azurite.account_path(ACCOUNT_A)
+    );
+    let ceiling_url = ceiling_url(&ceiling, "ceiling-stream", "raw", &upstream);
+    let component_url = format!(
+        "{}/api/DownloadBlobSameTenant?container={CONTAINER}&blob={blob}",
+        w.host.base_url()
+    );
+    let (mut component, mut raw) = (Vec::new(), Vec::new());
+    for side in [1, 0, 0, 1] {
+        if side == 0 {
+            eprintln!("streaming: {mib} MiB through the component …");
+            component.push(transfer(&component_url, true, size, &pattern));
+        } else {
+            eprintln!("streaming: {mib} MiB through the pass-through ceiling …");
+            raw.push(transfer(&ceiling_url, false, size, &pattern));
         }
+    }
+    // The guest writes its line after the body; give it a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    Streaming {
+        size,
+        component,
+        ceiling: raw,
+        component_guest_kib: guest_memory_kib(&w.logs()),
+        ceiling_guest_kib: guest_memory_kib(&ceiling.logs()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cold burst over two replicas
+
+const BURST: usize = 64;
+
+struct Cold {
+    ep: Endpoint,
+    tally: Tally,
+    imds: usize,
+    entra: usize,
+    /// Tokens the endpoint needs: the service token, and for a cross-tenant one the assertion.
+    tokens: usize,
+    /// The fetching request's token calls (challenge, IMDS, Entra), from its log line.
+    fetch_ms: Option<f64>,
+    /// The same burst again on the now warm cache: what 64 concurrent requests cost anyway.
+    warm: Tally,
+}
+
+/// Time the fetching request spent getting its token: every upstream call of its log line but
+/// the final service call.
+fn fetch_ms(lines: &[serde_json::Value]) -> Option<f64> {
+    lines
+        .iter()
+        .filter_map(|l| l["upstream"].as_array())
+        .filter(|u| u.iter().any(|c| c["service"] == "IMDS"))
+        .map(|u| {
+            u[..u.len().saturating_sub(1)]
+                .iter()
+                .map(|c| c["ms"].as_f64().unwrap_or(0.0))
+                .sum::<f64>()
+        })
+        .reduce(f64::max)
+}
+
+fn json_lines(logs: &str) -> Vec<serde_json::Value> {
+    logs.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn cold_burst(ep: Endpoint) -> Cold {
+    // Two replicas share one Redis, as on SpinKube.
+    let w = World::builder().replicated().build();
+    let replica = w.replica();
+    let urls = [
+        format!("{}{}", w.host.base_url(), ep.path()),
+        format!("{}{}", replica.base_url(), ep.path()),
+    ];
+    let c = client(BURST);
+    let tally = burst(&c, &urls, BURST, &ep.expected());
+    let warm = burst(&c, &urls, BURST, &ep.expected());
+    // Log lines follow the bodies.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut lines = json_lines(&w.logs());
+    lines.extend(json_lines(&replica.logs()));
+    if let Some(e) = tally.samples.first() {
+        eprintln!(
+            "  !! cold {}: {} errors, first: {e}",
+            ep.name(),
+            tally.errors
+        );
+    }
+    Cold {
+        ep,
+        imds: w.imds.token_requests().len(),
+        entra: w.entra.requests().len(),
+        tokens: if ep.is_cross() { 2 } else { 1 },
+        fetch_ms: fetch_ms(&lines),
+        tally,
+        warm,
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 
-fn main() {
-    let clients = env_or("TB_BENCH_CLIENTS", 16) as usize;
-    let secs = Duration::from_secs(env_or("TB_BENCH_SECS", 8));
-    let mib = env_or("TB_BENCH_BLOB_MIB", 256) as usize;
-    let started = Instant::now();
+fn kib(bytes: u64) -> String {
+    format!("{bytes} bytes ({:.0} KiB)", bytes as f64 / 1024.0)
+}
 
+fn main() {
+    let k = Knobs {
+        only: std::env::var("TB_BENCH_ONLY").unwrap_or_default(),
+        side: std::env::var("TB_BENCH_SIDE").unwrap_or_default(),
+        endpoint: std::env::var("TB_BENCH_ENDPOINT").unwrap_or_default(),
+        clients: env_or("TB_BENCH_CLIENTS", 32) as usize,
+        secs: Duration::from_secs(env_or("TB_BENCH_SECS", 8)),
+        rounds: env_or("TB_BENCH_ROUNDS", 4).max(1) as u32,
+        blob_mib: env_or("TB_BENCH_BLOB_MIB", 256) as usize,
+    };
+    let started = Instant::now();
     let wasm = wasm();
-    let wasm_bytes = std::fs::metadata(&wasm).expect(".wasm").len();
+    let ceilings = ceilings();
     shared();
     eprintln!("setup: {:.1} s", started.elapsed().as_secs_f64());
 
-    let warm: Vec<WarmRow> = [Endpoint::SecretSame, Endpoint::SecretCross]
+    let (mut warm, backend) = {
+        let w = World::new();
+        let ceiling = w.sibling(ceilings.kv_get.clone(), ceiling_manifest("kv-get"));
+        let mut warm: Vec<Warm> = ALL
+            .into_iter()
+            .filter(|ep| k.runs("warm") && (k.endpoint.is_empty() || k.endpoint == ep.name()))
+            .map(|ep| {
+                eprintln!("warm {} …", ep.name());
+                warm(&w, &ceiling, ep, &k)
+            })
+            .collect();
+        if k.runs("warm") && (k.endpoint.is_empty() || k.endpoint == "livez") {
+            eprintln!("warm floor …");
+            warm.push(floor(&w, &ceiling, &k));
+        }
+        (warm, store_backend(&w))
+    };
+    let stream = k
+        .runs("stream")
+        .then(|| streaming(&ceilings.passthrough, k.blob_mib));
+    let mut cold: Vec<Cold> = ALL
         .into_iter()
-        .map(|ep| warm_secret(ep, clients, secs))
+        .filter(|_| k.runs("cold"))
+        .map(|ep| {
+            eprintln!("cold burst {} …", ep.name());
+            cold_burst(ep)
+        })
         .collect();
-    let calls: Vec<Calls> = ALL.into_iter().map(upstream_calls).collect();
-    let stream = streaming(mib);
+    let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
 
     // -- the table ------------------------------------------------------------------------
     let mut t = String::new();
-    let mut row = |cells: &[String]| {
+    let mut row = |cells: [String; 5]| {
         t.push_str("| ");
         t.push_str(&cells.join(" | "));
         t.push_str(" |\n");
     };
-    row(&[
+    row([
         "measure".into(),
         "tenant-bridge".into(),
-        "direct (native Rust client, same token)".into(),
+        "ceiling".into(),
         "ratio".into(),
         "goal".into(),
     ]);
-    row(&[
+    row([
         "---".into(),
         "---:".into(),
         "---:".into(),
@@ -713,168 +673,174 @@ fn main() {
         "---".into(),
     ]);
     for r in &warm {
-        let c = &r.component;
-        let (k, n) = (&r.native_keep_alive, &r.native_new_conn);
-        row(&[
-            format!("{} warm, {clients} clients: req/s", r.endpoint),
+        let (c, l) = (&r.component, &r.ceiling);
+        row([
+            format!("{} warm, req/s", r.name),
             format!("{:.0}", c.rps()),
-            format!(
-                "{:.0} keep-alive · {:.0} new TLS connection each",
-                k.rps(),
-                n.rps()
-            ),
-            format!("{:.2} · {:.2}", c.rps() / k.rps(), c.rps() / n.rps()),
-            String::new(),
+            format!("{:.0}", l.rps()),
+            format!("**{:.2}**", c.rps() / l.rps()),
+            if r.costs.is_some() {
+                "≥ 0.9".into()
+            } else {
+                "(the fixed cost under every request)".into()
+            },
         ]);
-        row(&[
-            format!("{} warm: p50 / p99 latency", r.endpoint),
-            format!(
-                "{:.2} / {:.2} ms",
-                c.percentile_ms(0.5),
-                c.percentile_ms(0.99)
-            ),
-            format!(
-                "{:.2} / {:.2} ms · {:.2} / {:.2} ms",
-                k.percentile_ms(0.5),
-                k.percentile_ms(0.99),
-                n.percentile_ms(0.5),
-                n.percentile_ms(0.99)
-            ),
+    }
+    for r in warm.iter_mut() {
+        let (c, l) = (&mut r.component, &mut r.ceiling);
+        row([
+            format!("{} warm, p50 / p99 ms", r.name),
+            format!("{:.2} / {:.2}", c.percentile_ms(0.5), c.percentile_ms(0.99)),
+            format!("{:.2} / {:.2}", l.percentile_ms(0.5), l.percentile_ms(0.99)),
             String::new(),
             String::new(),
         ]);
     }
-    let names = calls
-        .iter()
-        .map(|c| {
-            c.endpoint
-                .trim_start_matches("Get")
-                .trim_start_matches("Download")
-        })
-        .collect::<Vec<_>>()
-        .join(" / ");
-    row(&[
-        format!("upstream calls per request, warm ({names})"),
-        calls
-            .iter()
-            .map(|c| format!("{:.2}", c.warm_per_request))
-            .collect::<Vec<_>>()
-            .join(" / "),
-        "1".into(),
-        String::new(),
-        "1.0".into(),
-    ]);
-    row(&[
-        "upstream calls, first request on an empty cache (IMDS + Entra + service)".into(),
-        calls
-            .iter()
+    row([
+        "warm request: key-value reads / writes, variable lookups, outbound calls (secret same, cross; blob same, cross)".into(),
+        warm.iter()
+            .filter_map(|r| r.costs.as_ref())
             .map(|c| {
                 format!(
-                    "{} ({}+{}+{})",
-                    c.cold_total, c.cold_imds, c.cold_entra, c.cold_service
+                    "{:.0}/{:.0}, {:.0}, {:.0}",
+                    c.kv_reads, c.kv_writes, c.variable_lookups, c.upstream
                 )
             })
             .collect::<Vec<_>>()
-            .join(" / "),
+            .join(" · "),
+        "1/0, 0, 1".into(),
         String::new(),
-        String::new(),
-        String::new(),
+        "1/0, –, 1".into(),
     ]);
-    row(&[
-        format!("cold burst of {BURST} concurrent: IMDS + Entra calls (all calls)"),
-        calls
-            .iter()
-            .map(|c| {
-                let failed = if c.burst_errors > 0 {
-                    format!(", {} FAILED", c.burst_errors)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{}+{} ({}{failed})",
-                    c.burst_imds, c.burst_entra, c.burst_total
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" / "),
-        String::new(),
-        String::new(),
-        "IMDS: ≤ 5 concurrent, ≤ 20/s".into(),
-    ]);
-    let (raw, comp) = (&stream.raw, &stream.component);
-    row(&[
-        format!("{} MiB blob → base64, MiB/s of blob", stream.size >> 20),
-        format!("{:.1} ({:.1} s)", comp.blob_mib_s(), comp.secs),
+    if let Some(stream) = &stream {
+        let (cm, rm) = (mean_mib_s(&stream.component), mean_mib_s(&stream.ceiling));
+        row([
+            format!(
+                "{} MiB blob, MiB/s of blob (base64 out vs. unchanged)",
+                stream.size >> 20
+            ),
+            format!("{cm:.0}"),
+            format!("{rm:.0}"),
+            format!("**{:.2}**", cm / rm),
+            "≥ 0.8".into(),
+        ]);
+        row([
+            "peak RSS growth of the host process during the transfer".into(),
+            format!("{:.1} MiB", peak_growth_mib(&stream.component)),
+            format!("{:.1} MiB", peak_growth_mib(&stream.ceiling)),
+            String::new(),
+            "< 16 MiB for 1 GiB".into(),
+        ]);
+        let guest =
+            |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        row([
+            "guest linear memory after the transfer".into(),
+            guest(stream.component_guest_kib),
+            guest(stream.ceiling_guest_kib),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    for c in cold.iter_mut() {
+        let slowest = c.tally.percentile_ms(1.0);
+        let warm = c.warm.percentile_ms(1.0);
+        let fetch = c.fetch_ms.map_or("n/a".into(), |f| {
+            format!("{slowest:.0} ms vs {f:.0} ms (+{:.0} ms)", slowest - f)
+        });
+        row([
+            format!(
+                "{} cold burst, {BURST} concurrent over 2 replicas: IMDS + Entra calls ({} token{}), errors; slowest request vs the fetch it waited for (the same burst warm)",
+                c.ep.name(),
+                c.tokens,
+                if c.tokens == 1 { "" } else { "s" }
+            ),
+            format!(
+                "{} + {}, {} errors; {fetch} ({warm:.0} ms)",
+                c.imds, c.entra, c.tally.errors
+            ),
+            String::new(),
+            String::new(),
+            format!(
+                "1 + {}, 0 errors; ≤ +250 ms",
+                if c.ep.is_cross() { 1 } else { 0 }
+            ),
+        ]);
+    }
+    row([
+        "tenant_bridge.wasm (release)".into(),
+        kib(size(&wasm)),
         format!(
-            "{:.1} ({:.1} s) raw GET from Azurite",
-            raw.blob_mib_s(),
-            raw.secs
-        ),
-        format!("{:.2}", comp.blob_mib_s() / raw.blob_mib_s()),
-        String::new(),
-    ]);
-    row(&[
-        "peak RSS growth of this process during the transfer".into(),
-        format!("{:.1} MiB", comp.memory.growth_mib()),
-        format!("{:.1} MiB", raw.memory.growth_mib()),
-        String::new(),
-        "flat, < 32 MiB".into(),
-    ]);
-    row(&[
-        "tenant_bridge.wasm (release, wasm32-wasip2)".into(),
-        format!(
-            "{} bytes ({:.0} KiB)",
-            wasm_bytes,
-            wasm_bytes as f64 / 1024.0
+            "{} (kv-get) · {} (passthrough)",
+            kib(size(&ceilings.kv_get)),
+            kib(size(&ceilings.passthrough))
         ),
         String::new(),
-        String::new(),
-        String::new(),
+        "< 400 KB".into(),
     ]);
 
     println!();
-    println!("Measured with `cargo bench --bench bench` ({clients} clients, {} s per run, {} CPUs, loopback; client, host and fakes share the machine):", secs.as_secs(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "Measured with `cargo bench --bench bench`: {} clients, {} s per side and endpoint in {} alternating rounds, {} MiB blob, {} CPUs, loopback (client, host and fakes share the machine); store: {backend}.",
+        k.clients,
+        k.secs.as_secs(),
+        k.rounds,
+        k.blob_mib,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
     println!();
     print!("{t}");
     println!();
     println!("details:");
     for r in &warm {
-        for (what, run) in [
-            ("component", &r.component),
-            ("native keep-alive", &r.native_keep_alive),
-            ("native new conn", &r.native_new_conn),
-        ] {
+        for (side, run) in [("component", &r.component), ("ceiling", &r.ceiling)] {
             println!(
-                "  {:<22} {:<18} {:>7} ok {:>4} errors in {:.2} s",
-                r.endpoint, what, run.ok, run.errors, run.secs
+                "  warm {:<24} {side:<10} {:>7} ok {:>4} errors in {:.2} s",
+                r.name, run.ok, run.errors, run.secs
+            );
+        }
+        if let Some(c) = &r.costs {
+            println!(
+                "  warm {:<24} {} log lines: kv reads {:.2}, writes {:.2}, variable lookups {:.2}, upstream {:.2}",
+                r.name,
+                c.requests,
+                c.kv_reads,
+                c.kv_writes,
+                c.variable_lookups,
+                c.upstream
             );
         }
     }
-    for (what, tr) in [("raw GET", raw), ("component", comp)] {
+    if let Some(stream) = &stream {
+        for (side, runs) in [
+            ("component", &stream.component),
+            ("ceiling", &stream.ceiling),
+        ] {
+            for tr in runs.iter() {
+                println!(
+                    "  stream {side:<10} {:>7.1} MiB/s of blob in {:.2} s; RSS baseline {} KiB, sampled peak {} KiB, VmHWM {}",
+                    tr.blob_mib_s(),
+                    tr.secs,
+                    tr.memory.baseline_kib,
+                    tr.memory.sampled_peak_kib,
+                    tr.memory
+                        .hwm_kib
+                        .map_or("n/a".into(), |k| format!("{k} KiB")),
+                );
+            }
+        }
+    }
+    for c in cold.iter_mut() {
+        let (p50, max) = (c.tally.percentile_ms(0.5), c.tally.percentile_ms(1.0));
         println!(
-            "  stream {:<10} {:>10} wire bytes  {:>7.1} MiB/s on the wire  RSS baseline {} KiB, sampled peak {} KiB, VmHWM {}",
-            what,
-            tr.wire_bytes,
-            tr.wire_bytes as f64 / (1024.0 * 1024.0) / tr.secs,
-            tr.memory.baseline_kib,
-            tr.memory.sampled_peak_kib,
-            tr.memory.hwm_kib.map(|k| format!("{k} KiB")).unwrap_or_else(|| "n/a".into()),
-        );
-        println!(
-            "  stream {:<10} RSS growth over the transfer (10/25/50/75/100 %): {} MiB ({} samples)",
-            what,
-            tr.memory.timeline(),
-            tr.memory.samples_kib.len()
+            "  cold {:<24} {} ok {} errors in {:.2} s, p50 {:.0} ms, max {:.0} ms",
+            c.ep.name(),
+            c.tally.ok,
+            c.tally.errors,
+            c.tally.secs,
+            p50,
+            max
         );
     }
-    println!(
-        "  RSS growth around one small-blob request through the component: {:.1} MiB",
-        stream.small.growth_mib()
-    );
-    println!(
-        "  upload of the blob to Azurite: {:.1} s",
-        stream.upload_secs
-    );
     println!(
         "  total bench time: {:.1} s",
         started.elapsed().as_secs_f64()

@@ -281,6 +281,27 @@ fn stale_assertion_is_reported_as_clock_skew() {
 }
 
 #[test]
+fn an_assertion_entra_rejects_is_not_reused() {
+    // Entra's clock runs two hours off (a negative tolerance on nbf/exp): it calls IMDS's
+    // fresh token expired (AADSTS700024).
+    let w = World::new();
+    w.entra.set_clock_skew(-7200);
+    diagnose(&w, SECRET_B, 502, "entra-assertion-expired", &["clock"]);
+    let fetched = w.imds.token_requests().len();
+    assert!(fetched >= 1);
+    // Once the clocks agree, the next request fetches a new assertion instead of replaying the
+    // cached one Entra refused.
+    w.entra.set_clock_skew(300);
+    let r = w.get(SECRET_B);
+    assert_eq!((r.status, r.text().as_str()), (200, "TenantB"));
+    assert_eq!(
+        w.imds.token_requests().len(),
+        fetched + 1,
+        "the refused assertion was dropped from the cache"
+    );
+}
+
+#[test]
 fn unknown_tenant_resource_principal_and_disabled_federation() {
     let ghost = "99999999-9999-4999-8999-999999999999";
     // The vault's challenge already exposes a wrong tenant id before any token is minted, so the
@@ -415,5 +436,34 @@ fn storage_refusals_in_tenant_b() {
         assert_eq!(seen[0].path, "/tenantbstore/seed/greeting.txt");
         assert_eq!(tid_of(&seen[0]).as_deref(), Some(TENANT_B));
         w.assert_no_leak(&r, &[]);
+    }
+}
+
+/// Spin 3.6.3 sends a streamed body without `content-length` as `transfer-encoding: chunked`;
+/// the Azure SDKs and MSAL always send a length for the token POST, and so does the component:
+/// every outbound request with a body carries its exact length.
+#[test]
+fn every_outbound_body_has_an_exact_content_length() {
+    let w = World::new();
+    assert_eq!(w.get(SECRET_B).status, 200);
+    let posts: Vec<_> = w
+        .outbound()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert!(!posts.is_empty(), "the exchange is a POST");
+    let entra = w.entra.requests();
+    for (rec, seen) in posts
+        .iter()
+        .zip(entra.iter().filter(|r| r.method == "POST"))
+    {
+        let length = rec.header("content-length");
+        assert_eq!(
+            length.and_then(|l| l.parse::<usize>().ok()),
+            Some(seen.body.len()),
+            "{}: content-length {length:?}",
+            rec.url
+        );
+        assert_eq!(rec.header("transfer-encoding"), None, "{}", rec.url);
     }
 }

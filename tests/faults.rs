@@ -86,6 +86,32 @@ fn key_vault_throttling_that_persists_is_503_with_retry_after() {
 }
 
 #[test]
+fn a_retry_after_past_the_deadline_is_passed_on_capped() {
+    let w = fast().build();
+    assert_eq!(w.get(SECRET_A).status, 200);
+    w.vault_a.clear();
+    // An hour: no point waiting within the deadline; the caller hears when to come back,
+    // capped at two minutes.
+    w.vault_a.push_fault(Fault::Status {
+        status: 429,
+        headers: vec![
+            (
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
+            ("retry-after".into(), "3600".into()),
+        ],
+        body: r#"{"error":{"code":"Throttled","message":"Rate limit is exceeded."}}"#.into(),
+    });
+    let started = Instant::now();
+    let r = w.get(SECRET_A);
+    assert_eq!((r.status, r.code().as_str()), (503, "upstream-throttled"));
+    assert_eq!(r.header("retry-after").as_deref(), Some("120"));
+    assert_eq!(w.vault_a.requests().len(), 1, "no blind wait");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn entra_503_then_ok() {
     let w = fast().build();
     w.entra.push_fault(status_fault(503));
@@ -177,6 +203,28 @@ fn an_upstream_that_never_answers_is_504_within_the_deadline() {
 }
 
 #[test]
+fn a_body_that_trickles_past_the_deadline_is_504() {
+    // Every byte arrives well within the between-bytes timeout; the whole body would take 60 s.
+    let w = fast().var("request_deadline_secs", Some("2")).build();
+    assert_eq!(w.get(SECRET_A).status, 200);
+    w.vault_a.push_fault(Fault::Trickle {
+        status: 200,
+        bytes: 200,
+        every: Duration::from_millis(300),
+    });
+    let started = Instant::now();
+    let r = w.get(SECRET_A);
+    let took = started.elapsed();
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (504, "upstream-timeout"),
+        "{}",
+        r.text()
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
 fn a_blob_connection_dropped_mid_body_breaks_the_callers_transfer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let acceptor =
@@ -243,14 +291,27 @@ fn a_blob_connection_dropped_mid_body_breaks_the_callers_transfer() {
     assert!(log.contains("\"aborted\""), "{log}");
 }
 
-fn cache_key(resource: &str) -> String {
-    format!("token|v1|public|mi|{MI_CLIENT_ID}|{resource}")
+/// The cached entry of a vault's token: its credential's key wrapped with the vault origin
+/// (the challenge, and so the token, is per vault).
+fn vault_entry(w: &World, credential: &str) -> String {
+    let keys = w.host.kv().keys("default");
+    keys.iter()
+        .find(|k| k.starts_with(&format!("tb2|kv|{credential}|")) && !k.contains("|ticket|"))
+        .unwrap_or_else(|| panic!("no cache entry for {credential}: {keys:?}"))
+        .clone()
+}
+
+fn cache_key(w: &World, resource: &str) -> String {
+    vault_entry(w, &format!("tb2|mi|public|{MI_CLIENT_ID}|{resource}"))
 }
 
 fn edit_cached(w: &World, key: &str, f: impl FnOnce(&mut Value)) {
     let kv = w.host.kv();
-    let mut v: Value =
-        serde_json::from_slice(&kv.get("default", key).expect("cached token")).unwrap();
+    let mut v: Value = serde_json::from_slice(
+        &kv.get("default", key)
+            .unwrap_or_else(|| panic!("no cached token {key}: {:?}", kv.keys("default"))),
+    )
+    .unwrap();
     f(&mut v);
     kv.set("default", key, serde_json::to_vec(&v).unwrap());
 }
@@ -274,10 +335,44 @@ fn warm_paths_make_exactly_one_upstream_request() {
     for p in &paths {
         assert_eq!(w.get(p).status, 200, "{p}");
     }
-    for p in &paths {
+    // The request log lines so far (a blob's line follows its body, so wait for it).
+    let request_lines = |n: usize| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<Value> = w
+                .log_lines(0)
+                .into_iter()
+                .filter(|l| l.get("route").is_some())
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for (i, p) in paths.iter().enumerate() {
+        let served = paths.len() + i;
+        assert_eq!(request_lines(served).len(), served);
         let before = w.outbound().len();
+        w.host.kv().reset_ops();
         assert_eq!(w.get(p).status, 200, "{p}");
         assert_eq!(w.outbound().len() - before, 1, "{p}: warm path");
+        let ops = w.host.kv().ops();
+        assert_eq!(
+            (ops.reads, ops.writes),
+            (1, 0),
+            "{p}: one key-value read, no write"
+        );
+        let line = request_lines(served + 1).pop().unwrap();
+        assert_eq!(
+            (line["kv_reads"].as_u64(), line["kv_writes"].as_u64()),
+            (Some(1), Some(0)),
+            "{line}"
+        );
+        println!(
+            "warm {}: kv reads 1, writes 0, variable lookups {}",
+            line["route"], line["variable_lookups"]
+        );
     }
     // The cache holds tokens, never in a log line.
     assert!(w
@@ -285,7 +380,7 @@ fn warm_paths_make_exactly_one_upstream_request() {
         .kv()
         .keys("default")
         .iter()
-        .any(|k| k.starts_with("token|")));
+        .any(|k| k.starts_with("tb2|")));
     assert!(!w.logs().contains("eyJ"));
 }
 
@@ -293,7 +388,7 @@ fn warm_paths_make_exactly_one_upstream_request() {
 fn tokens_are_refreshed_inside_the_300_s_window() {
     let w = World::new();
     assert_eq!(w.get(SECRET_A).status, 200);
-    let key = cache_key(VAULT_RESOURCE);
+    let key = cache_key(&w, VAULT_RESOURCE);
     // 400 s left: still served from cache.
     edit_cached(&w, &key, |v| v["expires_on"] = (now() + 400).into());
     assert_eq!(w.get(SECRET_A).status, 200);
@@ -308,7 +403,7 @@ fn tokens_are_refreshed_inside_the_300_s_window() {
 fn a_failed_refresh_keeps_serving_the_still_valid_token() {
     let w = fast().build();
     assert_eq!(w.get(SECRET_A).status, 200);
-    let key = cache_key(VAULT_RESOURCE);
+    let key = cache_key(&w, VAULT_RESOURCE);
     // Past its refresh time (half-life) but far from expiry.
     edit_cached(&w, &key, |v| v["refresh_at"] = (now() - 10).into());
     w.imds.push_fault(Fault::json(
@@ -328,10 +423,13 @@ fn a_failed_refresh_keeps_serving_the_still_valid_token() {
 fn a_refused_cached_token_is_dropped_and_retried_once() {
     let w = World::new();
     assert_eq!(w.get(SECRET_B).status, 200);
-    let key = format!("token|v1|public|{TENANT_B}|{MI_CLIENT_ID}|{APP_ID}|{VAULT_RESOURCE}");
+    let key = vault_entry(
+        &w,
+        &format!("tb2|fed|public|{TENANT_B}|{MI_CLIENT_ID}|{APP_ID}|{VAULT_RESOURCE}"),
+    );
     // A token the vault will refuse (signature does not verify).
     edit_cached(&w, &key, |v| {
-        v["access_token"] = "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJ4In0.c2ln".into()
+        v["token"] = "eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJ4In0.c2ln".into()
     });
     let entra_before = w.entra.requests().len();
     let r = w.get(SECRET_B);
@@ -341,4 +439,157 @@ fn a_refused_cached_token_is_dropped_and_retried_once() {
         entra_before + 1,
         "one new exchange"
     );
+}
+
+/// Spin 3.6.3's Redis store reports every compare-and-swap as failed, though an unconflicted
+/// one is written (src/platform.rs): the component still takes its leases there. A due token is
+/// refreshed, and a dead fetcher's lapsed lease is taken over at once, not after the bounded
+/// wait (11 s here).
+#[test]
+fn leases_work_on_the_redis_store_too() {
+    let w = fast().replicated().build();
+    assert_eq!(w.get(SECRET_A).status, 200);
+    let key = cache_key(&w, VAULT_RESOURCE);
+    edit_cached(&w, &key, |v| v["refresh_at"] = (now() - 10).into());
+    assert_eq!(w.get(SECRET_A).status, 200);
+    assert_eq!(
+        w.imds.token_requests().len(),
+        2,
+        "the due token was refreshed"
+    );
+    assert_eq!(w.get(SECRET_A).status, 200);
+    assert_eq!(w.imds.token_requests().len(), 2, "the new one is cached");
+
+    edit_cached(
+        &w,
+        &key,
+        |v| *v = serde_json::json!({"lease": now() - 1, "owner": "a-fetcher-that-died"}),
+    );
+    let started = Instant::now();
+    let r = w.get(SECRET_A);
+    assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(w.imds.token_requests().len(), 3);
+}
+
+/// The token of the cache entry `key` (what the next warm request will send).
+fn cached_token(w: &World, key: &str) -> String {
+    let raw = w.host.kv().get("default", key).expect("cache entry");
+    let v: Value = serde_json::from_slice(&raw).unwrap();
+    v["token"].as_str().unwrap_or_default().to_string()
+}
+
+/// GETs `path` on the world's host from the runtime, so several can be in flight at once:
+/// status, body and when it finished.
+fn spawn_get(w: &World, path: &str) -> tokio::task::JoinHandle<(u16, String, Instant)> {
+    let (client, url) = (w.client.clone(), format!("{}{path}", w.host.base_url()));
+    rt().spawn(async move {
+        let resp = client
+            .get(&url)
+            .header("x-functions-key", KEY)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("response");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        (status, body, Instant::now())
+    })
+}
+
+#[test]
+fn a_fetcher_stuck_past_its_lease_holds_the_others_only_until_the_lease_ends() {
+    // A lease lasts min(request_deadline_secs, 10 s): with a 16 s deadline the stuck fetcher is
+    // still in its request when its lease ends, and gives up (504) 6 s after that.
+    const LEASE: Duration = Duration::from_secs(10);
+    let w = World::builder()
+        .var("request_deadline_secs", Some("16"))
+        .build();
+    w.imds.push_fault(Fault::Hang);
+    let fetcher = spawn_get(&w, SECRET_A);
+    // The fetcher holds the lease once its IMDS call is out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.imds.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the fetcher never called IMDS");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let leased = Instant::now();
+    let others: Vec<_> = (0..8).map(|_| spawn_get(&w, SECRET_A)).collect();
+    for other in others {
+        let (status, body, done) = rt().block_on(other).unwrap();
+        assert_eq!((status, body.as_str()), (200, "TenantA"));
+        // Served once the lease ran out (plus a fetch), long before the stuck fetcher gives up.
+        assert!(
+            done - leased < LEASE + Duration::from_secs(3),
+            "held {:?} by a lease of {LEASE:?}",
+            done - leased
+        );
+    }
+    assert_eq!(
+        w.imds.requests().len(),
+        2,
+        "the stuck call and one taking over, not one per waiter"
+    );
+    let (status, body, _) = rt().block_on(fetcher).unwrap();
+    assert_eq!(status, 504, "the stuck fetcher ran out of time: {body}");
+    // Giving up did not overwrite the token the others fetched.
+    let r = w.get(SECRET_A);
+    assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    assert_eq!(w.imds.requests().len(), 2, "still cached");
+}
+
+#[test]
+fn an_expiring_token_is_refreshed_once_while_the_others_are_served_the_old_one() {
+    const SLOW: Duration = Duration::from_secs(3);
+    let w = World::new();
+    assert_eq!(w.get(SECRET_A).status, 200);
+    let key = cache_key(&w, VAULT_RESOURCE);
+    let old = cached_token(&w, &key);
+    // Due for refresh, still usable for an hour.
+    edit_cached(&w, &key, |v| v["refresh_at"] = (now() - 10).into());
+    w.imds.push_fault(Fault::Delay(SLOW));
+    let imds_before = w.imds.token_requests().len();
+    w.vault_a.clear();
+
+    let started = Instant::now();
+    let requests: Vec<_> = (0..16).map(|_| spawn_get(&w, SECRET_A)).collect();
+    let mut took = Vec::new();
+    for r in requests {
+        let (status, body, done) = rt().block_on(r).unwrap();
+        assert_eq!((status, body.as_str()), (200, "TenantA"));
+        took.push(done - started);
+    }
+    assert_eq!(
+        w.imds.token_requests().len(),
+        imds_before + 1,
+        "refreshed exactly once"
+    );
+    let new = cached_token(&w, &key);
+    assert_ne!(new, old, "the entry holds the refreshed token");
+    let sent: Vec<String> = w
+        .vault_a
+        .requests()
+        .iter()
+        .filter_map(|r| r.bearer().map(str::to_string))
+        .collect();
+    assert_eq!(sent.len(), 16, "one vault call per request");
+    assert_eq!(
+        (
+            sent.iter().filter(|t| **t == old).count(),
+            sent.iter().filter(|t| **t == new).count()
+        ),
+        (15, 1),
+        "the refresher used the new token; everyone else the old one"
+    );
+    // Nobody waited for the refresh but the refresher.
+    took.sort();
+    assert!(took[15] >= SLOW, "the refresher waited for IMDS: {took:?}");
+    assert!(took[14] < SLOW, "others waited for the refresh: {took:?}");
+    // The next request uses the new token without refreshing.
+    assert_eq!(w.get(SECRET_A).status, 200);
+    assert_eq!(w.imds.token_requests().len(), imds_before + 1);
 }

@@ -4,23 +4,27 @@
 //!   endpoints, after one request has filled the token cache → every response is a 200 with the
 //!   exact body;
 //! - cold burst: 64 requests released at once against a fresh world (empty token cache), per
-//!   endpoint → every response is a 200, and the IMDS / Entra calls the burst caused are printed
-//!   (IMDS allows 5 concurrent / 20 per second per VM; the fake does not enforce it);
-//! - the same cold burst with 44 of its IMDS calls answered 429 `Retry-After: 1` → still all 200.
+//!   endpoint → every response is a 200, with exactly one IMDS call and (cross-tenant) one
+//!   Entra call for the whole burst (single flight);
+//! - a cold burst of 64 over two replicas sharing one Redis, with the fake IMDS enforcing the
+//!   real 20-per-second identity limit → all 200, one IMDS call, one Entra call, none throttled.
 //!
 //! The tests of this binary run one at a time (they share two cores). `cargo test --test load --
 //! --nocapture` shows the per-endpoint numbers.
 
 mod common;
+#[path = "common/load.rs"]
+mod load;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
+use load::{burst, client, hammer, Endpoint, ALL};
 
 const CLIENTS: usize = 64;
 const DEFAULT_SECS: u64 = 20;
-/// Error samples kept per run (all errors are counted).
+/// Error samples shown per failure.
 const KEEP_ERRORS: usize = 10;
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -34,149 +38,6 @@ fn duration() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SECS);
     Duration::from_secs(secs)
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Endpoint {
-    SecretSame,
-    SecretCross,
-    BlobSame,
-    BlobCross,
-}
-
-const ALL: [Endpoint; 4] = [
-    Endpoint::SecretSame,
-    Endpoint::SecretCross,
-    Endpoint::BlobSame,
-    Endpoint::BlobCross,
-];
-
-impl Endpoint {
-    fn name(self) -> &'static str {
-        match self {
-            Endpoint::SecretSame => "GetSecretSameTenant",
-            Endpoint::SecretCross => "GetSecretCrossTenant",
-            Endpoint::BlobSame => "DownloadBlobSameTenant",
-            Endpoint::BlobCross => "DownloadBlobCrossTenant",
-        }
-    }
-    fn path(self) -> String {
-        match self {
-            Endpoint::SecretSame | Endpoint::SecretCross => {
-                format!("/api/{}?key=TEST-SECRET-001", self.name())
-            }
-            Endpoint::BlobSame | Endpoint::BlobCross => format!(
-                "/api/{}?container={SEED_CONTAINER}&blob={SEED_BLOB}",
-                self.name()
-            ),
-        }
-    }
-    /// The exact 200 body (the world seeds these).
-    fn expected(self) -> Vec<u8> {
-        match self {
-            Endpoint::SecretSame => b"TenantA".to_vec(),
-            Endpoint::SecretCross => b"TenantB".to_vec(),
-            Endpoint::BlobSame => base64(SEED_A).into_bytes(),
-            Endpoint::BlobCross => base64(SEED_B).into_bytes(),
-        }
-    }
-}
-
-/// A client of its own: a timeout so a stuck request fails the test instead of hanging it, and a
-/// pool as large as the number of clients (keep-alive to the host, as a real caller would).
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(CLIENTS)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
-
-/// One request: Ok(()) for a 200 with the exact body, else what went wrong.
-async fn one(client: &reqwest::Client, url: &str, expected: &[u8]) -> Result<(), String> {
-    let resp = client
-        .get(url)
-        .header("x-functions-key", KEY)
-        .send()
-        .await
-        .map_err(|e| format!("send: {e:?}"))?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| format!("body: {e:?}"))?;
-    if status == 200 && body.as_ref() == expected {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&body);
-    let cut: String = text.chars().take(400).collect();
-    Err(format!("status {status}, body {cut:?}"))
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    errors: u64,
-    samples: Vec<String>,
-    latencies_us: Vec<u64>,
-}
-
-impl Tally {
-    fn record(&mut self, result: Result<(), String>, took: Duration, since_start: Duration) {
-        self.latencies_us.push(took.as_micros() as u64);
-        match result {
-            Ok(()) => self.ok += 1,
-            Err(e) => {
-                self.errors += 1;
-                if self.samples.len() < KEEP_ERRORS {
-                    self.samples
-                        .push(format!("at {:.3}s: {e}", since_start.as_secs_f64()));
-                }
-            }
-        }
-    }
-    fn merge(&mut self, other: Tally) {
-        self.ok += other.ok;
-        self.errors += other.errors;
-        let room = KEEP_ERRORS.saturating_sub(self.samples.len());
-        self.samples.extend(other.samples.into_iter().take(room));
-        self.latencies_us.extend(other.latencies_us);
-    }
-    fn percentile_ms(&mut self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        self.latencies_us[i] as f64 / 1000.0
-    }
-}
-
-/// `CLIENTS` clients, each sending one request after the other until `run` is over.
-fn hammer(w: &World, ep: Endpoint, run: Duration) -> (Tally, Duration) {
-    let url = format!("{}{}", w.host.base_url(), ep.path());
-    let expected: Arc<[u8]> = ep.expected().into();
-    let client = client();
-    rt().block_on(async {
-        let start = Instant::now();
-        let end = start + run;
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CLIENTS {
-            let (client, url, expected) = (client.clone(), url.clone(), expected.clone());
-            tasks.spawn(async move {
-                let mut tally = Tally::default();
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    let result = one(&client, &url, &expected).await;
-                    tally.record(result, t.elapsed(), t - start);
-                }
-                tally
-            });
-        }
-        let mut total = Tally::default();
-        while let Some(t) = tasks.join_next().await {
-            total.merge(t.expect("client task"));
-        }
-        (total, start.elapsed())
-    })
 }
 
 /// Host log lines (`[host] …`): a failed instance, a refused connection.
@@ -196,7 +57,9 @@ fn warm(ep: Endpoint) {
     assert_eq!(first.body, ep.expected(), "warm-up body of {}", ep.name());
     let upstream_before = w.outbound().len();
 
-    let (mut tally, took) = hammer(&w, ep, duration());
+    let url = format!("{}{}", w.host.base_url(), ep.path());
+    let mut tally = hammer(&client(CLIENTS), CLIENTS, &url, &ep.expected(), duration());
+    let took = Duration::from_secs_f64(tally.secs);
 
     let upstream = w.outbound().len() - upstream_before;
     let total = tally.ok + tally.errors;
@@ -266,7 +129,7 @@ fn max_in_window(mut times: Vec<Instant>, window: Duration) -> usize {
 }
 
 /// 64 requests released together against an empty token cache, per endpoint (a fresh world
-/// each): all must succeed; what they cost upstream is printed.
+/// each): all must succeed, and the burst fetches each token once.
 #[test]
 fn cold_burst_of_64_per_endpoint() {
     let _serial = serial();
@@ -274,31 +137,8 @@ fn cold_burst_of_64_per_endpoint() {
     for ep in ALL {
         let w = World::new();
         let url = format!("{}{}", w.host.base_url(), ep.path());
-        let expected: Arc<[u8]> = ep.expected().into();
-        let client = client();
-        let start = Instant::now();
-        let (tally, took) = rt().block_on(async {
-            let gate = Arc::new(tokio::sync::Barrier::new(CLIENTS));
-            let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..CLIENTS {
-                let (client, url, expected, gate) =
-                    (client.clone(), url.clone(), expected.clone(), gate.clone());
-                tasks.spawn(async move {
-                    gate.wait().await;
-                    let t = Instant::now();
-                    let result = one(&client, &url, &expected).await;
-                    let mut tally = Tally::default();
-                    tally.record(result, t.elapsed(), t - start);
-                    tally
-                });
-            }
-            let mut total = Tally::default();
-            while let Some(t) = tasks.join_next().await {
-                total.merge(t.expect("client task"));
-            }
-            (total, start.elapsed())
-        });
-        let mut tally = tally;
+        let mut tally = burst(&client(CLIENTS), &[url], CLIENTS, &ep.expected());
+        let took = Duration::from_secs_f64(tally.secs);
         let (p50, max) = (tally.percentile_ms(0.50), tally.percentile_ms(1.0));
         let imds = w.imds.requests();
         let imds_ok = w.imds.token_requests().len();
@@ -329,6 +169,15 @@ fn cold_burst_of_64_per_endpoint() {
             outbound.len(),
             outbound.len() as f64 / CLIENTS as f64,
         );
+        let want_entra = usize::from(matches!(ep, Endpoint::SecretCross | Endpoint::BlobCross));
+        if (imds.len(), entra.len()) != (1, want_entra) {
+            failures.push(format!(
+                "{}: {} IMDS and {} Entra calls for one cold burst (want 1 and {want_entra})",
+                ep.name(),
+                imds.len(),
+                entra.len()
+            ));
+        }
         if tally.errors > 0 {
             failures.push(format!(
                 "{}: {} of {CLIENTS} failed:\n{}\nhost lines:\n{}",
@@ -342,66 +191,48 @@ fn cold_burst_of_64_per_endpoint() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The fake IMDS does not enforce IMDS's 5 concurrent / 20 per second limit. Approximation of a
-/// throttled burst: the first 44 IMDS calls of a cold burst of 64 cross-tenant requests are
-/// answered 429 with `Retry-After: 1` (as if only 20 of 64 got through) → all 64 still succeed.
+/// A cold burst of 64 concurrent cross-tenant requests over two replicas sharing one token
+/// cache (one redis-server, as SpinKube replicas share one Redis), with the fake IMDS enforcing the real identity limit (20 token requests per second,
+/// then 429): single-flight means one IMDS and one Entra call in all, every request succeeds,
+/// and nobody is throttled.
 #[test]
-fn cold_burst_survives_imds_throttling() {
+fn cold_burst_over_two_replicas_fetches_each_token_once() {
     let _serial = serial();
     let ep = Endpoint::SecretCross;
-    let w = World::new();
-    const THROTTLED: usize = CLIENTS - 20;
-    for _ in 0..THROTTLED {
-        w.imds
-            .push_fault(tenant_bridge_testkit::http::Fault::retry_after(429, 1));
-    }
-    let url = format!("{}{}", w.host.base_url(), ep.path());
-    let expected: Arc<[u8]> = ep.expected().into();
-    let client = client();
-    let start = Instant::now();
-    let mut tally = rt().block_on(async {
-        let gate = Arc::new(tokio::sync::Barrier::new(CLIENTS));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CLIENTS {
-            let (client, url, expected, gate) =
-                (client.clone(), url.clone(), expected.clone(), gate.clone());
-            tasks.spawn(async move {
-                gate.wait().await;
-                let t = Instant::now();
-                let result = one(&client, &url, &expected).await;
-                let mut tally = Tally::default();
-                tally.record(result, t.elapsed(), t - start);
-                tally
-            });
-        }
-        let mut total = Tally::default();
-        while let Some(t) = tasks.join_next().await {
-            total.merge(t.expect("client task"));
-        }
-        total
-    });
-    let took = start.elapsed();
+    let w = World::builder().replicated().build();
+    w.imds.set_rate_limit(Some(20));
+    let replica = w.replica();
+    let urls = [
+        format!("{}{}", w.host.base_url(), ep.path()),
+        format!("{}{}", replica.base_url(), ep.path()),
+    ];
+    let mut tally = burst(&client(CLIENTS), &urls, CLIENTS, &ep.expected());
+    let took = Duration::from_secs_f64(tally.secs);
+    // Every IMDS request, answered or throttled.
     let imds = w.imds.requests();
     let throttled = imds.iter().filter(|r| r.status == Some(429)).count();
+    let entra = w.entra.requests().len();
     let (p50, max) = (tally.percentile_ms(0.50), tally.percentile_ms(1.0));
     println!(
-        "load cold {:<24} burst {CLIENTS}, IMDS throttled  {:>5.2} s  ok {:>2}  errors {}  \
-         p50 {p50:>7.1} ms  max {max:>7.1} ms  | IMDS {} ({} answered 429)  \
-         Entra {}",
+        "load cold {:<24} burst {CLIENTS} over 2 replicas  {:>5.2} s  ok {:>2}  errors {}  \
+         p50 {p50:>7.1} ms  max {max:>7.1} ms  | IMDS {} ({throttled} answered 429)  Entra {entra}",
         ep.name(),
         took.as_secs_f64(),
         tally.ok,
         tally.errors,
         imds.len(),
-        throttled,
-        w.entra.requests().len(),
     );
     assert_eq!(
         tally.errors,
         0,
-        "{} of {CLIENTS} failed under IMDS throttling:\n{}\nhost lines:\n{}",
+        "{} of {CLIENTS} failed:\n{}\nhost lines:\n{}",
         tally.errors,
         tally.samples.join("\n"),
         host_lines(&w).join("\n")
+    );
+    assert_eq!(
+        (imds.len(), throttled, entra),
+        (1, 0, 1),
+        "one IMDS and one Entra call for the whole burst, none throttled"
     );
 }

@@ -73,6 +73,52 @@ fn callers_without_the_right_key_get_an_empty_401() {
 }
 
 #[test]
+fn parameter_names_are_case_insensitive_as_in_the_functions_host() {
+    // ASP.NET Core's query collection ignores the case of names: ?Key= and ?Code= work in the
+    // original, so they work here.
+    let w = World::new();
+    let r = w.request(
+        "GET",
+        &format!("/api/GetSecretSameTenant?Key=TEST-SECRET-001&Code={KEY}"),
+        &[],
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    let r = w.get(&format!(
+        "/api/DownloadBlobSameTenant?CONTAINER={SEED_CONTAINER}&Blob={SEED_BLOB}"
+    ));
+    assert_eq!((r.status, r.text()), (200, base64(SEED_A)));
+    // Two spellings of one name are one parameter given twice.
+    let r = w.get("/api/GetSecretSameTenant?key=a&KEY=b");
+    assert_eq!((r.status, r.code().as_str()), (400, "duplicate-parameter"));
+}
+
+#[test]
+fn function_keys_shorter_than_16_characters_are_refused_at_configuration() {
+    let short = "fifteen-chars-k";
+    assert_eq!(short.len(), 15);
+    let w = World::builder()
+        .var("function_keys", Some(&*format!("ops:{short}")))
+        .build();
+    let r = w.request(
+        "GET",
+        "/api/GetSecretSameTenant?key=TEST-SECRET-001",
+        &[("x-functions-key", short)],
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert!(r.detail().contains("function_keys"), "{}", r.detail());
+    assert!(!r.text().contains(short), "the key is not echoed");
+    assert_no_upstream(&w, "short key");
+    let r = w.request("GET", "/api/healthz", &[]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(!r.text().contains(short), "{}", r.text());
+}
+
+#[test]
 fn auth_is_off_only_when_explicitly_disabled() {
     let w = World::builder()
         .var("auth_disabled", Some("true"))
@@ -192,6 +238,11 @@ fn bad_input_is_400_and_reaches_no_upstream_service() {
                 "duplicate-parameter",
             ),
             (secret(t, "key=a&version=xyz"), "invalid-secret-version"),
+            // Invalid UTF-8 after percent-decoding is refused, not replaced by U+FFFD (which
+            // would make blob=%FF and blob=%FE the same blob).
+            (blob(t, "container=seed&blob=%FF"), "invalid-encoding"),
+            (blob(t, "container=seed&blob=a%C3"), "invalid-encoding"),
+            (secret(t, "key=%FE"), "invalid-encoding"),
             (
                 secret(t, "key=a&version=0123456789abcdef0123456789abcdeg"),
                 "invalid-secret-version",
@@ -210,6 +261,14 @@ fn bad_input_is_400_and_reaches_no_upstream_service() {
         assert_eq!(r.code(), *code, "{url}");
         let detail = r.detail();
         assert!(!detail.is_empty() && detail.len() < 400, "{url}: {detail}");
+        assert_eq!(
+            (
+                r.header("cache-control").as_deref(),
+                r.header("x-content-type-options").as_deref()
+            ),
+            (Some("no-store"), Some("nosniff")),
+            "{url}: every problem response"
+        );
         assert!(
             !detail.chars().any(char::is_control),
             "{url}: control characters in detail"
@@ -355,6 +414,11 @@ fn health_needs_no_key_checks_configuration_only_and_names_what_is_missing() {
         (503, "configuration-missing")
     );
     assert!(r.detail().contains("app_client_id"));
+    // The 503 names variables, never configured values.
+    let text = r.text();
+    for value in [TENANT_B, MI_CLIENT_ID, KEY, VAULT_A_HOST, ACCOUNT_A] {
+        assert!(!text.contains(value), "health shows {value}: {text}");
+    }
     assert_eq!(w.request("POST", "/api/healthz", &[]).status, 405);
     assert_no_upstream(&w, "unhealthy probe");
 }

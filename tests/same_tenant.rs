@@ -12,6 +12,10 @@ fn secret_is_returned_exactly_as_plain_text() {
     w.vault_a.set_secret("tricky-Value-9", value);
     let r = w.get("/api/GetSecretSameTenant?key=tricky-Value-9");
     assert_eq!(r.status, 200, "{}", r.text());
+    // The reply that carries the value carries nothing else secret (a token, a key), and the
+    // log never has the value.
+    w.assert_no_leak(&r, &[]);
+    assert!(!w.logs().contains(value), "the value is in the log");
     assert_eq!(r.text(), value);
     assert_eq!(
         r.header("content-type").as_deref(),
@@ -26,6 +30,27 @@ fn secret_is_returned_exactly_as_plain_text() {
     let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
     assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
     w.assert_no_leak(&r, &[value]);
+}
+
+#[test]
+fn warm_requests_reuse_pooled_tls_connections_like_spin() {
+    // Spin 3.6.3 pools outbound connections (TLS sessions included) across requests and
+    // instances; the host does too, so a warm request pays no handshake.
+    let w = World::new();
+    assert_eq!(
+        w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001").status,
+        200
+    );
+    let before = w.vault_a.connections();
+    for _ in 0..20 {
+        let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
+        assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    }
+    let opened = w.vault_a.connections() - before;
+    assert!(
+        opened <= 1,
+        "20 warm requests opened {opened} TLS connections"
+    );
 }
 
 #[test]

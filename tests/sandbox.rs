@@ -3,7 +3,13 @@
 //! component's four endpoints, break things through the control endpoint, stop with SIGTERM or
 //! Ctrl-C, and check that no process and no listening port is left behind. One test serves the
 //! component with exactly what `spin up` would get from the sandbox (runtime config, env file,
-//! /etc/hosts lines); another puts a stand-in `spin` on PATH to check how run-local calls it.
+//! /etc/hosts lines); another puts a stand-in `spin` on PATH to check how run-local calls it and
+//! that what it hands `spin up` passes Spin 3.6.3's rules; where a real Spin 3.x CLI is on PATH,
+//! one more drives run-local with it for real (and otherwise says, uncaptured, that it could not).
+//!
+//! The sandbox binary these tests run is the one cargo builds with the test suite's own feature
+//! set, so that wasmtime is not compiled a second time; run-local's `spin up` path builds the
+//! fakes-only `sandbox-fakes` (no wasmtime), as it does for a user.
 
 mod common;
 
@@ -15,10 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{base64, root, rt, wasm, SEED_A, SEED_B};
+use common::{base64, root, rt, wasm, SEED_A, SEED_B, VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST};
 use serde_json::Value;
 use tenant_bridge_testkit::host::{HostConfig, RunningHost};
-use tenant_bridge_testkit::sandbox::runtime_config_json;
+use tenant_bridge_testkit::sandbox::{runtime_config_json, DEFAULT_KEY};
 
 const KEY: &str = "sandbox-test-key";
 const SECRET_SAME: &str = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
@@ -50,7 +56,11 @@ fn without_test_env(cmd: &mut Command) {
 }
 
 /// Builds the sandbox binary (another package's binary: `CARGO_BIN_EXE_*` does not reach it)
-/// and returns its path as cargo reports it.
+/// and returns its path as cargo reports it. It is built together with this test target, so
+/// cargo unifies features as for this test (dev-dependencies included): the testkit and wasmtime
+/// this binary was linked with are reused, and only the sandbox binary is linked. A plain
+/// `cargo build -p tenant-bridge-testkit` resolves features for the testkit alone and compiles
+/// wasmtime again (minutes).
 fn sandbox_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -61,6 +71,10 @@ fn sandbox_bin() -> PathBuf {
             .current_dir(root())
             .args([
                 "build",
+                "-p",
+                "tenant-bridge",
+                "--test",
+                "sandbox",
                 "-p",
                 "tenant-bridge-testkit",
                 "--bin",
@@ -74,11 +88,27 @@ fn sandbox_bin() -> PathBuf {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "sandbox")
+            // The testkit's binary, not this test target (also named `sandbox`).
+            .filter(|m| {
+                m["reason"] == "compiler-artifact"
+                    && m["target"]["name"] == "sandbox"
+                    && m["target"]["kind"] == serde_json::json!(["bin"])
+            })
             .find_map(|m| m["executable"].as_str().map(PathBuf::from))
             .expect("cargo reported the sandbox executable")
     })
     .clone()
+}
+
+/// What `scripts/run-local` finds as `spin` on PATH.
+enum SpinOnPath<'a> {
+    /// None: run-local serves the component in the testkit host (given the sandbox binary the
+    /// suite built, through RUN_LOCAL_SANDBOX).
+    Absent,
+    /// A stand-in in this directory, logging to `spin.log` there.
+    Stub(&'a Path),
+    /// The real Spin CLI already on PATH.
+    Real,
 }
 
 /// A started sandbox (directly, or through scripts/run-local) and what its `sandbox.json` says.
@@ -89,6 +119,9 @@ struct Running {
     dir: PathBuf,
     ready: Value,
     client: reqwest::Client,
+    /// The component's port when something outside the sandbox (`spin up`) serves it: it must
+    /// listen while running and be free after Ctrl-C.
+    served_elsewhere: Option<u16>,
 }
 
 impl Drop for Running {
@@ -141,32 +174,45 @@ impl Running {
     }
 
     /// README's first command, `scripts/run-local`, with `args`, in a process group of its own
-    /// as a terminal would start it; `spin`: a directory holding the `spin` it finds on PATH
-    /// (told where to log by SPIN_STUB_LOG).
-    fn run_local(name: &str, args: &[&str], spin: Option<&Path>) -> Running {
+    /// as a terminal would start it, with `spin` as the `spin` it finds on PATH.
+    fn run_local(name: &str, args: &[&str], spin: SpinOnPath) -> Running {
         let dir = test_dir(name);
         let mut cmd = Command::new(root().join("scripts/run-local"));
         without_test_env(&mut cmd);
-        // PATH without any real spin CLI, and with the given stand-in first.
+        cmd.env_remove("RUN_LOCAL_SANDBOX");
         let old = std::env::var_os("PATH").unwrap_or_default();
-        let paths: Vec<PathBuf> = spin
-            .map(Path::to_path_buf)
-            .into_iter()
-            .chain(std::env::split_paths(&old).filter(|d| !d.join("spin").exists()))
-            .collect();
+        let without_spin = || std::env::split_paths(&old).filter(|d| !d.join("spin").exists());
+        let paths: Vec<PathBuf> = match spin {
+            SpinOnPath::Absent => {
+                // The sandbox binary cargo built for this suite, not a second wasmtime build.
+                cmd.env("RUN_LOCAL_SANDBOX", sandbox_bin());
+                without_spin().collect()
+            }
+            SpinOnPath::Stub(stub) => {
+                cmd.env("SPIN_STUB_LOG", stub.join("spin.log"));
+                std::iter::once(stub.to_path_buf())
+                    .chain(without_spin())
+                    .collect()
+            }
+            SpinOnPath::Real => std::env::split_paths(&old).collect(),
+        };
         cmd.env("PATH", std::env::join_paths(paths).unwrap());
-        if let Some(dir) = spin {
-            cmd.env("SPIN_STUB_LOG", dir.join("spin.log"));
-        }
+        // README's command as a user runs it: the sandbox's default function key.
         cmd.current_dir(root())
-            .args([
-                "--state-dir",
-                dir.join("state").to_str().unwrap(),
-                "--key",
-                KEY,
-            ])
+            .args(["--state-dir", dir.join("state").to_str().unwrap()])
             .args(args)
             .process_group(0);
+        // A terminal starts it with Ctrl-C's signals at their defaults; a test run started in
+        // the background of a non-interactive shell inherits them ignored, and a shell that
+        // starts with SIGINT ignored can neither trap it nor pass it on to `spin`.
+        // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         Running::spawn(cmd, dir, true)
     }
 
@@ -188,6 +234,7 @@ impl Running {
             dir,
             ready: Value::Null,
             client,
+            served_elsewhere: None,
         };
         let deadline = Instant::now() + Duration::from_secs(600);
         let ready_file = r.dir.join("state/sandbox.json");
@@ -287,6 +334,7 @@ impl Running {
             process_alive(azurite),
             "Azurite (pid {azurite}) runs while the sandbox does"
         );
+        let ports: Vec<u16> = ports.into_iter().chain(self.served_elsewhere).collect();
         let listening = listening_ports();
         for p in &ports {
             assert!(listening.contains(p), "port {p} listens while running");
@@ -328,7 +376,8 @@ impl Running {
             "the sandbox (pid {pid}) outlived {how}"
         );
         assert!(
-            self.output().contains("sandbox: stopped"),
+            self.output()
+                .contains(": stopped (Azurite and every port released)"),
             "says it stopped:\n{}",
             self.output()
         );
@@ -337,20 +386,36 @@ impl Running {
             !process_alive(azurite),
             "Azurite (pid {azurite}) outlived the sandbox"
         );
+        let ours = |p: &Proc| {
+            p.pid == pid
+                || p.ppid == pid
+                || p.pgrp == azurite
+                || (self.ctrl_c && p.pgrp == child_pid)
+                || p.cmdline.contains(&format!("tenant-bridge-azurite-{pid}-"))
+        };
         let leftovers: Vec<String> = processes()
             .into_iter()
-            .filter(|p| {
-                p.ppid == pid
-                    || p.pgrp == azurite
-                    || (self.ctrl_c && p.pgrp == child_pid)
-                    || p.cmdline.contains(&format!("tenant-bridge-azurite-{pid}-"))
-            })
+            .filter(ours)
             .map(|p| format!("{} {}", p.pid, p.cmdline))
             .collect();
         assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
         let listening = listening_ports();
         for p in &ports {
-            assert!(!listening.contains(p), "port {p} still listening");
+            if listening.contains(p) {
+                // Other programs on a shared machine may be given a port the sandbox released;
+                // only a listener that is none of ours is let pass.
+                let holders = port_holders(*p);
+                assert!(
+                    !holders.is_empty() && !holders.iter().any(ours),
+                    "port {p} still listening: {:?}",
+                    holders.iter().map(|h| &h.cmdline).collect::<Vec<_>>()
+                );
+                eprintln!(
+                    "port {p} was released and is now another program's: {:?}",
+                    holders.iter().map(|h| &h.cmdline).collect::<Vec<_>>()
+                );
+                continue;
+            }
             std::net::TcpListener::bind(("127.0.0.1", *p))
                 .unwrap_or_else(|e| panic!("port {p} cannot be bound again: {e}"));
         }
@@ -422,6 +487,36 @@ fn listening_ports() -> HashSet<u16> {
     ports
 }
 
+/// The processes holding a listening socket on `port` (socket inodes of /proc/net/tcp{,6},
+/// matched against every process's open files).
+fn port_holders(port: u16) -> Vec<Proc> {
+    let mut inodes = HashSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = f.get(1).and_then(|a| a.rsplit_once(':'));
+            if f.len() > 9
+                && f[3] == "0A"
+                && local.and_then(|(_, p)| u16::from_str_radix(p, 16).ok()) == Some(port)
+            {
+                inodes.insert(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    processes()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_dir(format!("/proc/{}/fd", p.pid))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| inodes.contains(target.to_string_lossy().as_ref()))
+        })
+        .collect()
+}
+
 fn problem_code(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
@@ -456,6 +551,15 @@ fn the_sandbox_serves_both_tenants_breaks_on_request_and_leaves_nothing_behind()
     assert_eq!(s.get(SECRET_CROSS), (200, "TenantB".to_string()));
     assert_eq!(s.get(BLOB_SAME), (200, base64(SEED_A)));
     assert_eq!(s.get(BLOB_CROSS), (200, base64(SEED_B)));
+    // The hub's second target tenant (README).
+    assert_eq!(
+        s.get(&format!("{SECRET_CROSS}&tenant=c")),
+        (200, "TenantC".to_string())
+    );
+    assert_eq!(
+        s.get(&format!("{BLOB_CROSS}&tenant=c")),
+        (200, base64(tenant_bridge_testkit::world::SEED_C))
+    );
     assert_eq!(
         s.call("GET", &format!("{base}{SECRET_CROSS}"), Some("wrong"))
             .0,
@@ -503,6 +607,23 @@ fn the_sandbox_serves_both_tenants_breaks_on_request_and_leaves_nothing_behind()
         "endpoint-not-approved",
     ] {
         assert!(names.contains(&must), "{must} in {names:?}");
+    }
+    // A break in one target tenant leaves the other serving: the hub's tenants are independent.
+    for name in ["app-not-provisioned-c", "missing-role-c"] {
+        assert_eq!(s.control("POST", &format!("/break/{name}")).0, 200);
+        let (status, body) = s.get(&format!("{SECRET_CROSS}&tenant=c"));
+        assert_eq!(status, 502, "{name}: {body}");
+        assert!(
+            body.contains(tenant_bridge_testkit::world::TENANT_C)
+                || body.contains(tenant_bridge_testkit::world::VAULT_C_HOST),
+            "{name} names tenant C: {body}"
+        );
+        assert_eq!(
+            s.get(&format!("{SECRET_CROSS}&tenant=b")),
+            (200, "TenantB".to_string()),
+            "{name}: tenant B keeps working"
+        );
+        assert_eq!(s.control("POST", "/fix").0, 200);
     }
     for b in &breaks {
         let name = b["name"].as_str().unwrap();
@@ -563,7 +684,10 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         "the component port is left to `spin up`"
     );
 
-    // env: every variable, pointing at this sandbox.
+    // env: every variable, pointing at this sandbox; each one spin.toml declares.
+    let env_text = std::fs::read_to_string(s.str("/files/env")).unwrap();
+    tenant_bridge_testkit::spin_rules::check_env_file(&env_text, &root().join("spin.toml"))
+        .unwrap_or_else(|e| panic!("the sandbox's env file: {e}"));
     let env = read_env(Path::new(&s.str("/files/env")));
     let var = |name: &str| {
         env.get(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()))
@@ -609,12 +733,23 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         .iter()
         .map(|h| h.as_str().unwrap().to_string())
         .collect();
+    // Hosts only (Spin 3.6.3 refuses `host:port`), each once.
     let https: HashSet<String> = env
         .values()
         .filter_map(|v| v.strip_prefix("https://"))
-        .map(str::to_string)
+        .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string())
         .collect();
-    assert_eq!(tls_hosts, https, "client_tls hosts = the HTTPS endpoints");
+    assert_eq!(
+        tls_hosts, https,
+        "client_tls hosts = the HTTPS endpoints' hosts"
+    );
+    assert_eq!(
+        tls[0]["hosts"].as_array().unwrap().len(),
+        tls_hosts.len(),
+        "no host listed twice: {rc}"
+    );
+    tenant_bridge_testkit::spin_rules::check_runtime_config(&rc_text)
+        .unwrap_or_else(|e| panic!("Spin 3.6.3 would refuse the sandbox's runtime config: {e}"));
     let ca_file = tls[0]["ca_roots_file"].as_str().unwrap();
     assert_eq!(ca_file, s.str("/files/ca"));
     let ca_pem = std::fs::read_to_string(ca_file).expect("ca_roots_file exists");
@@ -639,7 +774,8 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         names,
         [
             "tenant-a-vault.vault.azure.net",
-            "tenant-b-vault.vault.azure.net"
+            "tenant-b-vault.vault.azure.net",
+            "tenant-c-vault.vault.azure.net"
         ]
     );
 
@@ -698,11 +834,12 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
     s.stop_and_check_nothing_left();
 }
 
-/// README's first command as written, on a machine without the spin CLI: it builds what it
-/// needs, says it uses the testkit host, serves the component, and README's curl line prints
-/// TenantB. Ctrl-C stops everything.
+/// README's first command as written, on a machine without the spin CLI: it says it uses the
+/// testkit host, serves the component, and README's curl line prints TenantB. Ctrl-C stops
+/// everything. (run-local is given the sandbox binary this suite built, RUN_LOCAL_SANDBOX, in
+/// place of its own `cargo build -p tenant-bridge-testkit --bin sandbox`.)
 #[test]
-fn run_local_without_spin_serves_the_component_itself() {
+fn run_local_without_spin_serves_the_component_in_the_testkit_host() {
     let listen = free_port();
     let s = Running::run_local(
         "run-local",
@@ -713,24 +850,37 @@ fn run_local_without_spin_serves_the_component_itself() {
             "127.0.0.1:0",
             "--quiet",
         ],
-        None,
+        SpinOnPath::Absent,
     );
     assert_eq!(s.ready["served_by"], "testkit-host");
     assert!(s.stdout().contains("no spin CLI on PATH"), "{}", s.output());
     let (status, body) = s.call(
         "GET",
         &format!("http://localhost:{listen}/api/GetSecretCrossTenant?key=TEST-SECRET-001"),
-        Some(KEY),
+        Some(DEFAULT_KEY),
     );
-    assert_eq!((status, body.as_str()), (200, "TenantB"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "TenantB"),
+        "README's curl with the default key"
+    );
     s.stop_and_check_nothing_left();
 }
 
-/// With a spin CLI on PATH, run-local runs the sandbox in the background and hands
-/// `spin up` the sandbox's runtime config and variables. A stand-in `spin` records how it was
-/// called; Ctrl-C stops it, the sandbox and Azurite.
+/// The command line of a running process.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// With a spin CLI on PATH, run-local runs the fakes-only sandbox (`sandbox-fakes`, built
+/// without the wasmtime host) in the background and hands `spin up` the sandbox's runtime config
+/// and variables. A stand-in `spin` records how it was called and from where; what it received
+/// (runtime config, variables, the manifest in its working directory) passes Spin 3.6.3's rules.
+/// Ctrl-C stops it, the sandbox and Azurite. Real Spin: the next test.
 #[test]
-fn run_local_with_spin_hands_spin_up_the_sandbox() {
+fn run_local_with_a_stub_spin_hands_spin_up_the_sandbox_through_the_fakes_only_build() {
     let stub = test_dir("spin-stub");
     let log = stub.join("spin.log");
     let spin = stub.join("spin");
@@ -738,7 +888,7 @@ fn run_local_with_spin_hands_spin_up_the_sandbox() {
         &spin,
         "#!/bin/sh\n\
          # stands in for the Spin CLI: records how it is called, then serves until interrupted\n\
-         { printf '%s\\n' \"$*\"; env | grep '^SPIN_VARIABLE_' | sort; } > \"$SPIN_STUB_LOG.tmp\"\n\
+         { printf '%s\\n' \"$*\" \"$PWD\"; env | grep '^SPIN_VARIABLE_' | sort; } > \"$SPIN_STUB_LOG.tmp\"\n\
          mv \"$SPIN_STUB_LOG.tmp\" \"$SPIN_STUB_LOG\"\n\
          exec sleep 600\n",
     )
@@ -753,9 +903,14 @@ fn run_local_with_spin_hands_spin_up_the_sandbox() {
             "--control",
             "127.0.0.1:0",
         ],
-        Some(&stub),
+        SpinOnPath::Stub(&stub),
     );
     assert_eq!(s.ready["served_by"], "spin");
+    let running = cmdline(s.pid());
+    assert!(
+        running.contains("sandbox-fakes"),
+        "the spin path runs the fakes-only build, not the host: {running}"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let called = loop {
         if let Ok(text) = std::fs::read_to_string(&log) {
@@ -781,6 +936,12 @@ fn run_local_with_spin_hands_spin_up_the_sandbox() {
         ),
         "{called}"
     );
+    let cwd = PathBuf::from(lines.next().expect("the stub's working directory"));
+    assert_eq!(
+        cwd.canonicalize().unwrap(),
+        root().canonicalize().unwrap(),
+        "spin up runs beside spin.toml"
+    );
     let given: HashMap<String, String> = lines
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -791,6 +952,195 @@ fn run_local_with_spin_hands_spin_up_the_sandbox() {
         given, env,
         "spin up gets every SPIN_VARIABLE_* of .sandbox/env, and no other"
     );
+    // What `spin up` receives passes Spin 3.6.3's rules: the runtime config it is pointed at,
+    // every variable it is given is one spin.toml declares, and the manifest in its working
+    // directory loads with exactly those variables (every required one provided).
+    let rc = std::fs::read_to_string(state.join("runtime-config.toml")).unwrap();
+    tenant_bridge_testkit::spin_rules::check_runtime_config(&rc)
+        .unwrap_or_else(|e| panic!("spin up would refuse the runtime config: {e}\n{rc}"));
+    let given_env: String = given.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    tenant_bridge_testkit::spin_rules::check_env_file(&given_env, &cwd.join("spin.toml"))
+        .unwrap_or_else(|e| panic!("spin up's variables: {e}"));
+    let manifest = std::fs::read_to_string(cwd.join("spin.toml")).unwrap();
+    tenant_bridge_testkit::host::manifest_check(&manifest, &given)
+        .unwrap_or_else(|e| panic!("spin up would refuse spin.toml with these variables: {e:#}"));
     s.stop_and_check_nothing_left();
     let _ = std::fs::remove_dir_all(&stub);
+}
+
+/// The build run-local makes for `spin up` (`--no-default-features`) has no wasmtime, cranelift
+/// or wasmtime-wasi(-http) in it, while the default build (the host) does: a new user's first
+/// run with Spin does not compile them.
+#[test]
+fn the_fakes_only_build_for_spin_up_contains_no_wasmtime() {
+    let tree = |extra: &[&str]| -> Vec<String> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        without_test_env(&mut cmd);
+        let out = cmd
+            .current_dir(root())
+            .args(["tree", "-e", "normal", "-p", "tenant-bridge-testkit"])
+            .args(["--prefix", "none", "--format", "{p}"])
+            .args(extra)
+            .output()
+            .expect("run cargo tree");
+        assert!(
+            out.status.success(),
+            "cargo tree: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    let host_only = |name: &str| {
+        name.starts_with("wasmtime") || name.starts_with("cranelift") || name.starts_with("wasi")
+    };
+    let fakes: Vec<String> = tree(&["--no-default-features"]);
+    assert!(
+        fakes.iter().any(|n| n == "tokio") && fakes.iter().any(|n| n == "rustls"),
+        "the fakes-only tree is the fakes' tree: {fakes:?}"
+    );
+    let leaked: Vec<&String> = fakes.iter().filter(|n| host_only(n)).collect();
+    assert!(leaked.is_empty(), "in the fakes-only build: {leaked:?}");
+    let full = tree(&[]);
+    for must in [
+        "wasmtime",
+        "wasmtime-wasi",
+        "wasmtime-wasi-http",
+        "cranelift-codegen",
+    ] {
+        assert!(full.iter().any(|n| n == must), "{must} in the host build");
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The `spin` on PATH and its `--version` line, if it is Spin 3.x (the reference is 3.6.3);
+/// otherwise why real Spin cannot be driven here.
+fn real_spin() -> Result<String, String> {
+    let spin = which("spin").ok_or("no `spin` CLI on PATH")?;
+    let out = Command::new(&spin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{} --version: {e}", spin.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // "spin 3.6.3 (abcdef0 2025-…)"
+    match version.split_whitespace().nth(1) {
+        Some(v) if out.status.success() && v.starts_with("3.") => Ok(version),
+        _ => Err(format!(
+            "{} --version says {version:?}, not Spin 3.x",
+            spin.display()
+        )),
+    }
+}
+
+/// Says, past libtest's output capture (so it shows even when the test passes), that the
+/// real-Spin check did not run; fails instead where TENANT_BRIDGE_REQUIRE_SPIN=1.
+fn real_spin_not_run(why: &str) {
+    assert!(
+        std::env::var("TENANT_BRIDGE_REQUIRE_SPIN").as_deref() != Ok("1"),
+        "TENANT_BRIDGE_REQUIRE_SPIN=1 but run-local cannot be driven with real Spin: {why}"
+    );
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nnotice: tests/sandbox.rs did NOT drive scripts/run-local with real Spin: {why}. \
+         Only the stand-in `spin` test checked the spin up path."
+    );
+}
+
+/// Where a Spin 3.x CLI is on PATH: README's first command with it, for real. run-local builds
+/// the fakes-only sandbox and runs `spin up`; the four endpoints (and tenant C) answer through
+/// Spin, a break shows Azure's diagnostic through Spin and is undone, and Ctrl-C leaves no
+/// process (Spin's included) and no port. Without Spin 3.x (or without the /etc/hosts lines
+/// `spin up` needs for the vault names) it prints that it could not, uncaptured.
+#[test]
+fn run_local_through_real_spin_up_when_spin_3_is_on_path() {
+    let version = match real_spin() {
+        Ok(v) => v,
+        Err(why) => return real_spin_not_run(&why),
+    };
+    let unmapped = tenant_bridge_testkit::sandbox::unmapped_in_etc_hosts(
+        [VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST].map(String::from),
+    );
+    if !unmapped.is_empty() {
+        return real_spin_not_run(&format!(
+            "{version} is on PATH, but /etc/hosts does not map {unmapped:?} to 127.0.0.1 \
+             (docs/sandbox.md, Host names: sudo sh -c 'cat .sandbox/hosts >> /etc/hosts')"
+        ));
+    }
+    eprintln!("driving scripts/run-local with {version}");
+    let listen = free_port();
+    let mut s = Running::run_local(
+        "run-local-real-spin",
+        &[
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--control",
+            "127.0.0.1:0",
+        ],
+        SpinOnPath::Real,
+    );
+    assert_eq!(s.ready["served_by"], "spin");
+    assert!(cmdline(s.pid()).contains("sandbox-fakes"), "{}", s.output());
+    let base = format!("http://127.0.0.1:{listen}");
+    let get = |s: &Running, path: &str| s.call("GET", &format!("{base}{path}"), Some(DEFAULT_KEY));
+
+    // Spin starts after the sandbox is ready: wait until it answers.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !listening_ports().contains(&listen) {
+        if let Ok(Some(status)) = s.child.as_mut().unwrap().try_wait() {
+            panic!(
+                "run-local exited ({status}) before spin up served:\n{}",
+                s.output()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spin up did not listen on {listen} within 120 s:\n{}",
+            s.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.served_elsewhere = Some(listen);
+
+    assert_eq!(
+        get(&s, SECRET_SAME),
+        (200, "TenantA".to_string()),
+        "{}",
+        s.output()
+    );
+    assert_eq!(get(&s, SECRET_CROSS), (200, "TenantB".to_string()));
+    assert_eq!(get(&s, BLOB_SAME), (200, base64(SEED_A)));
+    assert_eq!(get(&s, BLOB_CROSS), (200, base64(SEED_B)));
+    assert_eq!(
+        get(&s, &format!("{SECRET_CROSS}&tenant=c")),
+        (200, "TenantC".to_string())
+    );
+
+    // One break: the vault checks every request, so Spin's warm token cache does not hide it.
+    let (status, broken) = s.control("POST", "/break/missing-role");
+    assert_eq!(status, 200, "{broken}");
+    assert!(
+        broken["cache"].as_str().unwrap().contains("spin up"),
+        "{broken}"
+    );
+    let (status, body) = get(&s, SECRET_CROSS);
+    assert_eq!(
+        (status, problem_code(&body).as_str()),
+        (502, "keyvault-forbidden-rbac"),
+        "{body}"
+    );
+    assert_eq!(s.control("POST", "/fix").0, 200);
+    assert_eq!(get(&s, SECRET_CROSS), (200, "TenantB".to_string()));
+
+    s.stop_and_check_nothing_left();
 }

@@ -82,6 +82,95 @@ fn blob_rules_allow_containers_prefixes_and_exact_names() {
 }
 
 #[test]
+fn blob_rules_of_exact_names_and_whole_containers_let_through_what_they_name() {
+    let w = World::builder()
+        .var(
+            "same_tenant_blobs",
+            Some(&*format!("{SEED_CONTAINER}/{SEED_BLOB}")),
+        )
+        .var("cross_tenant_blobs", Some(SEED_CONTAINER))
+        .build();
+    let blob = |tenant: &str, c: &str, b: &str| {
+        w.get(&format!(
+            "/api/DownloadBlob{tenant}Tenant?container={c}&blob={b}"
+        ))
+    };
+    assert_eq!(
+        blob("Same", SEED_CONTAINER, SEED_BLOB).text(),
+        base64(SEED_A),
+        "the exact name"
+    );
+    assert_eq!(
+        blob("Cross", SEED_CONTAINER, SEED_BLOB).text(),
+        base64(SEED_B),
+        "any blob of the allowed container"
+    );
+    let calls = w.outbound().len();
+    for (tenant, c, b) in [
+        ("Same", SEED_CONTAINER, &*format!("{SEED_BLOB}2")),
+        ("Same", SEED_CONTAINER, "greeting"),
+        ("Cross", "seedling", SEED_BLOB),
+        ("Cross", "other", SEED_BLOB),
+    ] {
+        let r = blob(tenant, c, b);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "access-denied"),
+            "{tenant} {c}/{b}"
+        );
+    }
+    assert_eq!(
+        w.outbound().len(),
+        calls,
+        "denials reach no upstream service"
+    );
+}
+
+/// A vault whose challenge names a resource other than the cloud's vault resource gets no
+/// token (the SDKs' rule: the request host must end with the challenge resource's host, and it
+/// must be exactly https://vault.azure.net in the public cloud) — and no token is even fetched.
+#[test]
+fn a_foreign_challenge_resource_gets_no_token() {
+    for (path, resource) in [
+        (
+            "/api/GetSecretSameTenant?key=TEST-SECRET-001",
+            "https://net",
+        ),
+        (
+            "/api/GetSecretSameTenant?key=TEST-SECRET-001",
+            "https://evil.example",
+        ),
+        (
+            "/api/GetSecretSameTenant?key=TEST-SECRET-001",
+            "http://vault.azure.net",
+        ),
+        (
+            "/api/GetSecretCrossTenant?key=TEST-SECRET-001",
+            "https://azure.net",
+        ),
+    ] {
+        let w = World::new();
+        w.vault_a.set_challenge_resource(resource);
+        w.vault_b.set_challenge_resource(resource);
+        let r = w.get(path);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (502, "keyvault-challenge-invalid"),
+            "{resource}: {}",
+            r.text()
+        );
+        for vault in [&w.vault_a, &w.vault_b] {
+            assert!(
+                vault.requests().iter().all(|q| q.bearer().is_none()),
+                "{resource}: a token reached the vault"
+            );
+        }
+        assert!(w.imds.requests().is_empty(), "{resource}: IMDS was asked");
+        assert!(w.entra.requests().is_empty(), "{resource}: Entra was asked");
+    }
+}
+
+#[test]
 fn blobs_over_the_size_limit_are_413_before_streaming() {
     let w = World::builder().var("max_blob_bytes", Some("10")).build();
     let r = w.get(&format!(
@@ -101,12 +190,24 @@ fn blobs_over_the_size_limit_are_413_before_streaming() {
 #[test]
 fn over_long_urls_are_414() {
     let w = World::new();
+    // Over 16 KiB of path and query: refused before anything else.
     let r = w.get(&format!(
         "/api/GetSecretSameTenant?key=a&pad={}",
-        "x".repeat(9000)
+        "x".repeat(16 * 1024)
     ));
     assert_eq!((r.status, r.code().as_str()), (414, "uri-too-long"));
     assert_no_upstream(&w);
+    // The longest legal blob name (1,024 four-byte characters, percent-encoded: 12 KiB) fits.
+    let name = "%F0%90%8D%88".repeat(1024);
+    let r = w.get(&format!(
+        "/api/DownloadBlobSameTenant?container={SEED_CONTAINER}&blob={name}"
+    ));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (404, "blob-not-found"),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -125,7 +226,7 @@ fn the_audit_line_names_caller_resource_outcome_and_request_ids() {
     let blob = &lines[0];
     assert_eq!(blob["caller"], "rotated");
     assert_eq!(blob["route"], "DownloadBlobCrossTenant");
-    assert_eq!(blob["tenant"], "cross-tenant");
+    assert_eq!(blob["tenant"], "b", "the profile's name");
     assert_eq!(
         blob["resource"],
         format!(
@@ -153,5 +254,86 @@ fn the_audit_line_names_caller_resource_outcome_and_request_ids() {
             nf["code"].as_str()
         ),
         (Some("tests"), Some(404), Some("secret-not-found"))
+    );
+}
+
+/// Tokens only go where they belong: a storage endpoint outside the cloud's blob suffix (and not
+/// in `trusted_token_hosts`), or an authority that is not the cloud's login host, gets no token —
+/// the managed identity's assertion and the storage token never leave.
+#[test]
+fn no_token_leaves_for_hosts_outside_the_clouds_suffixes() {
+    // Azurite is on 127.0.0.1: without trusting it, no storage token may go there.
+    let w = World::builder()
+        .var("trusted_token_hosts", Some(""))
+        .build();
+    let r = w.get(&format!(
+        "/api/DownloadBlobSameTenant?container={SEED_CONTAINER}&blob={SEED_BLOB}"
+    ));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.detail().contains("blob_service_endpoint"),
+        "{}",
+        r.detail()
+    );
+    assert!(
+        w.outbound()
+            .iter()
+            .all(|o| o.header("authorization").is_none()),
+        "a token left: {:?}",
+        w.outbound()
+    );
+
+    // The same for the target tenants' endpoints: no exchange, no token.
+    for (variable, value) in [
+        ("cross_blob_service_endpoint", "https://storage.example.com"),
+        ("cross_keyvault_endpoint", "https://vault.example.com"),
+        (
+            "profile1_blob_service_endpoint",
+            "https://c.blob.core.windows.net.example.com",
+        ),
+    ] {
+        let w = World::builder().var(variable, Some(value)).build();
+        let tenant = if variable.starts_with("profile1") {
+            "c"
+        } else {
+            "b"
+        };
+        let route = if variable.contains("keyvault") {
+            format!("/api/GetSecretCrossTenant?key=TEST-SECRET-001&tenant={tenant}")
+        } else {
+            format!(
+                "/api/DownloadBlobCrossTenant?container={SEED_CONTAINER}&blob={SEED_BLOB}&tenant={tenant}"
+            )
+        };
+        let r = w.get(&route);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (500, "configuration-invalid"),
+            "{variable}: {}",
+            r.text()
+        );
+        assert!(r.detail().contains(variable), "{}", r.detail());
+        assert!(w.outbound().is_empty(), "{variable}: {:?}", w.outbound());
+    }
+
+    // An authority that is not the cloud's login host never receives the assertion.
+    let w = World::builder()
+        .var("authority_host", Some("https://login.example-attacker.com"))
+        .build();
+    let r = w.get("/api/GetSecretCrossTenant?key=TEST-SECRET-001");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.detail().contains("authority_host"), "{}", r.detail());
+    assert!(w.entra.requests().is_empty());
+    assert!(
+        w.outbound()
+            .iter()
+            .all(|o| !o.url.contains("example-attacker")),
+        "{:?}",
+        w.outbound()
     );
 }

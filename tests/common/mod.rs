@@ -4,6 +4,12 @@
 //!
 //! Azurite, the CA and the signing keys are shared by all tests of a binary (starting them is
 //! slow); fakes and the host are fresh per test so recorded traffic belongs to one test.
+//!
+//! The host runs as users run Spin: the token cache is the default key-value store, a SQLite file
+//! in a per-world state directory (Spin's `.spin/`). A replicated world
+//! (`World::builder().replicated()`) puts the default store on a real redis-server of its own
+//! instead, through a runtime config, so that `World::replica()` hosts share it as SpinKube
+//! replicas share one Redis.
 #![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
@@ -11,26 +17,38 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use tenant_bridge_testkit::acr::TokenKind;
 use tenant_bridge_testkit::azurite::Azurite;
 use tenant_bridge_testkit::entra::FakeEntra;
 use tenant_bridge_testkit::host::{HostConfig, OutboundRecord, RunningHost};
 use tenant_bridge_testkit::imds::FakeImds;
 use tenant_bridge_testkit::jwt::{self, Signer};
 use tenant_bridge_testkit::keyvault::FakeVault;
+use tenant_bridge_testkit::login_server::LoginServer;
 use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::redis::RedisServer;
 use tenant_bridge_testkit::world::Tenants;
 use tokio::runtime::Runtime;
 
 /// The world's ids, hosts, seed data and Entra directory (shared with the sandbox).
 pub use tenant_bridge_testkit::world::{
-    directory, ACCOUNT_A, ACCOUNT_B, APP_ID, APP_SP_A, APP_SP_B, ENTRA_HOST, EXCHANGE_AUDIENCE,
-    MI_CLIENT_ID, MI_OBJECT_ID, SEED_A, SEED_B, SEED_BLOB, SEED_CONTAINER, STORAGE_RESOURCE,
-    TENANT_A, TENANT_B, VAULT_A_HOST, VAULT_B_HOST, VAULT_RESOURCE,
+    directory, ACCOUNT_A, ACCOUNT_B, ACCOUNT_C, APP_ID, APP_SP_A, APP_SP_B, APP_SP_C, ENTRA_HOST,
+    EXCHANGE_AUDIENCE, MI_CLIENT_ID, MI_OBJECT_ID, PROFILE_B, PROFILE_C, SECRET_VALUE_A,
+    SECRET_VALUE_B, SECRET_VALUE_C, SEED_A, SEED_B, SEED_BLOB, SEED_C, SEED_CONTAINER,
+    STORAGE_RESOURCE, TENANT_A, TENANT_B, TENANT_C, VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST,
+    VAULT_RESOURCE,
+};
+/// Tenant B's registry (`WorldBuilder::registry`).
+pub use tenant_bridge_testkit::world::{
+    OTHER_REPOSITORY, REGISTRY_HOST, SEED_REPOSITORY, SEED_TAG,
 };
 
-pub const KEY: &str = "test-key-1";
-pub const ROTATED_KEY: &str = "test-key-2";
-pub const FUNCTION_KEYS: &str = "tests:test-key-1,rotated:test-key-2";
+/// `cross_tenant_repositories` of a world with a registry: every caller may pull `base/*`.
+pub const REGISTRY_RULES: &str = "base/*";
+
+pub const KEY: &str = "test-key-1-for-the-tests";
+pub const ROTATED_KEY: &str = "test-key-2-after-rotation";
+pub const FUNCTION_KEYS: &str = "tests:test-key-1-for-the-tests,rotated:test-key-2-after-rotation";
 
 pub fn rt() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
@@ -85,7 +103,7 @@ pub fn shared() -> &'static Shared {
         let imds_signer = Arc::new(Signer::new("imds-key"));
         let entra_signer = Arc::new(Signer::new("entra-key"));
         let azurite = rt().block_on(async {
-            let az = Azurite::start(&pki, &[ACCOUNT_A, ACCOUNT_B]).await;
+            let az = Azurite::start(&pki, &tenant_bridge_testkit::world::ACCOUNTS).await;
             tenant_bridge_testkit::world::seed_azurite(&az).await;
             az
         });
@@ -103,10 +121,19 @@ pub struct World {
     pub imds: FakeImds,
     pub vault_a: FakeVault,
     pub vault_b: FakeVault,
+    pub vault_c: FakeVault,
     pub entra: FakeEntra,
     pub host: RunningHost,
+    /// Tenant B's registry login server, when the builder asked for one.
+    pub registry: Option<LoginServer>,
     pub vars: HashMap<String, String>,
     pub client: reqwest::Client,
+    /// How `host` was started, for replicas.
+    config: HostConfig,
+    /// The Redis a replicated world's hosts share (None: SQLite in `state`).
+    pub redis: Option<RedisServer>,
+    /// Spin's state directory (and the runtime config of a replicated world).
+    state: tempfile::TempDir,
 }
 
 pub struct Reply {
@@ -151,8 +178,11 @@ pub struct Endpoints {
     pub imds: String,
     pub vault_a: String,
     pub vault_b: String,
+    pub vault_c: String,
     pub entra: String,
     pub azurite: String,
+    /// The registry login server as `name:port`, when there is one.
+    pub registry: Option<String>,
 }
 
 type VarFn = Box<dyn FnOnce(&Endpoints) -> String>;
@@ -161,6 +191,8 @@ pub struct WorldBuilder {
     vars: Vec<(String, Option<String>)>,
     computed: Vec<(String, VarFn)>,
     manifest: Option<PathBuf>,
+    registry: bool,
+    replicated: bool,
 }
 
 impl WorldBuilder {
@@ -179,6 +211,19 @@ impl WorldBuilder {
         self.manifest = Some(path);
         self
     }
+    /// Adds tenant B's registry: the fake token service, the real registry seeded with
+    /// [`SEED_REPOSITORY`] and [`OTHER_REPOSITORY`], and the variables that serve it
+    /// (`cross_tenant_registries`, `cross_tenant_repositories` = [`REGISTRY_RULES`]).
+    pub fn registry(mut self) -> Self {
+        self.registry = true;
+        self
+    }
+    /// The default store on a redis-server of this world, so that `World::replica()` can share
+    /// it (a SpinKube deployment with several replicas).
+    pub fn replicated(mut self) -> Self {
+        self.replicated = true;
+        self
+    }
     pub fn build(self) -> World {
         World::start(self)
     }
@@ -190,6 +235,8 @@ impl World {
             vars: Vec::new(),
             computed: Vec::new(),
             manifest: None,
+            registry: false,
+            replicated: false,
         }
     }
 
@@ -208,11 +255,22 @@ impl World {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
             vars.insert("function_keys".into(), FUNCTION_KEYS.into());
-            let guest_hosts = tenants.guest_hosts();
+            let mut guest_hosts = tenants.guest_hosts();
+            let registry = if b.registry {
+                Some(start_registry(s).await)
+            } else {
+                None
+            };
+            if let Some(login) = &registry {
+                vars.insert("cross_tenant_registries".into(), login.authority());
+                vars.insert("cross_tenant_repositories".into(), REGISTRY_RULES.into());
+                guest_hosts.insert(REGISTRY_HOST.into(), std::net::IpAddr::from([127, 0, 0, 1]));
+            }
             let Tenants {
                 imds,
                 vault_a,
                 vault_b,
+                vault_c,
                 entra,
             } = tenants;
             for (name, value) in b.vars {
@@ -225,24 +283,46 @@ impl World {
                 imds: imds.endpoint(),
                 vault_a: vault_a.endpoint(),
                 vault_b: vault_b.endpoint(),
+                vault_c: vault_c.endpoint(),
                 entra: entra.endpoint(),
                 azurite: s.azurite.endpoint(),
+                registry: registry.as_ref().map(LoginServer::authority),
             };
             for (name, f) in b.computed {
                 vars.insert(name, f(&endpoints));
             }
+            let state = tempfile::Builder::new()
+                .prefix("tenant-bridge-world-")
+                .tempdir()
+                .expect("state dir");
+            let redis = b.replicated.then(|| {
+                RedisServer::start().unwrap_or_else(|e| panic!("a replicated world: {e:#}"))
+            });
+            let runtime_config = redis.as_ref().map(|r| {
+                let path = state.path().join("runtime-config.toml");
+                let text = format!(
+                    "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+                    r.url()
+                );
+                std::fs::write(&path, text).expect("write runtime-config.toml");
+                path
+            });
             let mut cfg = HostConfig {
                 wasm,
                 variables: vars.clone(),
                 ca_pem: Some(s.pki.ca_pem()),
                 hosts: guest_hosts,
                 echo_logs: std::env::var_os("TB_ECHO_LOGS").is_some(),
+                runtime_config,
+                state_dir: Some(state.path().join(".spin")),
                 ..HostConfig::default()
             };
             if let Some(m) = b.manifest {
                 cfg.manifest = m;
+            } else if let Some(login) = &registry {
+                cfg.manifest = registry_manifest(login.port());
             }
-            let host = RunningHost::start(cfg)
+            let host = RunningHost::start(cfg.clone())
                 .await
                 .expect("start the component host");
             let client = reqwest::Client::builder()
@@ -253,12 +333,39 @@ impl World {
                 imds,
                 vault_a,
                 vault_b,
+                vault_c,
                 entra,
                 host,
+                registry,
                 vars,
                 client,
+                config: cfg,
+                redis,
+                state,
             }
         })
+    }
+
+    /// Another host serving the same component and configuration, sharing `host`'s Redis: a
+    /// second replica. Only a replicated world has one (`World::builder().replicated()`).
+    pub fn replica(&self) -> RunningHost {
+        assert!(
+            self.redis.is_some(),
+            "replicas share a Redis, as on SpinKube: build the world with World::builder().replicated()"
+        );
+        rt().block_on(RunningHost::start(self.config.clone()))
+            .expect("start the replica")
+    }
+
+    /// Another component (its own .wasm and manifest, no variables) in a host configured like
+    /// `host` (store, CA, names) and sharing its key-value data: the benchmark's ceilings.
+    pub fn sibling(&self, wasm: PathBuf, manifest: PathBuf) -> RunningHost {
+        let mut cfg = self.config.clone();
+        cfg.wasm = wasm;
+        cfg.manifest = manifest;
+        cfg.variables = HashMap::new();
+        rt().block_on(RunningHost::start(cfg))
+            .expect("start the sibling host")
     }
 
     /// GET with the test function key in `x-functions-key`.
@@ -337,10 +444,17 @@ impl World {
     /// the given secret values.
     pub fn assert_no_leak(&self, reply: &Reply, secrets: &[&str]) {
         let logs = self.logs();
+        let tokens = issued_token_parts();
         for (what, text) in [("body", reply.text()), ("log", logs)] {
             assert!(!text.contains("eyJ"), "{what} contains a JWT: {text}");
             for s in [KEY, ROTATED_KEY].iter().chain(secrets) {
                 assert!(!text.contains(s), "{what} contains secret {s:?}: {text}");
+            }
+            for t in &tokens {
+                assert!(
+                    !text.contains(t),
+                    "{what} contains part of an issued token: {text}"
+                );
             }
         }
     }
@@ -348,7 +462,29 @@ impl World {
 
 /// What must never appear in a log line: any JWT (tokens, assertions), the function keys, the
 /// seeded secret values.
-pub const NEVER_LOGGED: &[&str] = &["eyJ", KEY, ROTATED_KEY, "TenantA", "TenantB"];
+pub const NEVER_LOGGED: &[&str] = &[
+    "eyJ",
+    KEY,
+    ROTATED_KEY,
+    SECRET_VALUE_A,
+    SECRET_VALUE_B,
+    SECRET_VALUE_C,
+];
+
+/// Every IMDS and Entra token issued in this test binary, whole and as its claims and signature
+/// segments (a log line that cut a token, or dropped its header, still leaks it).
+pub fn issued_token_parts() -> Vec<String> {
+    let s = shared();
+    let mut tokens = s.imds_signer.issued();
+    tokens.extend(s.entra_signer.issued());
+    tokens
+        .into_iter()
+        .flat_map(|t| {
+            let parts: Vec<String> = t.split('.').skip(1).map(str::to_string).collect();
+            std::iter::once(t).chain(parts)
+        })
+        .collect()
+}
 
 /// The log scanner: every world's complete log output is checked when the test ends, so the whole
 /// integration suite runs through it.
@@ -363,6 +499,16 @@ impl Drop for World {
                 panic!("log scanner: {needle:?} appears in the log: {line}");
             }
         }
+        for (kind, needle) in self.registry_token_parts() {
+            if let Some(line) = logs.lines().find(|l| l.contains(&needle)) {
+                panic!("log scanner: part of an ACR {kind:?} token appears in the log: {line}");
+            }
+        }
+        for needle in issued_token_parts() {
+            if let Some(line) = logs.lines().find(|l| l.contains(&needle)) {
+                panic!("log scanner: part of an issued token appears in the log: {line}");
+            }
+        }
     }
 }
 
@@ -370,6 +516,61 @@ impl Default for World {
     fn default() -> Self {
         Self::new()
     }
+}
+
+impl World {
+    /// Every ACR token the registry's token service issued, whole and as its claims and
+    /// signature segments (a log line that cut a token still leaks it).
+    pub fn registry_token_parts(&self) -> Vec<(TokenKind, String)> {
+        let Some(login) = &self.registry else {
+            return Vec::new();
+        };
+        login
+            .acr
+            .issued()
+            .into_iter()
+            .flat_map(|issued| {
+                let parts: Vec<String> = issued
+                    .token
+                    .split('.')
+                    .skip(1)
+                    .map(str::to_string)
+                    .collect();
+                std::iter::once(issued.token)
+                    .chain(parts)
+                    .map(move |p| (issued.kind, p))
+            })
+            .collect()
+    }
+}
+
+async fn start_registry(s: &Shared) -> LoginServer {
+    let login = LoginServer::start(
+        &s.pki,
+        tenant_bridge_testkit::world::acr_config(vec![s.entra_signer.verifier()]),
+    )
+    .await;
+    tenant_bridge_testkit::world::seed_registry(&login).await;
+    login
+}
+
+/// spin.toml plus the test login server's port: the manifest allows `https://*.azurecr.io` on
+/// 443 only, and the test registry cannot listen there without root. Adding the port (not a
+/// host) keeps egress to ACR login server names while letting the component reach the front;
+/// the component's own allow-list (`cross_tenant_registries`) is what the tests exercise.
+pub fn registry_manifest(port: u16) -> PathBuf {
+    manifest_variant(&format!("registry-{port}"), |text| {
+        let entry = "\"https://*.azurecr.io\",";
+        assert!(
+            text.contains(entry),
+            "spin.toml allows https://*.azurecr.io"
+        );
+        text.replacen(
+            entry,
+            &format!("{entry}\n  \"https://*.azurecr.io:{port}\","),
+            1,
+        )
+    })
 }
 
 /// The `tid` claim of a bearer token in an outbound request.
