@@ -111,6 +111,9 @@ load_config() {
   [[ -f "$file" ]] || die "no configuration file $file: copy deploy/azure/config.env.example to it and fill it in"
   # shellcheck source=config.env.example
   source "$file"
+  CONFIG_FILE="$file"
+  # What the set-up learns and must not guess again (the app registration's id).
+  STATE_FILE="$file.state"
 
   CLOUD="${CLOUD:-public}"
   AKS_NODEPOOL="${AKS_NODEPOOL:-tbridge}"
@@ -119,15 +122,24 @@ load_config() {
   AKS_NODEPOOL_COUNT="${AKS_NODEPOOL_COUNT:-2}"
   NODE_TAINT="${NODE_TAINT:-tenant-bridge.io/identity=true:NoSchedule}"
   NODE_LABEL="${NODE_LABEL:-tenant-bridge.io/identity=true}"
+  SHIM_NODE_LABEL="${SHIM_NODE_LABEL:-tenant-bridge.io/shim=containerd-shim-spin-v0.24.0}"
   IDENTITY_NAME="${IDENTITY_NAME:-id-tenant-bridge}"
   APP_DISPLAY_NAME="${APP_DISPLAY_NAME:-tenant-bridge-cross-tenant}"
   FIC_NAME="${FIC_NAME:-tenant-bridge-node-pool-identity}"
-  PE_KEYVAULT_NAME="${PE_KEYVAULT_NAME:-pe-tenant-bridge-vault-b}"
-  PE_BLOB_NAME="${PE_BLOB_NAME:-pe-tenant-bridge-blob-b}"
   DNS_RESOURCE_GROUP="${DNS_RESOURCE_GROUP:-${RESOURCE_GROUP_A:-}}"
+  DNS_SUBSCRIPTION_ID="${DNS_SUBSCRIPTION_ID:-${SUBSCRIPTION_A_ID:-}}"
+  DNS_RESOLUTION_POLICY="${DNS_RESOLUTION_POLICY:-NxDomainRedirect}"
   VNET_LINK_NAME="${VNET_LINK_NAME:-${VNET_NAME:-vnet}-tenant-bridge}"
   APP_CLIENT_ID="${APP_CLIENT_ID:-}"
+  APP_ID_SOURCE=""
+  if [[ -n "$APP_CLIENT_ID" ]]; then
+    APP_ID_SOURCE=config
+  elif [[ -f "$STATE_FILE" ]]; then
+    APP_CLIENT_ID="$(sed -n 's/^APP_CLIENT_ID=//p' "$STATE_FILE" | tail -n 1)"
+    [[ -z "$APP_CLIENT_ID" ]] || APP_ID_SOURCE=remembered
+  fi
   DELETE_DNS_ZONES="${DELETE_DNS_ZONES:-false}"
+  POOL_LABELS="$NODE_LABEL $SHIM_NODE_LABEL"
 
   case "$CLOUD" in
     public)
@@ -138,6 +150,7 @@ load_config() {
       BLOB_SUFFIX=blob.core.windows.net
       VAULT_ZONE=privatelink.vaultcore.azure.net
       BLOB_ZONE=privatelink.blob.core.windows.net
+      REGISTRY_SUFFIX=azurecr.io
       ;;
     usgov)
       AZ_CLOUD=AzureUSGovernment
@@ -147,6 +160,7 @@ load_config() {
       BLOB_SUFFIX=blob.core.usgovcloudapi.net
       VAULT_ZONE=privatelink.vaultcore.usgovcloudapi.net
       BLOB_ZONE=privatelink.blob.core.usgovcloudapi.net
+      REGISTRY_SUFFIX=azurecr.us
       ;;
     china)
       AZ_CLOUD=AzureChinaCloud
@@ -156,27 +170,18 @@ load_config() {
       BLOB_SUFFIX=blob.core.chinacloudapi.cn
       VAULT_ZONE=privatelink.vaultcore.azure.cn
       BLOB_ZONE=privatelink.blob.core.chinacloudapi.cn
+      REGISTRY_SUFFIX=azurecr.cn
       ;;
     *) die "CLOUD must be public, usgov or china, not '$CLOUD'" ;;
   esac
   FIC_ISSUER="${FIC_ISSUER:-$AUTHORITY/${TENANT_A_ID:-}/v2.0}"
   FIC_AUDIENCE="${FIC_AUDIENCE:-$FIC_AUDIENCE_DEFAULT}"
 
-  # Resource ids, built from the configuration: tenant A cannot read tenant B's resources, and
-  # tenant B identifies tenant A's private endpoints by these ids.
+  # Resource ids, built from the configuration: a target tenant cannot read tenant A's
+  # resources, and identifies tenant A's private endpoints by these ids.
   MI_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${RESOURCE_GROUP_A:-}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/$IDENTITY_NAME"
   VNET_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${VNET_RESOURCE_GROUP:-}/providers/Microsoft.Network/virtualNetworks/${VNET_NAME:-}"
   SUBNET_ID="$VNET_ID/subnets/${PE_SUBNET_NAME:-}"
-  PE_KEYVAULT_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${RESOURCE_GROUP_A:-}/providers/Microsoft.Network/privateEndpoints/$PE_KEYVAULT_NAME"
-  PE_BLOB_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${RESOURCE_GROUP_A:-}/providers/Microsoft.Network/privateEndpoints/$PE_BLOB_NAME"
-  KEYVAULT_B_ID=""
-  if [[ -n "${KEYVAULT_B_NAME:-}" ]]; then
-    KEYVAULT_B_ID="/subscriptions/${SUBSCRIPTION_B_ID:-}/resourceGroups/${KEYVAULT_B_RESOURCE_GROUP:-}/providers/Microsoft.KeyVault/vaults/$KEYVAULT_B_NAME"
-  fi
-  STORAGE_B_ID=""
-  if [[ -n "${STORAGE_B_NAME:-}" ]]; then
-    STORAGE_B_ID="/subscriptions/${SUBSCRIPTION_B_ID:-}/resourceGroups/${STORAGE_B_RESOURCE_GROUP:-}/providers/Microsoft.Storage/storageAccounts/$STORAGE_B_NAME"
-  fi
   KEYVAULT_A_ID=""
   if [[ -n "${KEYVAULT_A_NAME:-}" ]]; then
     KEYVAULT_A_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${KEYVAULT_A_RESOURCE_GROUP:-}/providers/Microsoft.KeyVault/vaults/$KEYVAULT_A_NAME"
@@ -185,6 +190,149 @@ load_config() {
   if [[ -n "${STORAGE_A_NAME:-}" ]]; then
     STORAGE_A_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${STORAGE_A_RESOURCE_GROUP:-}/providers/Microsoft.Storage/storageAccounts/$STORAGE_A_NAME"
   fi
+  parse_targets
+}
+
+# remember_app ID: the app registration's id, kept beside the configuration so that later runs
+# (and the teardown) act on this app only, never on one found by name.
+remember_app() {
+  is_dry_run && return 0
+  [[ "$APP_ID_SOURCE" == config ]] && return 0
+  if [[ "$APP_ID_SOURCE" != remembered ]] || ! grep -qxF "APP_CLIENT_ID=$1" "$STATE_FILE" 2>/dev/null; then
+    printf '# Written by deploy/azure/setup.sh: the app registration this configuration created or adopted.\nAPP_CLIENT_ID=%s\n' "$1" >"$STATE_FILE"
+    note "remembered app $1 in $STATE_FILE (or set APP_CLIENT_ID in the configuration)"
+  fi
+  APP_ID_SOURCE=remembered
+}
+
+forget_app() {
+  if ! is_dry_run && [[ -f "$STATE_FILE" ]]; then
+    rm -f "$STATE_FILE"
+  fi
+}
+
+# ---- target tenants --------------------------------------------------------------------------
+#
+# TARGET_TENANTS="B C": the tenants tenant-bridge reads from. Target X has TENANT_X_ID,
+# SUBSCRIPTION_X_ID, KEYVAULT_X_NAME / _RESOURCE_GROUP / _SECRETS, STORAGE_X_NAME /
+# _RESOURCE_GROUP / _CONTAINER, REGISTRY_X_NAME / _RESOURCE_GROUP / _ROLE (a registry the app
+# may pull from, for /api/acr/token), and optionally PE_KEYVAULT_X_NAME, PE_BLOB_X_NAME,
+# PROFILE_X_SLOT (default or 1-4: which Spin variables it fills) and PROFILE_X_NAME (the
+# tenant= name callers use). The first target without a slot takes the default profile (the
+# cross_* variables), the others profile slots 1-4 in order.
+
+TARGETS=()
+declare -A SLOT_OF=() PROFILE_OF=()
+
+# tval PATTERN X: the setting named PATTERN with @ replaced by X (empty when unset).
+tval() {
+  local __name="${1//@/$2}"
+  printf '%s' "${!__name:-}"
+}
+
+parse_targets() {
+  local raw="${TARGET_TENANTS:-B}" t seen=" "
+  TARGETS=()
+  for t in ${raw//,/ }; do
+    t="${t^^}"
+    [[ "$t" =~ ^[A-Z][A-Z0-9]{0,15}$ ]] ||
+      die "TARGET_TENANTS: '$t' is not a target name (letters and digits, such as B or STAGING)"
+    [[ "$t" != A ]] || die "TARGET_TENANTS: A is the identity's own tenant, not a target"
+    [[ "$seen" != *" $t "* ]] || die "TARGET_TENANTS names $t twice"
+    seen+="$t "
+    TARGETS+=("$t")
+  done
+  ((${#TARGETS[@]} > 0)) || die "TARGET_TENANTS is empty: name at least one target tenant, such as B"
+  ((${#TARGETS[@]} <= 5)) ||
+    die "TARGET_TENANTS has ${#TARGETS[@]} targets: at most 5 (the default profile and profile slots 1-4)"
+
+  local slot used=" " next=1 name names=" "
+  for t in "${TARGETS[@]}"; do
+    slot="$(tval PROFILE_@_SLOT "$t")"
+    [[ -n "$slot" ]] || continue
+    [[ "$slot" =~ ^(default|[1-4])$ ]] || die "PROFILE_${t}_SLOT must be default or 1-4, not '$slot'"
+    [[ "$used" != *" $slot "* ]] || die "PROFILE_${t}_SLOT: slot $slot is already another target's"
+    used+="$slot "
+    SLOT_OF[$t]="$slot"
+  done
+  for t in "${TARGETS[@]}"; do
+    [[ -z "${SLOT_OF[$t]:-}" ]] || continue
+    if [[ "$used" != *" default "* ]]; then
+      slot=default
+    else
+      while [[ "$used" == *" $next "* ]]; do next=$((next + 1)); done
+      ((next <= 4)) || die "no free profile slot for target $t"
+      slot="$next"
+    fi
+    used+="$slot "
+    SLOT_OF[$t]="$slot"
+  done
+  for t in "${TARGETS[@]}"; do
+    name="$(tval PROFILE_@_NAME "$t")"
+    name="${name:-${t,,}}"
+    [[ "$name" =~ ^[a-z0-9_-]{1,32}$ ]] ||
+      die "PROFILE_${t}_NAME must be 1-32 lowercase letters, digits, '-' or '_', not '$name'"
+    [[ "$names" != *" $name "* ]] || die "PROFILE_${t}_NAME: profile name '$name' is already another target's"
+    names+="$name "
+    PROFILE_OF[$t]="$name"
+  done
+}
+
+# slot_var SLOT FIELD: the Spin variable of FIELD in a profile slot (as the component names it).
+slot_var() {
+  local slot="$1" field="$2"
+  if [[ "$slot" != default ]]; then
+    printf 'profile%s_%s' "$slot" "$field"
+    return 0
+  fi
+  case "$field" in
+    name | callers | secrets | blobs | registries | repositories) printf 'cross_tenant_%s' "$field" ;;
+    tenant_id) printf 'cross_tenant_id' ;;
+    *) printf 'cross_%s' "$field" ;;
+  esac
+}
+
+# select_target X: the T_* settings of target tenant X.
+select_target() {
+  T="$1"
+  T_LABEL="tenant $T"
+  T_TENANT_ID="$(tval TENANT_@_ID "$T")"
+  T_SUBSCRIPTION_ID="$(tval SUBSCRIPTION_@_ID "$T")"
+  T_KEYVAULT_NAME="$(tval KEYVAULT_@_NAME "$T")"
+  T_KEYVAULT_RESOURCE_GROUP="$(tval KEYVAULT_@_RESOURCE_GROUP "$T")"
+  T_KEYVAULT_SECRETS="$(tval KEYVAULT_@_SECRETS "$T")"
+  T_STORAGE_NAME="$(tval STORAGE_@_NAME "$T")"
+  T_STORAGE_RESOURCE_GROUP="$(tval STORAGE_@_RESOURCE_GROUP "$T")"
+  T_STORAGE_CONTAINER="$(tval STORAGE_@_CONTAINER "$T")"
+  T_REGISTRY_NAME="$(tval REGISTRY_@_NAME "$T")"
+  T_REGISTRY_RESOURCE_GROUP="$(tval REGISTRY_@_RESOURCE_GROUP "$T")"
+  T_REGISTRY_ROLE="$(tval REGISTRY_@_ROLE "$T")"
+  T_REGISTRY_ROLE="${T_REGISTRY_ROLE:-AcrPull}"
+  T_REGISTRY_ID=""
+  if [[ -n "$T_REGISTRY_NAME" ]]; then
+    T_REGISTRY_ID="/subscriptions/$T_SUBSCRIPTION_ID/resourceGroups/$T_REGISTRY_RESOURCE_GROUP/providers/Microsoft.ContainerRegistry/registries/$T_REGISTRY_NAME"
+  fi
+  T_PE_KEYVAULT_NAME="$(tval PE_KEYVAULT_@_NAME "$T")"
+  T_PE_BLOB_NAME="$(tval PE_BLOB_@_NAME "$T")"
+  # PE_KEYVAULT_NAME / PE_BLOB_NAME: the names of tenant B's endpoints before targets existed.
+  if [[ "$T" == B ]]; then
+    T_PE_KEYVAULT_NAME="${T_PE_KEYVAULT_NAME:-${PE_KEYVAULT_NAME:-}}"
+    T_PE_BLOB_NAME="${T_PE_BLOB_NAME:-${PE_BLOB_NAME:-}}"
+  fi
+  T_PE_KEYVAULT_NAME="${T_PE_KEYVAULT_NAME:-pe-tenant-bridge-vault-${T,,}}"
+  T_PE_BLOB_NAME="${T_PE_BLOB_NAME:-pe-tenant-bridge-blob-${T,,}}"
+  T_PE_KEYVAULT_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${RESOURCE_GROUP_A:-}/providers/Microsoft.Network/privateEndpoints/$T_PE_KEYVAULT_NAME"
+  T_PE_BLOB_ID="/subscriptions/${SUBSCRIPTION_A_ID:-}/resourceGroups/${RESOURCE_GROUP_A:-}/providers/Microsoft.Network/privateEndpoints/$T_PE_BLOB_NAME"
+  T_KEYVAULT_ID=""
+  if [[ -n "$T_KEYVAULT_NAME" ]]; then
+    T_KEYVAULT_ID="/subscriptions/$T_SUBSCRIPTION_ID/resourceGroups/$T_KEYVAULT_RESOURCE_GROUP/providers/Microsoft.KeyVault/vaults/$T_KEYVAULT_NAME"
+  fi
+  T_STORAGE_ID=""
+  if [[ -n "$T_STORAGE_NAME" ]]; then
+    T_STORAGE_ID="/subscriptions/$T_SUBSCRIPTION_ID/resourceGroups/$T_STORAGE_RESOURCE_GROUP/providers/Microsoft.Storage/storageAccounts/$T_STORAGE_NAME"
+  fi
+  T_SLOT="${SLOT_OF[$T]}"
+  T_PROFILE="${PROFILE_OF[$T]}"
 }
 
 # require NAME...: every named setting is non-empty.
