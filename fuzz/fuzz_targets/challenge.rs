@@ -1,26 +1,54 @@
-//! `keyvault::parse_challenge` and `keyvault::resource_matches_vault`: the `WWW-Authenticate`
-//! header of a vault's 401, which decides where our token may go.
+//! `fuzzing::parse_challenge` and `fuzzing::challenge_accepted` (`keyvault::parse_challenge`,
+//! `keyvault::resource_matches_vault`): the `WWW-Authenticate` header of a vault's 401, which
+//! decides whether our token may go to that vault.
 //!
-//! Input: `VAULT-ORIGIN\nHEADER` (no newline: the whole input is the header; a first line that is
-//! not an origin is ignored). Properties: never panics; a parsed challenge came from a Bearer
-//! header, has a non-empty lower-case tenant without `/` and a resource that parses as a URL with
-//! a host and no trailing `/`; `resource_matches_vault` is true only when the vault host ends
-//! with "." + the resource's host (never for an equal host, another domain, or no host), for
-//! fixed vaults, the input's vault, and the raw header text taken as a resource.
+//! Input: `VAULT-ORIGIN\nHEADER` (no newline: the whole input is the header). The first line is
+//! tried as a vault origin beside the fixed ones, and as a cloud name. Properties: never panics;
+//! a parsed challenge came from a Bearer header and has a non-empty lower-case tenant without
+//! `/`, `?` or `#` and a non-empty resource, taken from the header, without a trailing `/`;
+//! `challenge_accepted` is `None` for a cloud name that does not parse (and never for the fixed
+//! vaults), and otherwise true exactly when the resource is the cloud's Key Vault resource (any
+//! case) and the vault host is a strict subdomain of that resource's host — never for another
+//! cloud's resource, an equal host, a look-alike suffix, a port, a path or plain http. Checked
+//! for fixed vaults and resources of every cloud, the input's vault, the raw header text and
+//! the parsed resource.
 #![no_main]
 
-mod common;
-
 use libfuzzer_sys::fuzz_target;
-use tenant_bridge::config::{parse_origin, Origin};
-use tenant_bridge::keyvault::{parse_challenge, resource_matches_vault};
+use tenant_bridge::fuzzing::{challenge_accepted, parse_challenge};
+
+/// Each cloud's name (and alias) and Key Vault resource.
+const CLOUDS: &[(&str, &str)] = &[
+    ("public", "https://vault.azure.net"),
+    ("AzureCloud", "https://vault.azure.net"),
+    ("usgov", "https://vault.usgovcloudapi.net"),
+    ("china", "https://vault.azure.cn"),
+    ("AzureChinaCloud", "https://vault.azure.cn"),
+];
 
 const VAULTS: &[&str] = &[
     "https://contoso.vault.azure.net",
+    "https://Contoso.Vault.Azure.Net/",
     "https://contoso.vault.azure.net.evil.com",
+    "https://contosovault.azure.net",
     "https://theirs.vault.usgovcloudapi.net:8443",
+    "https://a.b.vault.azure.cn",
     "https://127.0.0.1:8443",
     "https://vault.azure.net",
+];
+
+/// Resources a challenge could name, beside the input's.
+const RESOURCES: &[&str] = &[
+    "https://vault.azure.net",
+    "HTTPS://VAULT.AZURE.NET",
+    "https://vault.azure.net/",
+    "https://vault.azure.net:443",
+    "http://vault.azure.net",
+    "https://vault.usgovcloudapi.net",
+    "https://vault.azure.cn",
+    "https://azure.net",
+    "https://evil.com",
+    "",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -29,18 +57,57 @@ fuzz_target!(|data: &[u8]| {
         Some((v, h)) => (Some(v), h),
         None => (None, &*text),
     };
-    let mut vaults: Vec<Origin> = VAULTS.iter().map(|v| parse_origin(v).unwrap()).collect();
-    if let Some(v) = vault_line.and_then(|v| parse_origin(v).ok()) {
-        vaults.push(v);
+    // Fixed vaults against fixed resources: the same every run, so checked once.
+    static FIXED: std::sync::Once = std::sync::Once::new();
+    FIXED.call_once(|| {
+        for (cloud, expected) in CLOUDS {
+            for vault in VAULTS {
+                for resource in RESOURCES {
+                    check_accepted(cloud, expected, vault, resource);
+                }
+            }
+        }
+    });
+
+    let parsed = parse_challenge(header);
+    // What this input adds: its vault against every resource, its resources against every vault.
+    let mut resources: Vec<&str> = vec![header, header.trim().trim_matches('"')];
+    if let Some((_, r)) = &parsed {
+        resources.push(r);
+    }
+    for (cloud, expected) in CLOUDS {
+        for vault in VAULTS.iter().chain(&vault_line) {
+            for resource in &resources {
+                check_accepted(cloud, expected, vault, resource);
+            }
+        }
+        if let Some(vault) = vault_line {
+            for resource in RESOURCES {
+                check_accepted(cloud, expected, vault, resource);
+            }
+        }
+    }
+    // A cloud name that does not parse decides nothing.
+    if let Some(line) = vault_line {
+        let known = matches!(
+            line.to_ascii_lowercase().as_str(),
+            "" | "public"
+                | "azurecloud"
+                | "usgov"
+                | "azureusgovernment"
+                | "china"
+                | "azurechinacloud"
+        );
+        if !known {
+            assert_eq!(
+                challenge_accepted(line, VAULTS[0], CLOUDS[0].1),
+                None,
+                "cloud {line:?} parsed"
+            );
+        }
     }
 
-    // Any text as a resource: the rule must hold for what a challenge could carry.
-    for vault in &vaults {
-        check_match(vault, header);
-        check_match(vault, header.trim().trim_matches('"'));
-    }
-
-    let Some(c) = parse_challenge(header) else {
+    let Some((tenant, resource)) = parsed else {
         return;
     };
     let scheme = header.trim();
@@ -48,44 +115,63 @@ fuzz_target!(|data: &[u8]| {
         scheme.starts_with("Bearer") || scheme.starts_with("bearer"),
         "challenge parsed from a non-Bearer header {header:?}"
     );
-    assert!(!c.tenant.is_empty(), "empty tenant from {header:?}");
+    assert!(!tenant.is_empty(), "empty tenant from {header:?}");
     assert_eq!(
-        c.tenant,
-        c.tenant.to_ascii_lowercase(),
+        tenant,
+        tenant.to_ascii_lowercase(),
         "tenant not lower-cased"
     );
-    assert!(!c.tenant.contains('/'), "tenant {:?} holds a '/'", c.tenant);
     assert!(
-        !c.resource.ends_with('/'),
-        "resource {:?} ends with '/'",
-        c.resource
+        !tenant.contains(['/', '?', '#']),
+        "tenant {tenant:?} holds a path or query character"
     );
-    let resource = url::Url::parse(&c.resource).expect("resource is a URL");
+    assert!(!resource.is_empty(), "empty resource from {header:?}");
     assert!(
-        resource.host_str().is_some_and(|h| !h.is_empty()),
-        "resource {:?} has no host",
-        c.resource
+        !resource.ends_with('/'),
+        "resource {resource:?} ends with '/'"
     );
-    for vault in &vaults {
-        check_match(vault, &c.resource);
-    }
+    assert!(
+        header.contains(&*resource),
+        "resource {resource:?} is not from {header:?}"
+    );
 });
 
-fn check_match(vault: &Origin, resource: &str) {
-    if !resource_matches_vault(vault, resource) {
-        return;
+/// The host of an origin as `origin::parse` reads it, when it does (scheme, no userinfo, path,
+/// query or fragment; an optional port; a lower-cased host).
+fn origin_host(origin: &str) -> Option<String> {
+    let v = origin.trim();
+    let v = v.strip_suffix('/').unwrap_or(v);
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"))?;
+    if rest.contains(['@', '/', '?', '#']) {
+        return None;
     }
-    let host = url::Url::parse(resource)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        .unwrap_or_else(|| panic!("{resource:?} without a host matched {vault}"));
-    assert!(
-        !host.is_empty(),
-        "empty host of {resource:?} matched {vault}"
+    let host = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => h,
+        _ => rest,
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+fn check_accepted(cloud: &str, expected: &str, vault: &str, resource: &str) {
+    let Some(accepted) = challenge_accepted(cloud, vault, resource) else {
+        // Only an origin that does not parse (the clouds here all do).
+        let host = origin_host(vault);
+        assert!(
+            !VAULTS.contains(&vault),
+            "fixed vault {vault:?} did not parse ({host:?})"
+        );
+        return;
+    };
+    let host = origin_host(vault)
+        .unwrap_or_else(|| panic!("{vault:?} parsed as an origin, but not by the oracle"));
+    let resource_host = &expected["https://".len()..];
+    let oracle = resource.eq_ignore_ascii_case(expected)
+        && host.len() > resource_host.len() + 1
+        && host.ends_with(&format!(".{resource_host}"));
+    assert_eq!(
+        accepted, oracle,
+        "cloud {cloud}, vault {vault:?} (host {host:?}), resource {resource:?}"
     );
-    assert!(
-        vault.host.ends_with(&format!(".{host}")),
-        "{resource:?} (host {host:?}) matched {vault}, which is not below it"
-    );
-    assert!(vault.host.len() > host.len() + 1 && vault.host != host);
 }

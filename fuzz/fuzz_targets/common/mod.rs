@@ -1,13 +1,18 @@
-//! Decoding shared by the fuzz targets. Inputs are line-oriented text so the seed corpora stay
+//! Decoding and checks shared by the fuzz targets, against the `tenant_bridge::fuzzing` facade
+//! (the crate's modules are private). Inputs are line-oriented text so the seed corpora stay
 //! readable and editable by hand; every byte string decodes to *some* input, never a rejection.
 #![allow(dead_code)]
 
-use tenant_bridge::errors::Problem;
-use tenant_bridge::upstream::{Head, Response};
+use tenant_bridge::fuzzing::Problem;
 
 /// Longest problem detail accepted by the properties. Details echo names and upstream error
 /// codes, each bounded by design (`errors::truncate`), so 2 KiB is far above any legitimate one.
 pub const MAX_DETAIL_BYTES: usize = 2048;
+/// Longest rendered problem body: the detail (JSON-escaped, so up to 6 bytes for a control
+/// character a path may carry) plus type, title, status and code.
+pub const MAX_BODY_BYTES: usize = 4096;
+/// Longest `Retry-After` passed on to a caller (`errors::MAX_RETRY_AFTER`).
+pub const MAX_RETRY_AFTER: u64 = 120;
 
 /// Splits off the first line (without its `\n`); the rest follows the newline.
 pub fn first_line(data: &[u8]) -> (&[u8], &[u8]) {
@@ -37,9 +42,26 @@ pub fn error_status(n: u64) -> u16 {
     }
 }
 
+/// An upstream answer as the facade's error mappers take it.
+pub struct Upstream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Upstream {
+    /// The first header of that name (case-insensitive), as `upstream::Head::header`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// `STATUS\nName: value\n…\n\nBODY`: a status line, header lines up to the first empty line,
 /// then the body as raw bytes (no blank line: headers only, empty body).
-pub fn upstream_response(data: &[u8]) -> Response {
+pub fn upstream_response(data: &[u8]) -> Upstream {
     let (status, mut rest) = first_line(data);
     let mut headers = Vec::new();
     loop {
@@ -58,43 +80,210 @@ pub fn upstream_response(data: &[u8]) -> Response {
             value.strip_prefix(' ').unwrap_or(value).to_string(),
         ));
     }
-    Response {
-        head: Head {
-            status: error_status(number(status)),
-            headers,
-        },
+    Upstream {
+        status: error_status(number(status)),
+        headers,
         body: rest.to_vec(),
     }
 }
 
-/// What every problem must satisfy, whatever produced it.
+/// A stable machine code: lowercase letters, digits and single inner dashes.
+pub fn is_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && !code.contains("--")
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// What every answer carrying a problem, a secret, a blob or a token must have: never cached,
+/// never sniffed, and (for complete bodies) an exact `Content-Length`.
+pub fn check_answer_headers(headers: &[(String, String)], body: &[u8], context: &str) {
+    assert_eq!(
+        header(headers, "cache-control"),
+        Some("no-store"),
+        "{context}: cache-control in {headers:?}"
+    );
+    assert_eq!(
+        header(headers, "x-content-type-options"),
+        Some("nosniff"),
+        "{context}: nosniff in {headers:?}"
+    );
+    assert_eq!(
+        header(headers, "content-length"),
+        Some(body.len().to_string().as_str()),
+        "{context}: content-length in {headers:?}"
+    );
+}
+
+/// A rendered problem answer (status, headers, body) as a caller sees it; `code` is the code
+/// the problem was made with. Returns the parsed body (`Null` for the empty 401).
+pub fn check_problem_answer(
+    status: u16,
+    code: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    context: &str,
+) -> serde_json::Value {
+    assert!(
+        (400..=599).contains(&status),
+        "{context}: status {status} is not 4xx/5xx"
+    );
+    assert!(
+        is_code(code),
+        "{context}: code {code:?} is not a stable kebab-case code"
+    );
+    check_answer_headers(headers, body, context);
+    match header(headers, "retry-after") {
+        Some(v) => {
+            let s: u64 = v
+                .parse()
+                .unwrap_or_else(|_| panic!("{context}: retry-after {v:?}"));
+            assert!(
+                (1..=MAX_RETRY_AFTER).contains(&s),
+                "{context}: retry-after {s}"
+            );
+        }
+        None => {}
+    }
+    if status == 405 {
+        assert_eq!(header(headers, "allow"), Some("GET"), "{context}: allow");
+    }
+    if status == 401 {
+        // Functions answers a missing or wrong key with an empty 401.
+        assert!(body.is_empty(), "{context}: a 401 with a body");
+        assert_eq!(code, "unauthorized", "{context}: 401 code");
+        return serde_json::Value::Null;
+    }
+    assert_eq!(
+        header(headers, "content-type"),
+        Some("application/problem+json"),
+        "{context}: content-type"
+    );
+    assert!(
+        body.len() <= MAX_BODY_BYTES,
+        "{context}: problem body of {} bytes (code {code}): {:?}…",
+        body.len(),
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    );
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{context}: problem body is not JSON ({e})"));
+    assert_eq!(v["status"], u64::from(status), "{context}: body status");
+    assert_eq!(v["code"], code, "{context}: body code");
+    assert_eq!(
+        v["type"],
+        format!("urn:tenant-bridge:problem:{code}"),
+        "{context}: body type"
+    );
+    let title = v["title"].as_str().expect("a title");
+    assert!(
+        !title.is_empty() && title.len() < 64,
+        "{context}: title {title:?}"
+    );
+    let detail = v["detail"].as_str().expect("a detail");
+    assert!(
+        detail.len() < MAX_DETAIL_BYTES,
+        "{context}: detail of {} bytes (code {code}): {:?}…",
+        detail.len(),
+        detail.chars().take(300).collect::<String>()
+    );
+    v
+}
+
+/// What every problem must satisfy, whatever produced it: the answer is well-formed and agrees
+/// with the problem's fields.
 pub fn check_problem(p: &Problem, context: &str) {
-    assert!(
-        (400..=599).contains(&p.status),
-        "{context}: status {} is not 4xx/5xx",
-        p.status
-    );
-    assert!(
-        !p.code.is_empty()
-            && p.code
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
-        "{context}: code {:?} is not a stable kebab-case code",
-        p.code
-    );
+    let v = check_problem_answer(p.status, &p.code, &p.headers, &p.body, context);
     assert!(
         p.detail.len() < MAX_DETAIL_BYTES,
-        "{context}: detail of {} bytes (code {}): {:?}…",
+        "{context}: detail of {} bytes (code {})",
         p.detail.len(),
-        p.code,
-        p.detail.chars().take(300).collect::<String>()
+        p.code
     );
-    let body: serde_json::Value = serde_json::from_slice(&p.body()).expect("problem body is JSON");
     assert_eq!(
-        body["status"],
-        u64::from(p.status),
-        "{context}: body status"
+        header(&p.headers, "retry-after").map(str::to_string),
+        p.retry_after.map(|s| s.to_string()),
+        "{context}: retry-after header vs field"
     );
-    assert_eq!(body["code"], p.code, "{context}: body code");
-    assert_eq!(body["detail"], p.detail.as_str(), "{context}: body detail");
+    if let Some(s) = p.retry_after {
+        assert!(
+            (1..=MAX_RETRY_AFTER).contains(&s),
+            "{context}: retry_after {s}"
+        );
+    }
+    if p.status != 401 {
+        assert_eq!(v["detail"], p.detail.as_str(), "{context}: body detail");
+        assert_eq!(v["title"], p.title.as_str(), "{context}: body title");
+    }
+}
+
+/// The text a reader of `bytes` sees: for JSON, every key and string it decodes to (escapes
+/// undone, so a `\u0017` cannot end in a `7` that completes a secret), NUL-separated; otherwise
+/// the bytes as text.
+pub fn visible_text(bytes: &[u8]) -> String {
+    fn collect(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push('\0');
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| {
+                out.push_str(k);
+                out.push('\0');
+                collect(v, out);
+            }),
+            other => {
+                out.push_str(&other.to_string());
+                out.push('\0');
+            }
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => {
+            let mut out = String::new();
+            collect(&v, &mut out);
+            out
+        }
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// Whether `needle` occurs anywhere in a problem as a caller or operator would see it.
+pub fn problem_mentions(p: &Problem, needle: &str) -> bool {
+    p.detail.contains(needle)
+        || p.title.contains(needle)
+        || visible_text(&p.body).contains(needle)
+        || p.headers
+            .iter()
+            .any(|(k, v)| k.contains(needle) || v.contains(needle))
+}
+
+/// One round of RFC 3986 percent-decoding; malformed escapes stay as they are.
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
 }
