@@ -128,8 +128,11 @@ fn get_ok(w: &World, ep: Endpoint) {
 
 /// The store backend the host runs with, as it describes itself.
 fn store_backend(w: &World) -> String {
-    let kv = format!("{:?}", w.host.kv());
-    kv.split(", ops").next().unwrap_or(&kv).to_string() + " }"
+    w.host
+        .kv()
+        .backend("default")
+        .unwrap_or("no default store")
+        .to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

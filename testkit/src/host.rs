@@ -393,6 +393,8 @@ impl Server {
                 },
             },
         );
+        // Spin's deadline when none is configured: a delta of 2^63 ticks, "practically forever".
+        store.set_epoch_deadline(u64::MAX / 2);
         let (resp_tx, resp_rx) = oneshot::channel();
         let setup = (|| -> wasmtime::Result<_> {
             let incoming = store
@@ -549,14 +551,53 @@ impl Body for GuestBody {
     }
 }
 
+/// The engine as Spin 3.6.3's `spin-core` configures it (`Config::default`, `EngineBuilder`):
+/// epoch interruption with a ticker thread every 10 ms (the guest's code carries the checks; the
+/// deadline is "practically forever", as Spin's `StoreBuilder::build` sets it), and the pooling
+/// instance allocator with Spin's defaults for 1,000 instances, which Spin uses wherever 42 bits
+/// of address space can be reserved (every x86_64 Linux). Pooling is what makes instantiating a
+/// fresh instance per request cheap; without it the host's fixed cost per request is not Spin's.
+/// `SPIN_WASMTIME_POOLING=0` turns it off, as it does in Spin.
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let mut c = wasmtime::Config::new();
+        c.epoch_interruption(true);
+        if std::env::var("SPIN_WASMTIME_POOLING").as_deref() != Ok("0") {
+            const MB: usize = 1 << 20;
+            const GB: u64 = 1 << 30;
+            let max_instances = 1_000;
+            let mut pooling = wasmtime::PoolingAllocationConfig::default();
+            pooling
+                .total_component_instances(max_instances)
+                .total_memories(max_instances)
+                .total_tables(2 * max_instances)
+                .total_stacks(max_instances)
+                .total_core_instances(4 * max_instances)
+                .table_elements(100_000)
+                .max_component_instance_size(10 * MB)
+                .max_core_instance_size(10 * MB)
+                .max_core_instances_per_component(200)
+                .max_tables_per_component(64)
+                .max_memories_per_component(32)
+                .max_tables_per_module(2)
+                .max_memories_per_module(2)
+                .max_memory_size(4 * GB as usize)
+                .linear_memory_keep_resident(2 * MB)
+                .table_keep_resident(MB / 2);
+            c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        }
         if std::env::var_os("TB_PERFMAP").is_some() {
             c.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        Engine::new(&c).expect("wasmtime engine")
+        let engine = Engine::new(&c).expect("wasmtime engine");
+        let weak = engine.weak();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let Some(engine) = weak.upgrade() else { break };
+            engine.increment_epoch();
+        });
+        engine
     })
 }
 

@@ -35,6 +35,17 @@ pub(crate) enum Backend {
     Unreachable(&'static str),
 }
 
+impl Backend {
+    fn describe(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(s) if s.in_memory() => "SQLite in memory (type \"spin\", no path)",
+            Backend::Sqlite(_) => "SQLite file (type \"spin\", Spin's default store)",
+            Backend::Redis(_) => "Redis (type \"redis\", a real redis-server)",
+            Backend::Unreachable(kind) => kind,
+        }
+    }
+}
+
 /// Every label of the app, and the operation counters.
 pub(crate) struct Stores {
     labels: BTreeMap<String, Arc<Backend>>,
@@ -284,6 +295,12 @@ impl KvHandle {
     /// The labels the host defines (`default` always).
     pub fn labels(&self) -> Vec<String> {
         self.stores.labels.keys().cloned().collect()
+    }
+
+    /// Which backend serves `label`, as Spin's runtime config names it: what a benchmark or a
+    /// report says it ran on.
+    pub fn backend(&self, label: &str) -> Option<&'static str> {
+        self.stores.labels.get(label).map(|b| b.describe())
     }
 
     /// The value of `key` in the store labelled `label` (e.g. "default").

@@ -52,6 +52,10 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl SqliteStore {
+    pub(crate) fn in_memory(&self) -> bool {
+        matches!(self.location, Location::InMemory)
+    }
+
     pub(crate) fn new(location: Location) -> SqliteStore {
         SqliteStore {
             location,
