@@ -111,8 +111,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let scheme = header.trim();
+    // The scheme is case-insensitive (RFC 9110 §11.1), as the Azure SDKs read it.
     assert!(
-        scheme.starts_with("Bearer") || scheme.starts_with("bearer"),
+        scheme
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer")),
         "challenge parsed from a non-Bearer header {header:?}"
     );
     assert!(!tenant.is_empty(), "empty tenant from {header:?}");

@@ -296,7 +296,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(matches!(d.status, 200 | 503), "health status {}", d.status);
         assert!(!reached_upstream && d.caller.is_none());
         let v: serde_json::Value = serde_json::from_slice(&d.body).expect("health is JSON");
-        assert_eq!(v["status"], if d.status == 200 { "ok" } else { "error" });
+        // Ready: `"status":"ok"`; unready: an RFC 9457 problem whose `status` is the HTTP status.
+        if d.status == 200 {
+            assert_eq!(v["status"], "ok");
+        } else {
+            assert_eq!(v["status"], 503);
+            assert!(
+                v["code"].is_string(),
+                "unready health names its first problem"
+            );
+        }
         return;
     }
     // Then the caller's key, exactly.
