@@ -52,8 +52,12 @@ fn shared_schemas(what: &str) -> Option<PathBuf> {
         "TENANT_BRIDGE_REQUIRE_SHARED=1 but {} is absent: cannot validate {what}",
         dir.display()
     );
-    println!(
-        "notice: could not validate {what}: the CRD schemas are not at {} (shared/ beside the repository); passing without validating",
+    // Past libtest's output capture (println! would only show for a failing test), so that a
+    // user's run says which checks it skipped.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nnotice: could not validate {what}: the CRD schemas are not at {} (shared/ beside the repository); passing without validating",
         dir.display()
     );
     None
