@@ -227,10 +227,6 @@ impl FakeAcr {
         self.server.addr()
     }
 
-    pub fn login_server(&self) -> String {
-        self.state.cfg.lock().unwrap().login_server.clone()
-    }
-
     /// `iss` of the tokens (the registry's `auth.token.issuer`).
     pub fn issuer(&self) -> &'static str {
         ISSUER

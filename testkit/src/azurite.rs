@@ -87,9 +87,22 @@ fn ensure_installed() {
 
 type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 
-/// Spawns on a thread that lives as long as the process, so that PR_SET_PDEATHSIG (which fires
-/// when the *thread* that forked exits) means "when this test process dies".
-pub(crate) fn spawn_tied_to_process(cmd: Command) -> io::Result<Child> {
+/// Spawns a helper process (Azurite, the registry, Redis) tied to this test process: in its own
+/// process group (so that [`kill_group`] takes its children too), with PR_SET_PDEATHSIG, and from
+/// a thread that lives as long as the process (PDEATHSIG fires when the *thread* that forked
+/// exits), so that it dies when this test process dies.
+pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> io::Result<Child> {
+    cmd.process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -427,16 +440,6 @@ fn launch(dir: &Path, port: u16, accounts: &[(String, String)]) -> io::Result<Ch
     )
     .stdin(Stdio::null())
     .stdout(log.try_clone()?)
-    .stderr(log)
-    .process_group(0);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    .stderr(log);
     spawn_tied_to_process(cmd)
 }

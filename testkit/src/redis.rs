@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,8 @@ const MISSING: &str = "redis-server is not installed: install the redis-server p
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Its working directory and log, removed when the handle drops.
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for RedisServer {
@@ -49,7 +49,7 @@ impl RedisServer {
                     return Ok(RedisServer {
                         child: Some(child),
                         port,
-                        dir,
+                        _dir: dir,
                     })
                 }
                 Err(e) => {
@@ -64,19 +64,6 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT` (what a runtime config's `url` takes).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// The server's log so far (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 }
 
@@ -93,17 +80,7 @@ fn launch(dir: &std::path::Path, port: u16) -> anyhow::Result<Child> {
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    // SAFETY: only an async-signal-safe call between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .stderr(Stdio::null());
     match spawn_tied_to_process(cmd) {
         Ok(child) => Ok(child),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(MISSING),

@@ -16,12 +16,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::azurite::{kill_group, spawn_tied_to_process};
+use crate::azurite::{free_port, kill_group, spawn_tied_to_process};
 
 /// How the registry authenticates.
 #[derive(Clone, Debug)]
@@ -113,17 +112,7 @@ fn launch(bin: &Path, dir: &Path, config: &Path) -> io::Result<Child> {
         .env_remove("REGISTRY_HTTP_ADDR")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .stderr(log);
     spawn_tied_to_process(cmd)
 }
 
@@ -140,10 +129,7 @@ impl Registry {
         std::fs::create_dir_all(&dir).expect("registry temp dir");
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
+            let port = free_port();
             let config = write_config(&dir, port, cfg).expect("write registry config");
             let mut child = launch(&bin, &dir, &config).expect("spawn docker-registry");
             match wait_ready(&mut child, port, cfg).await {

@@ -200,7 +200,7 @@ impl Backend {
 
 const N: usize = 8;
 
-/// `increment` from N instances at once: every value 1..=N handed out exactly once.
+/// `increment` from 24 instances at once: every value 1..=24 handed out exactly once.
 async fn increment_is_atomic(backend: &Backend) {
     let host = backend.host().await;
     let paths = (0..24)

@@ -226,15 +226,6 @@ impl RuntimeConfig {
 }
 
 impl StoreConfig {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            StoreConfig::Spin { .. } => "spin",
-            StoreConfig::Redis { .. } => "redis",
-            StoreConfig::AzureCosmos { .. } => "azure_cosmos",
-            StoreConfig::AwsDynamo { .. } => "aws_dynamo",
-        }
-    }
-
     fn resolve(&self, config_dir: Option<&Path>) -> ResolvedStore {
         match self {
             // key-value-spin: with a base dir the path is joined to it (absolute paths stay);
