@@ -155,7 +155,13 @@ impl Credential for RefreshCredential<'_> {
 
 /// A registry token with its lifetime from its own `exp`.
 fn registry_token(secret: String, now: u64, registry: &Origin) -> Result<Token, Problem> {
-    let exp = jwt::claims(&secret)
+    let exp = expiry(jwt::claims(&secret).as_ref(), registry)?;
+    Ok(Token::new(secret, now, exp, None))
+}
+
+/// A registry token's `exp`, which its lifetime is read from (never assumed).
+fn expiry(claims: Option<&jwt::Claims>, registry: &Origin) -> Result<u64, Problem> {
+    claims
         .and_then(|c| c.exp)
         .and_then(|e| u64::try_from(e).ok())
         .ok_or_else(|| {
@@ -163,8 +169,7 @@ fn registry_token(secret: String, now: u64, registry: &Origin) -> Result<Token, 
                 "registry-failed",
                 format!("{registry} issued a token without a readable expiry (exp)"),
             )
-        })?;
-    Ok(Token::new(secret, now, exp, None))
+        })
 }
 
 /// What the caller receives.
@@ -242,8 +247,11 @@ pub(crate) fn pull_token<T: Transport>(
                         format!("{registry} answered without an access_token"),
                     )
                 })?;
-            let token = registry_token(access_token, ctx.now(), registry)?;
-            let claims = jwt::claims(&token.secret).unwrap_or_default();
+            // One decode for both the lifetime and the granted access.
+            let claims = jwt::claims(&access_token);
+            let exp = expiry(claims.as_ref(), registry)?;
+            let token = Token::new(access_token, ctx.now(), exp, None);
+            let claims = claims.unwrap_or_default();
             let missing: Vec<&str> = repositories
                 .iter()
                 .filter(|r| {

@@ -30,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read size for upstream bodies.
-const READ_CHUNK: u64 = 256 * 1024;
+const READ_CHUNK: u64 = crate::relay::READ_CHUNK as u64;
 
 /// The real clocks (`wasi:clocks` in the component); monotonic time counts from the request's
 /// start.
@@ -101,9 +101,11 @@ impl<'a> KvStore<'a> {
                 counts,
             }),
             Err(e) => {
-                log(&format!(
-                    "{{\"level\":\"warn\",\"msg\":\"token cache disabled: cannot open key-value store '{label}' ({e:?}); list it in key_value_stores and runtime-config.toml\"}}"
-                ));
+                // Through the JSON writer: a store error's Debug form carries quotes.
+                log(&crate::json::Object::new()
+                    .str("level", "warn")
+                    .str("msg", &format!("token cache disabled: cannot open key-value store '{label}' ({e:?}); list it in key_value_stores and runtime-config.toml"))
+                    .finish());
                 None
             }
         }
@@ -111,9 +113,10 @@ impl<'a> KvStore<'a> {
 
     fn warn<T>(&self, what: &str, e: impl std::fmt::Debug) -> Option<T> {
         if !self.warned.replace(true) {
-            log(&format!(
-                "{{\"level\":\"warn\",\"msg\":\"token cache {what} failed: {e:?}\"}}"
-            ));
+            log(&crate::json::Object::new()
+                .str("level", "warn")
+                .str("msg", &format!("token cache {what} failed: {e:?}"))
+                .finish());
         }
         None
     }

@@ -55,11 +55,16 @@ pub(crate) enum Outcome {
     Abandoned { sent: u64, reason: String },
 }
 
+/// The most a body read asks the host for at once (the edge reads upstream bodies in chunks of
+/// this size; the relay sizes its base64 buffer for it).
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
+
 /// Reads the blob chunk by chunk, writes its base64 through one reused buffer, and decides how
 /// the body ends.
 pub(crate) fn relay(plan: &Plan, body: &mut impl BodyReader, sink: &mut impl Sink) -> Outcome {
     let mut encoder = Base64Stream::default();
-    let mut out = Vec::with_capacity(128 * 1024);
+    // Room for a whole chunk's base64, so the buffer never grows after the first chunk.
+    let mut out = Vec::with_capacity(READ_CHUNK.div_ceil(3) * 4 + 4);
     let (mut received, mut sent) = (0u64, 0u64);
     let abandon = |sent, reason: String| Outcome::Abandoned { sent, reason };
     loop {
@@ -72,13 +77,10 @@ pub(crate) fn relay(plan: &Plan, body: &mut impl BodyReader, sink: &mut impl Sin
                         "blob exceeds max_blob_bytes (no Content-Length from Storage)".into(),
                     );
                 }
-                if plan.blob_bytes.is_some_and(|n| received > n) {
+                if let Some(n) = plan.blob_bytes.filter(|&n| received > n) {
                     return abandon(
                         sent,
-                        format!(
-                            "upstream sent more than its Content-Length of {} bytes",
-                            received
-                        ),
+                        format!("upstream sent more than its Content-Length of {n} bytes"),
                     );
                 }
                 out.clear();

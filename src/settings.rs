@@ -148,7 +148,6 @@ pub(crate) struct Profile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProfileState {
     pub name: String,
-    pub slot: Slot,
     pub profile: Result<Profile, Problem>,
 }
 
@@ -194,11 +193,9 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
         need,
         Need::Same(Service::Blob) | Need::Cross(Service::Blob, _) | Need::Health
     );
-    let common = r.common(blobs);
-    let cloud = common.as_ref().ok().map(|c| (c.cloud, c.trusted.clone()));
     let mut settings = Settings {
         auth: r.auth(),
-        common: common.clone(),
+        common: r.common(blobs),
         same: None,
         exchange: None,
         profile: None,
@@ -213,26 +210,28 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
         }
         Need::Health => &[Service::Secret, Service::Blob, Service::Registry],
     };
-    let Some((cloud, trusted)) = cloud else {
+    // The sections below are written beside `common`, which they borrow (disjoint fields).
+    let Ok(common) = &settings.common else {
         return settings;
     };
+    let (cloud, trusted) = (common.cloud, &common.trusted);
     match need {
-        Need::Same(_) => settings.same = Some(r.same(services, cloud, &trusted)),
+        Need::Same(_) => settings.same = Some(r.same(services, cloud, trusted)),
         Need::Cross(_, name) => {
-            settings.exchange = Some(r.exchange(&common, cloud, &trusted));
+            settings.exchange = Some(r.exchange(common, cloud, trusted));
             settings.profile = r
                 .select(name)
-                .map(|slot| r.profile(slot, services, cloud, &trusted));
+                .map(|(slot, name)| r.profile(slot, name, services, cloud, trusted));
         }
         Need::Health => {
             settings.egress = outbound_variables()
                 .iter()
                 .filter_map(|name| r.endpoint(name).err())
                 .collect();
-            settings.same = Some(r.same(services, cloud, &trusted));
-            settings.profiles = r.all_profiles(services, cloud, &trusted);
+            settings.same = Some(r.same(services, cloud, trusted));
+            settings.profiles = r.all_profiles(services, cloud, trusted);
             if !settings.profiles.is_empty() {
-                settings.exchange = Some(r.exchange(&common, cloud, &trusted));
+                settings.exchange = Some(r.exchange(common, cloud, trusted));
             }
         }
     }
@@ -502,13 +501,11 @@ impl Reader<'_> {
 
     fn exchange(
         &self,
-        common: &Result<Common, Problem>,
+        common: &Common,
         cloud: Cloud,
         trusted: &TrustedHosts,
     ) -> Result<Exchange, Problem> {
         let client_id = common
-            .as_ref()
-            .map_err(Clone::clone)?
             .identity
             .client_id
             .clone()
@@ -566,26 +563,32 @@ impl Reader<'_> {
         }
     }
 
-    /// The slot of the profile named `name` (the default one when `None`). A name held by two
-    /// slots selects the first and is reported by health; `None`: no such profile.
-    fn select(&self, name: Option<&str>) -> Option<Slot> {
+    /// The slot of the profile named `name` (the default one when `None`), with the name when
+    /// it was read to find the slot (so that `profile` does not read it again). A name held by
+    /// two slots selects the first and is reported by health; `None`: no such profile.
+    fn select(&self, name: Option<&str>) -> Option<(Slot, Option<String>)> {
         let Some(name) = name else {
-            return Some(Slot::Default);
+            return Some((Slot::Default, None));
         };
         let name = name.to_ascii_lowercase();
         std::iter::once(Slot::Default)
             .chain((1..=PROFILE_SLOTS).map(Slot::Numbered))
-            .find(|slot| self.profile_name(*slot).as_deref() == Some(name.as_str()))
+            .find_map(|slot| {
+                let held = self.profile_name(slot)?;
+                (held == name).then_some((slot, Some(held)))
+            })
     }
 
+    /// The profile in `slot`; `name`: its name when the caller has already read it.
     fn profile(
         &self,
         slot: Slot,
+        name: Option<String>,
         services: &[Service],
         cloud: Cloud,
         trusted: &TrustedHosts,
     ) -> Result<Profile, Problem> {
-        let name = self.profile_name(slot).unwrap_or_default();
+        let name = name.unwrap_or_else(|| self.profile_name(slot).unwrap_or_default());
         if !valid_profile_name(&name) {
             return Err(Problem::config(
                 &slot.var("name"),
@@ -688,12 +691,12 @@ impl Reader<'_> {
             .chain((1..=PROFILE_SLOTS).map(Slot::Numbered));
         let mut states: Vec<ProfileState> = Vec::new();
         for slot in slots {
-            let Some(name) = self.profile_name(slot) else {
+            let Some(raw) = self.profile_name(slot) else {
                 continue;
             };
             // An invalid name is reported by its variable: health never echoes a value.
-            let name = if valid_profile_name(&name) {
-                name
+            let name = if valid_profile_name(&raw) {
+                raw.clone()
             } else {
                 slot.var("name")
             };
@@ -703,13 +706,9 @@ impl Reader<'_> {
                     "another profile already has this name",
                 ))
             } else {
-                self.profile(slot, services, cloud, trusted)
+                self.profile(slot, Some(raw), services, cloud, trusted)
             };
-            states.push(ProfileState {
-                name,
-                slot,
-                profile,
-            });
+            states.push(ProfileState { name, profile });
         }
         states
     }
