@@ -70,11 +70,15 @@ pub fn base64_chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
             .copied()
             .unwrap_or(1)
             .clamp(1, rest.len());
-        enc.push(&rest[..n], &mut out);
+        let mut buf = vec![0u8; crate::base64_stream::push_room(n)];
+        let written = enc.push(&rest[..n], &mut buf);
+        out.extend_from_slice(&buf[..written]);
         rest = &rest[n..];
         i += 1;
     }
-    enc.finish(&mut out);
+    let mut tail = [0u8; 4];
+    let written = enc.finish(&mut tail);
+    out.extend_from_slice(&tail[..written]);
     out
 }
 

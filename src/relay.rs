@@ -3,7 +3,7 @@
 //! finished — a caller must never receive a short body that looks complete. The edge only moves
 //! bytes (as spin-fileserver keeps decisions out of its handler).
 
-use crate::base64_stream::{encoded_len, Base64Stream};
+use crate::base64_stream::{encoded_len, push_room, Base64Stream};
 use crate::errors::Problem;
 use crate::upstream::{BodyReader, Head};
 use http::StatusCode;
@@ -63,8 +63,8 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// the body ends.
 pub(crate) fn relay(plan: &Plan, body: &mut impl BodyReader, sink: &mut impl Sink) -> Outcome {
     let mut encoder = Base64Stream::default();
-    // Room for a whole chunk's base64, so the buffer never grows after the first chunk.
-    let mut out = Vec::with_capacity(READ_CHUNK.div_ceil(3) * 4 + 4);
+    // One buffer for the whole transfer: a chunk's base64 is encoded into it and written from it.
+    let mut out = vec![0u8; push_room(READ_CHUNK)];
     let (mut received, mut sent) = (0u64, 0u64);
     let abandon = |sent, reason: String| Outcome::Abandoned { sent, reason };
     loop {
@@ -83,12 +83,14 @@ pub(crate) fn relay(plan: &Plan, body: &mut impl BodyReader, sink: &mut impl Sin
                         format!("upstream sent more than its Content-Length of {n} bytes"),
                     );
                 }
-                out.clear();
-                encoder.push(&chunk, &mut out);
-                if !sink.write(&out) {
-                    return abandon(sent, "caller went away".into());
+                // The edge never reads more than READ_CHUNK at once; other readers may.
+                for piece in chunk.chunks(READ_CHUNK) {
+                    let n = encoder.push(piece, &mut out);
+                    if !sink.write(&out[..n]) {
+                        return abandon(sent, "caller went away".into());
+                    }
+                    sent += n as u64;
                 }
-                sent += out.len() as u64;
             }
             Ok(None) => break,
             Err(e) => {
@@ -102,13 +104,12 @@ pub(crate) fn relay(plan: &Plan, body: &mut impl BodyReader, sink: &mut impl Sin
     if let Some(n) = plan.blob_bytes.filter(|n| *n != received) {
         return abandon(sent, format!("upstream sent {received} of {n} bytes"));
     }
-    out.clear();
-    encoder.finish(&mut out);
-    if !sink.write(&out) {
+    let n = encoder.finish(&mut out);
+    if !sink.write(&out[..n]) {
         return abandon(sent, "caller went away".into());
     }
     Outcome::Complete {
-        sent: sent + out.len() as u64,
+        sent: sent + n as u64,
     }
 }
 
