@@ -8,7 +8,9 @@
 //!   costs (key-value reads / writes, variable lookups, outbound calls) from its log line.
 //! - A large blob (256 MiB; `TB_BENCH_BLOB_MIB`) streamed as base64 vs. the `passthrough`
 //!   ceiling (the same blob streamed through unchanged): MiB/s of blob, growth of this
-//!   process's RSS (the host runs in it) and the guest's linear memory after the transfer.
+//!   process's RSS (the host runs in it) and the guest's linear memory after the transfer. Each
+//!   side's body is decoded and compared once; the timed transfers (one per side and round)
+//!   only count bytes, as a download client would.
 //! - The cold burst: 64 concurrent requests over two host instances sharing one store, per
 //!   endpoint: IMDS and Entra calls, errors, the slowest request vs. the token fetch it waited
 //!   for.
