@@ -297,7 +297,11 @@ impl BodyReader for Empty {
 
 impl Transport for Refusing {
     type Body = Empty;
-    fn open(&self, req: &Request) -> Result<(Head, Empty), NetError> {
+    fn open(
+        &self,
+        req: &Request,
+        _timeout: std::time::Duration,
+    ) -> Result<(Head, Empty), NetError> {
         self.0.borrow_mut().push(format!(
             "{} {} {} ({} bytes)",
             req.service.name(),

@@ -242,7 +242,7 @@ fn method(m: &http::Method) -> WasiMethod {
 }
 
 impl SpinTransport {
-    fn start(&self, req: &Request) -> Result<(Head, IncomingBody), NetError> {
+    fn start(&self, req: &Request, timeout: Duration) -> Result<(Head, IncomingBody), NetError> {
         let mut pairs: Vec<(String, Vec<u8>)> = req
             .headers
             .iter()
@@ -286,11 +286,7 @@ impl SpinTransport {
         // Hosts that do not support an option refuse it; the deadline still bounds the call.
         // Every timeout is bounded by the request's remaining deadline, so a stalled body ends
         // as a timeout (504) before the deadline rather than as a broken connection after it.
-        let bound = |d: Duration| {
-            req.timeout
-                .map_or(d, |t| t.min(d))
-                .max(Duration::from_millis(1))
-        };
+        let bound = |d: Duration| timeout.min(d).max(Duration::from_millis(1));
         let _ = options.set_connect_timeout(Some(nanos(bound(CONNECT_TIMEOUT))));
         let _ = options.set_first_byte_timeout(Some(nanos(bound(FIRST_BYTE_TIMEOUT))));
         let _ = options.set_between_bytes_timeout(Some(nanos(bound(BETWEEN_BYTES_TIMEOUT))));
@@ -335,9 +331,9 @@ impl SpinTransport {
 impl Transport for SpinTransport {
     type Body = SpinBody;
 
-    fn open(&self, req: &Request) -> Result<(Head, SpinBody), NetError> {
+    fn open(&self, req: &Request, timeout: Duration) -> Result<(Head, SpinBody), NetError> {
         let started = Instant::now();
-        let result = self.start(req);
+        let result = self.start(req, timeout);
         self.attempts.borrow_mut().push(Attempt {
             service: req.service.name(),
             host: req.origin.authority(),

@@ -114,7 +114,7 @@ fn deadline_problem(req: &Request, budget: &Budget) -> Problem {
     budget.exhausted(&format!("{} at {}{hint}", req.service.name(), req.origin))
 }
 
-/// Sends `req` (a fresh copy per attempt, each with the remaining time as its timeout) until it
+/// Sends `req` (each attempt bounded by the time that remains) until it
 /// succeeds, fails for good, or the deadline leaves no room for another try. Returns the last
 /// response head and body reader, or the last network error.
 pub(crate) fn open<T: Transport>(
@@ -128,9 +128,7 @@ pub(crate) fn open<T: Transport>(
         if remaining.is_zero() {
             return Err(deadline_problem(req, &ctx.budget));
         }
-        let mut attempt = req.clone();
-        attempt.timeout = Some(remaining);
-        let result = ctx.http.open(&attempt);
+        let result = ctx.http.open(req, remaining);
         let (outcome, hint) = match &result {
             Ok((head, _)) if head.status.as_u16() < 400 => return Ok(result),
             Ok((head, _)) => (

@@ -38,8 +38,6 @@ pub(crate) struct Request {
     /// Lower-case names: the transport sends them as they are.
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
-    /// Time left for this attempt (the request's remaining deadline).
-    pub timeout: Option<Duration>,
 }
 
 impl Request {
@@ -51,7 +49,6 @@ impl Request {
             path_and_query,
             headers: Vec::new(),
             body: Vec::new(),
-            timeout: None,
         }
     }
 
@@ -137,8 +134,9 @@ pub(crate) const SMALL_BODY_LIMIT: usize = 1024 * 1024;
 pub(crate) trait Transport {
     type Body: BodyReader;
 
-    /// Sends the request and returns once the response head has arrived.
-    fn open(&self, req: &Request) -> Result<(Head, Self::Body), NetError>;
+    /// Sends the request and returns once the response head has arrived; `timeout` (the
+    /// request's remaining deadline) bounds every stage of the attempt.
+    fn open(&self, req: &Request, timeout: Duration) -> Result<(Head, Self::Body), NetError>;
 }
 
 /// Reads a whole small body, refusing more than `limit` bytes, and giving up with a timeout

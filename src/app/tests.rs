@@ -192,7 +192,7 @@ impl Azure {
 
 impl Transport for Azure {
     type Body = Chunks;
-    fn open(&self, req: &Request) -> Result<(Head, Chunks), NetError> {
+    fn open(&self, req: &Request, _timeout: Duration) -> Result<(Head, Chunks), NetError> {
         self.sent.borrow_mut().push(req.clone());
         let (status, headers, body) = self.answer(req);
         Ok((
