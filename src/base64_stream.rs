@@ -71,8 +71,8 @@ fn encode_groups(bytes: &[u8], out: &mut [u8]) -> usize {
 }
 
 fn scalar(bytes: &[u8], out: &mut [u8]) -> usize {
-    // `out` has room for the input (callers size it with `push_room`); were it short, nothing
-    // would be written and the length check downstream would abandon the body.
+    // Callers size `out` with `push_room`. Were it short, nothing would be written: a body
+    // short of its Content-Length, which the host breaks rather than ends.
     STANDARD.encode_slice(bytes, out).unwrap_or(0)
 }
 
@@ -122,7 +122,7 @@ mod simd {
     #[inline]
     fn encode(v: v128) -> v128 {
         // Each 32-bit lane gets one group's bytes as [b, a, c, b]: its low half is a:b, its
-        // high half b:c, so each 6-bit index is one shift (or multiply) and mask away.
+        // high half b:c, so each 6-bit index is one shift and mask away.
         let v = i8x16_swizzle(v, i8x16(1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10));
         // Bytes 0 and 2 of a lane: a:b >> 10 and b:c >> 6.
         let even = v128_or(
