@@ -287,6 +287,7 @@ fn a_blob_connection_dropped_mid_body_breaks_the_callers_transfer() {
             body.len()
         ),
     }
+    // The instance writes its line after the caller saw the body break: `logs` waits for it.
     let log = w.logs();
     assert!(log.contains("\"aborted\""), "{log}");
 }

@@ -22,6 +22,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -138,6 +139,7 @@ pub struct RunningHost {
     records: Arc<Mutex<Vec<OutboundRecord>>>,
     kv: KvHandle,
     outbound: Arc<Outbound>,
+    running: Arc<AtomicUsize>,
     server: JoinHandle<()>,
 }
 
@@ -197,6 +199,7 @@ impl RunningHost {
         let logs = LogSink::new(cfg.echo_logs);
         let records = Arc::new(Mutex::new(Vec::new()));
         let kv = KvHandle::new(runtime.stores.clone());
+        let running = Arc::new(AtomicUsize::new(0));
 
         let wasm = cfg.wasm.clone();
         let component = tokio::task::spawn_blocking(move || load_component(&wasm))
@@ -237,6 +240,7 @@ impl RunningHost {
             stores: runtime.stores.clone(),
             outbound: outbound.clone(),
             logs: logs.clone(),
+            running: running.clone(),
         });
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -268,6 +272,7 @@ impl RunningHost {
             records,
             kv,
             outbound,
+            running,
             server: task,
         })
     }
@@ -290,6 +295,36 @@ impl RunningHost {
     /// Guest stdout/stderr (whole lines) and host log lines (`[host] ...`) so far.
     pub fn logs(&self) -> String {
         self.logs.contents()
+    }
+
+    /// Instances that have started and not ended. An instance can still be running (writing
+    /// its log line, say) after its caller has the whole response.
+    pub fn instances_running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// [`RunningHost::wait_idle`] for async callers.
+    pub async fn idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.instances_running() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Waits until no instance is running, or `timeout` has passed; whether none is.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.instances_running() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
     }
 
     /// The key-value stores the guest sees (whatever their backend), and its operation counts.
@@ -338,6 +373,24 @@ struct Server {
     stores: Arc<kv::Stores>,
     outbound: Arc<Outbound>,
     logs: LogSink,
+    /// Instances started and not yet ended (their task finished or was aborted).
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts an instance as running for as long as its task lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<AtomicUsize>) -> Running {
+        count.fetch_add(1, Ordering::SeqCst);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn text_response(status: u16, text: &str) -> hyper::Response<ResBody> {
@@ -416,7 +469,9 @@ impl Server {
         let pre = self.pre.clone();
         let logs = self.logs.clone();
         let id = self.component_id.clone();
+        let running = Running::start(&self.running);
         let task = tokio::spawn(async move {
+            let _running = running;
             let result = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy

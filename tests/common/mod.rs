@@ -406,7 +406,10 @@ impl World {
         self.host.outbound()
     }
 
+    /// The host's log once every instance has ended (up to 5 s): an instance writes its line
+    /// after the response, so a caller can have the whole body before the line is there.
     pub fn logs(&self) -> String {
+        self.host.wait_idle(std::time::Duration::from_secs(5));
         self.host.logs()
     }
 
@@ -493,7 +496,7 @@ impl Drop for World {
         if std::thread::panicking() {
             return;
         }
-        let logs = self.host.logs();
+        let logs = self.logs();
         for needle in NEVER_LOGGED {
             if let Some(line) = logs.lines().find(|l| l.contains(needle)) {
                 panic!("log scanner: {needle:?} appears in the log: {line}");

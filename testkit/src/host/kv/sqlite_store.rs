@@ -68,6 +68,10 @@ impl SqliteStore {
     }
 
     /// The connection, opened (and the table created) on first use, as Spin's store manager.
+    /// As there, instances that open a fresh store at once can each open a connection and run
+    /// `CREATE TABLE`; one is kept. Meanwhile the kept connection can meet the other's lock
+    /// inside a transaction and fail with "database is locked" (`increment`, a swap from
+    /// absent), as in Spin.
     fn connection(&self) -> Result<&Arc<Mutex<Connection>>, String> {
         if let Some(c) = self.connection.get() {
             return Ok(c);
