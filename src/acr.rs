@@ -193,14 +193,15 @@ impl PullToken {
     }
 }
 
-/// A pull token for `repositories`, with every one of them granted.
+/// A pull token for `repositories` (`scope` is their [`pull_scope`]), with every one of them
+/// granted.
 pub(crate) fn pull_token<T: Transport>(
     ctx: &Context<T>,
     credential: &RefreshCredential,
     repositories: &[String],
+    scope: &str,
 ) -> Result<PullToken, Problem> {
     let registry = credential.registry;
-    let scope = pull_scope(repositories);
     authorize(
         ctx,
         credential,
@@ -210,7 +211,7 @@ pub(crate) fn pull_token<T: Transport>(
             let form = Form::default()
                 .pair("grant_type", "refresh_token")
                 .pair("service", &registry.host)
-                .pair("scope", &scope)
+                .pair("scope", scope)
                 .pair("refresh_token", &refresh.secret)
                 .finish();
             let req = Request::form(Service::Registry, registry, "/oauth2/token".into(), form);
@@ -274,7 +275,7 @@ pub(crate) fn pull_token<T: Transport>(
                 username: TOKEN_USER,
                 password: token.secret,
                 expires_on: token.expires_on,
-                scope: scope.clone(),
+                scope: scope.to_string(),
             }))
         },
     )

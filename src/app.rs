@@ -236,16 +236,13 @@ fn serve<T: Transport>(
             repositories,
         } => {
             line.tenant = Some(profile.name.clone());
-            line.resource = Some(format!(
-                "{} {}",
-                registry.authority(),
-                acr::pull_scope(&repositories)
-            ));
+            let scope = acr::pull_scope(&repositories);
+            line.resource = Some(format!("{} {scope}", registry.authority()));
             let credential = RefreshCredential {
                 entra: federated(profile, cloud.registry_resource())?,
                 registry: &registry,
             };
-            let token = acr::pull_token(&ctx, &credential, &repositories)?;
+            let token = acr::pull_token(&ctx, &credential, &repositories, &scope)?;
             Ok(Reply::Complete(Answer::new(
                 StatusCode::OK,
                 "application/json",

@@ -198,7 +198,7 @@ impl Cache<'_> {
                 return Ok(self.refresh(store, key, raw.as_deref(), entry, token, fetch));
             }
         }
-        self.cold(store, key, raw, fetch)
+        self.cold(store, key, raw, entry, fetch)
     }
 
     /// Marks `key` as holding no token, after a service refused it.
@@ -240,19 +240,20 @@ impl Cache<'_> {
         }
     }
 
-    /// No usable token: take the right to fetch, or wait for whoever has it.
+    /// No usable token: take the right to fetch, or wait for whoever has it. `entry` is `raw`
+    /// decoded.
     fn cold(
         &self,
         store: &dyn Store,
         key: &str,
         mut raw: Option<Vec<u8>>,
+        mut entry: Option<Entry>,
         fetch: &mut dyn FnMut() -> Result<Token, Problem>,
     ) -> Result<Token, Problem> {
         let waited_from = self.clock.monotonic();
         let mut poll = FIRST_POLL;
         loop {
             let now = self.clock.unix();
-            let entry = raw.as_deref().and_then(Entry::decode);
             // The lease we hold, as stored, if we got it.
             let lease = match (&raw, &entry) {
                 // Nothing there yet: ticket 1 creates it (or no atomics: everyone fetches).
@@ -288,8 +289,9 @@ impl Cache<'_> {
                 self.clock.sleep(poll);
                 poll = (poll * 2).min(MAX_POLL);
                 raw = store.get(key);
+                entry = raw.as_deref().and_then(Entry::decode);
                 let now = self.clock.unix();
-                let Some(e) = raw.as_deref().and_then(Entry::decode) else {
+                let Some(e) = &entry else {
                     continue;
                 };
                 if let Some(token) = e.token().filter(|t| t.usable(now)) {
