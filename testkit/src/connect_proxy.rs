@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A running proxy. Stops (with its tunnels) when dropped.
 pub struct ConnectProxy {
@@ -35,19 +35,9 @@ impl ConnectProxy {
         let map = Arc::new(map);
         let tunnels = Arc::new(Mutex::new(Vec::new()));
         let seen = tunnels.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    res = listener.accept() => {
-                        if let Ok((stream, _)) = res {
-                            conns.spawn(tunnel(stream, map.clone(), seen.clone()));
-                        }
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
+        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+            tunnel(stream, map.clone(), seen.clone())
+        }));
         ConnectProxy {
             addr,
             task,

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -49,21 +49,9 @@ impl Front {
         let addr = listener.local_addr().expect("front address");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let routes = Arc::new(routes);
-        let task = tokio::spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                tokio::select! {
-                    res = listener.accept() => {
-                        let Ok((stream, _)) = res else {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        };
-                        conns.spawn(serve(stream, acceptor.clone(), routes.clone()));
-                    }
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
+        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+            serve(stream, acceptor.clone(), routes.clone())
+        }));
         Front { addr, task }
     }
 

@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A request as a fake saw it. Header names lowercased. Query pairs percent-decoded, in order.
 #[derive(Clone, Debug)]
@@ -246,20 +246,10 @@ async fn accept_loop(
     handler: Handler,
     state: Arc<ServerState>,
 ) {
-    // Owning the connection tasks here means aborting this task aborts them all.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            res = listener.accept() => {
-                let Ok((stream, _peer)) = res else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                conns.spawn(serve_conn(stream, tls.clone(), handler.clone(), state.clone()));
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
+    crate::accept::serve_each(listener, |stream| {
+        serve_conn(stream, tls.clone(), handler.clone(), state.clone())
+    })
+    .await
 }
 
 async fn serve_conn(

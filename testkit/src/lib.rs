@@ -4,6 +4,7 @@
 //! fakes, the Azurite launcher, the sandbox's fakes and Spin's file rules: what `spin up` needs
 //! beside it, with no wasmtime to compile.
 
+mod accept;
 pub mod acr;
 pub mod azurite;
 pub mod connect_proxy;

@@ -36,7 +36,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::azurite::Azurite;
 use crate::jwt::Signer;
@@ -706,63 +706,47 @@ fn curl_line(base_url: &str, key: &str, path: &str) -> String {
 /// Forwards every connection on `listener` to the testkit host at `target` (which listens on a
 /// port of its own choosing). A connection the host breaks is reset towards the client too.
 async fn forward(listener: TcpListener, target: SocketAddr) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((mut client, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                conns.spawn(async move {
-                    let _ = client.set_nodelay(true);
-                    let Ok(mut upstream) = TcpStream::connect(target).await else {
-                        let _ = client.set_zero_linger();
-                        return;
-                    };
-                    let _ = upstream.set_nodelay(true);
-                    if tokio::io::copy_bidirectional(&mut client, &mut upstream).await.is_err() {
-                        let _ = client.set_zero_linger();
-                    }
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+    crate::accept::serve_each(listener, move |mut client| async move {
+        let _ = client.set_nodelay(true);
+        let Ok(mut upstream) = TcpStream::connect(target).await else {
+            let _ = client.set_zero_linger();
+            return;
+        };
+        let _ = upstream.set_nodelay(true);
+        if tokio::io::copy_bidirectional(&mut client, &mut upstream)
+            .await
+            .is_err()
+        {
+            let _ = client.set_zero_linger();
         }
-    }
+    })
+    .await
 }
 
 type CtlBody = Full<Bytes>;
 
 async fn serve_control(listener: TcpListener, control: Arc<Control>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((sock, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let control = control.clone();
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (status, body) = control.handle(req.method(), req.uri().path());
-                        let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
-                        text.push('\n');
-                        let resp = hyper::Response::builder()
-                            .status(status)
-                            .header("content-type", "application/json")
-                            .body(CtlBody::new(Bytes::from(text)))
-                            .expect("valid response");
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(sock), svc)
-                        .await;
+    crate::accept::serve_each(listener, move |sock| {
+        let control = control.clone();
+        async move {
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (status, body) = control.handle(req.method(), req.uri().path());
+                    let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
+                    text.push('\n');
+                    let resp = hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(CtlBody::new(Bytes::from(text)))
+                        .expect("valid response");
+                    async move { Ok::<_, Infallible>(resp) }
                 });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(sock), svc)
+                .await;
         }
-    }
+    })
+    .await
 }
 
 /// Parses `--listen`/`--control` values: `PORT`, `HOST:PORT` or `[::1]:PORT`; `localhost`
