@@ -112,7 +112,6 @@ fn serve<T: Transport>(
     // caller must hear which variable is wrong, not that a section is missing.
     let common = settings.common.as_ref().map_err(Clone::clone)?;
     let action = routes::permit(endpoint, &settings, &caller, &query)?;
-    let exchange = settings.exchange.as_ref().and_then(|e| e.as_ref().ok());
 
     let store = (platform.open_store)(&common.store_label);
     let lease_secs = common.deadline_secs.min(MAX_LEASE_SECS);
@@ -131,7 +130,7 @@ fn serve<T: Transport>(
         budget: Budget::new(common.deadline_secs, common.retry_base_ms),
     };
     let cloud = common.cloud;
-    let federated = |p, resource| federated(common, exchange, p, resource);
+    let federated = |p, x, resource| federated(common, p, x, resource);
     match action {
         Action::Secret {
             tenant,
@@ -141,7 +140,7 @@ fn serve<T: Transport>(
             line.tenant = Some(tenant_name(&tenant));
             let (vault, variable) = match tenant {
                 Tenant::Same(s) => (s.vault.as_ref(), "keyvault_endpoint".to_string()),
-                Tenant::Profile(p) => (p.vault.as_ref(), p.slot.var("keyvault_endpoint")),
+                Tenant::Profile(p, _) => (p.vault.as_ref(), p.slot.var("keyvault_endpoint")),
             };
             let vault = vault.ok_or_else(|| {
                 missing(
@@ -171,9 +170,9 @@ fn serve<T: Transport>(
                     &variable,
                     &target,
                 )?,
-                Tenant::Profile(p) => secret(
+                Tenant::Profile(p, x) => secret(
                     &ctx,
-                    federated(p, cloud.vault_resource())?,
+                    federated(p, x, cloud.vault_resource()),
                     Some(&p.tenant_id),
                     &variable,
                     &target,
@@ -193,7 +192,7 @@ fn serve<T: Transport>(
             line.tenant = Some(tenant_name(&tenant));
             let (service, variable) = match tenant {
                 Tenant::Same(s) => (s.blob.as_ref(), "blob_service_endpoint".to_string()),
-                Tenant::Profile(p) => (p.blob.as_ref(), p.slot.var("blob_service_endpoint")),
+                Tenant::Profile(p, _) => (p.blob.as_ref(), p.slot.var("blob_service_endpoint")),
             };
             let service = service.ok_or_else(|| {
                 missing(
@@ -223,8 +222,8 @@ fn serve<T: Transport>(
                     },
                     &target,
                 )?,
-                Tenant::Profile(p) => {
-                    blob::open(&ctx, &federated(p, cloud.storage_resource())?, &target)?
+                Tenant::Profile(p, x) => {
+                    blob::open(&ctx, &federated(p, x, cloud.storage_resource()), &target)?
                 }
             };
             let plan = Plan::new(&head, common.max_blob_bytes)?;
@@ -232,6 +231,7 @@ fn serve<T: Transport>(
         }
         Action::Registry {
             profile,
+            exchange,
             registry,
             repositories,
         } => {
@@ -239,7 +239,7 @@ fn serve<T: Transport>(
             let scope = acr::pull_scope(&repositories);
             line.resource = Some(format!("{} {scope}", registry.authority()));
             let credential = RefreshCredential {
-                entra: federated(profile, cloud.registry_resource())?,
+                entra: federated(profile, exchange, cloud.registry_resource()),
                 registry: &registry,
             };
             let token = acr::pull_token(&ctx, &credential, &repositories, &scope)?;
@@ -255,15 +255,13 @@ fn serve<T: Transport>(
 /// The profile's token for `resource`, by the federated exchange.
 fn federated<'a>(
     common: &'a Common,
-    exchange: Option<&'a Exchange>,
     profile: &'a Profile,
+    exchange: &'a Exchange,
     resource: &'static str,
-) -> Result<Federated<'a>, Problem> {
-    Ok(Federated {
+) -> Federated<'a> {
+    Federated {
         identity: &common.identity,
-        exchange: exchange.ok_or_else(|| {
-            Problem::config_missing("app_client_id", "the cross-tenant exchange settings")
-        })?,
+        exchange,
         cloud: common.cloud,
         target: entra::Target {
             tenant_id: &profile.tenant_id,
@@ -271,7 +269,7 @@ fn federated<'a>(
             slot: profile.slot,
         },
         resource,
-    })
+    }
 }
 
 fn secret<T: Transport, C: Credential>(
@@ -300,7 +298,7 @@ fn missing(variable: &str, what: &str) -> Problem {
 fn tenant_name(tenant: &Tenant) -> String {
     match tenant {
         Tenant::Same(_) => "same-tenant".into(),
-        Tenant::Profile(p) => p.name.clone(),
+        Tenant::Profile(p, _) => p.name.clone(),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::access;
 use crate::auth::{self, Caller};
 use crate::errors::Problem;
 use crate::input::{self, Query};
-use crate::settings::{Need, Profile, Same, Service, Settings};
+use crate::settings::{Exchange, Need, Profile, Same, Service, Settings};
 use http::{Method, StatusCode};
 
 /// Which tenant an endpoint reads from.
@@ -115,16 +115,18 @@ pub(crate) enum Action<'s> {
     },
     Registry {
         profile: &'s Profile,
+        exchange: &'s Exchange,
         registry: crate::origin::Origin,
         repositories: Vec<String>,
     },
 }
 
-/// The tenant an action reads from, with its settings.
+/// The tenant an action reads from, with its settings: a profile comes with the exchange
+/// settings that reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tenant<'s> {
     Same(&'s Same),
-    Profile(&'s Profile),
+    Profile(&'s Profile, &'s Exchange),
 }
 
 /// Authenticates the caller (key in `x-functions-key` or `code`).
@@ -158,7 +160,7 @@ pub(crate) fn permit<'s>(
             let tenant = tenant(scope, settings, caller, query)?;
             let (allowed, variable) = match tenant {
                 Tenant::Same(s) => (s.secrets.allows(&name), "same_tenant_secrets".to_string()),
-                Tenant::Profile(p) => (p.secrets.allows(&name), p.slot.var("secrets")),
+                Tenant::Profile(p, _) => (p.secrets.allows(&name), p.slot.var("secrets")),
             };
             if !allowed {
                 return Err(access::denied(&variable, &format!("secret '{name}'")));
@@ -180,7 +182,7 @@ pub(crate) fn permit<'s>(
                     s.blobs.allows(&container, &blob),
                     "same_tenant_blobs".to_string(),
                 ),
-                Tenant::Profile(p) => (p.blobs.allows(&container, &blob), p.slot.var("blobs")),
+                Tenant::Profile(p, _) => (p.blobs.allows(&container, &blob), p.slot.var("blobs")),
             };
             if !allowed {
                 return Err(access::denied(
@@ -216,9 +218,7 @@ pub(crate) fn permit<'s>(
             for r in &repositories {
                 input::repository_name(r)?;
             }
-            let Tenant::Profile(profile) = tenant(Scope::Cross, settings, caller, query)? else {
-                unreachable!("a cross-tenant scope selects a profile")
-            };
+            let (profile, exchange) = cross(settings, caller, query)?;
             if !profile.registries.contains(&registry) {
                 return Err(access::denied(
                     &profile.slot.var("registries"),
@@ -237,6 +237,7 @@ pub(crate) fn permit<'s>(
             }
             Ok(Action::Registry {
                 profile,
+                exchange,
                 registry,
                 repositories,
             })
@@ -277,37 +278,44 @@ fn tenant<'s>(
             }
             section(&settings.same).map(Tenant::Same)
         }
-        Scope::Cross => {
-            let name = query.optional("tenant")?;
-            if let Some(n) = &name {
-                input::profile_name(n)?;
-            }
-            let profile = match &settings.profile {
-                None => {
-                    return Err(Problem::not_found(
-                        "tenant-not-found",
-                        format!(
-                            "no tenant profile is named '{}' (see cross_tenant_name and profile1_name … profile4_name)",
-                            name.unwrap_or_default()
-                        ),
-                    ))
-                }
-                Some(p) => p.as_ref().map_err(Clone::clone)?,
-            };
-            if !profile.callers.allows(caller.name()) {
-                return Err(access::denied(
-                    &profile.slot.var("callers"),
-                    &format!(
-                        "caller '{}' on tenant profile '{}'",
-                        caller.name(),
-                        profile.name
-                    ),
-                ));
-            }
-            section(&settings.exchange)?;
-            Ok(Tenant::Profile(profile))
-        }
+        Scope::Cross => cross(settings, caller, query).map(|(p, x)| Tenant::Profile(p, x)),
     }
+}
+
+/// The profile a cross-tenant request selects, if it exists and the caller may use it, and the
+/// exchange settings that reach it.
+fn cross<'s>(
+    settings: &'s Settings,
+    caller: &Caller,
+    query: &Query,
+) -> Result<(&'s Profile, &'s Exchange), Problem> {
+    let name = query.optional("tenant")?;
+    if let Some(n) = &name {
+        input::profile_name(n)?;
+    }
+    let profile = match &settings.profile {
+        None => {
+            return Err(Problem::not_found(
+                "tenant-not-found",
+                format!(
+                    "no tenant profile is named '{}' (see cross_tenant_name and profile1_name … profile4_name)",
+                    name.unwrap_or_default()
+                ),
+            ))
+        }
+        Some(p) => p.as_ref().map_err(Clone::clone)?,
+    };
+    if !profile.callers.allows(caller.name()) {
+        return Err(access::denied(
+            &profile.slot.var("callers"),
+            &format!(
+                "caller '{}' on tenant profile '{}'",
+                caller.name(),
+                profile.name
+            ),
+        ));
+    }
+    Ok((profile, section(&settings.exchange)?))
 }
 
 #[cfg(test)]
@@ -363,6 +371,7 @@ mod tests {
                 profile,
                 registry,
                 repositories,
+                ..
             } => {
                 format!(
                     "{} {registry} {repositories:?} {}",
@@ -376,7 +385,7 @@ mod tests {
     fn label(t: Tenant) -> String {
         match t {
             Tenant::Same(_) => "same-tenant".into(),
-            Tenant::Profile(p) => format!("profile {}", p.name),
+            Tenant::Profile(p, _) => format!("profile {}", p.name),
         }
     }
 
