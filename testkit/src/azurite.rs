@@ -257,33 +257,58 @@ impl Azurite {
         self.client.clone()
     }
 
-    fn seed_request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, url)
-            .bearer_auth(storage_token(SEED_TENANT))
-            .header("x-ms-version", X_MS_VERSION)
-            .header("x-ms-date", http_date())
+    /// Sends one seeding request and returns its status and body. Seeding is idempotent (a
+    /// container that exists is accepted, a blob is overwritten), so a request that got no
+    /// response at all (the connection was reset or closed under it, seen once in CI right
+    /// after the readiness probe) is sent again on a new connection, up to three times.
+    async fn seed(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: bytes::Bytes,
+        what: &str,
+    ) -> (u16, String) {
+        let mut attempt = 1;
+        loop {
+            let mut req = self
+                .client
+                .request(method.clone(), url)
+                .bearer_auth(storage_token(SEED_TENANT))
+                .header("x-ms-version", X_MS_VERSION)
+                .header("x-ms-date", http_date())
+                .header("content-length", body.len().to_string());
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            match req.body(body.clone()).send().await {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    return (status, res.text().await.unwrap_or_default());
+                }
+                Err(e) if attempt < 3 && (e.is_request() || e.is_connect()) => {
+                    eprintln!("azurite: {what}: attempt {attempt} got no response ({e}); again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{what}: {e:?}"),
+            }
+        }
     }
 
     pub async fn create_container(&self, account: &str, container: &str) {
-        let res = self
-            .seed_request(
-                reqwest::Method::PUT,
-                format!(
-                    "{}/{account}/{container}?restype=container",
-                    self.endpoint()
-                ),
-            )
-            .header("content-length", "0")
-            .send()
-            .await
-            .expect("create container request");
-        let status = res.status().as_u16();
-        let body = res.text().await.unwrap_or_default();
+        let url = format!(
+            "{}/{account}/{container}?restype=container",
+            self.endpoint()
+        );
+        let what = format!("create_container {account}/{container}");
+        let (status, body) = self
+            .seed(reqwest::Method::PUT, &url, &[], bytes::Bytes::new(), &what)
+            .await;
         // Idempotent: tests share one Azurite and may create the same container twice.
         assert!(
             status == 201 || (status == 409 && body.contains("ContainerAlreadyExists")),
-            "create_container {account}/{container}: {status} {body}"
+            "{what}: {status} {body}"
         );
     }
 
@@ -295,39 +320,36 @@ impl Azurite {
             self.endpoint(),
             encode_blob_path(blob)
         );
+        let put = reqwest::Method::PUT;
         if data.len() <= MAX_SINGLE_PUT {
-            let res = self
-                .seed_request(reqwest::Method::PUT, url)
-                .header("x-ms-blob-type", "BlockBlob")
-                .header("content-type", "application/octet-stream")
-                .header("content-length", data.len().to_string())
-                .body(data.to_vec())
-                .send()
-                .await
-                .expect("put blob request");
-            let status = res.status().as_u16();
-            let body = res.text().await.unwrap_or_default();
-            assert_eq!(status, 201, "put_blob {account}/{container}/{blob}: {body}");
+            let headers = [
+                ("x-ms-blob-type", "BlockBlob"),
+                ("content-type", "application/octet-stream"),
+            ];
+            let what = format!("put_blob {account}/{container}/{blob}");
+            let (status, body) = self
+                .seed(
+                    put,
+                    &url,
+                    &headers,
+                    bytes::Bytes::copy_from_slice(data),
+                    &what,
+                )
+                .await;
+            assert_eq!(status, 201, "{what}: {body}");
             return;
         }
         let mut ids = Vec::new();
         for (i, chunk) in data.chunks(BLOCK_SIZE).enumerate() {
             let id = base64::engine::general_purpose::STANDARD.encode(format!("block-{i:08}"));
-            let res = self
-                .seed_request(
-                    reqwest::Method::PUT,
-                    format!(
-                        "{url}?comp=block&blockid={}",
-                        form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-                    ),
-                )
-                .body(chunk.to_vec())
-                .send()
-                .await
-                .expect("put block request");
-            let status = res.status().as_u16();
-            let body = res.text().await.unwrap_or_default();
-            assert_eq!(status, 201, "put block {i} of {blob}: {body}");
+            let block_url = format!(
+                "{url}?comp=block&blockid={}",
+                form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            );
+            let what = format!("put block {i} of {blob}");
+            let chunk = bytes::Bytes::copy_from_slice(chunk);
+            let (status, body) = self.seed(put.clone(), &block_url, &[], chunk, &what).await;
+            assert_eq!(status, 201, "{what}: {body}");
             ids.push(id);
         }
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
@@ -335,16 +357,18 @@ impl Azurite {
             xml.push_str(&format!("<Latest>{id}</Latest>"));
         }
         xml.push_str("</BlockList>");
-        let res = self
-            .seed_request(reqwest::Method::PUT, format!("{url}?comp=blocklist"))
-            .header("x-ms-blob-content-type", "application/octet-stream")
-            .body(xml)
-            .send()
-            .await
-            .expect("put block list request");
-        let status = res.status().as_u16();
-        let body = res.text().await.unwrap_or_default();
-        assert_eq!(status, 201, "put block list of {blob}: {body}");
+        let headers = [("x-ms-blob-content-type", "application/octet-stream")];
+        let what = format!("put block list of {blob}");
+        let (status, body) = self
+            .seed(
+                put,
+                &format!("{url}?comp=blocklist"),
+                &headers,
+                xml.into(),
+                &what,
+            )
+            .await;
+        assert_eq!(status, 201, "{what}: {body}");
     }
 }
 
@@ -369,7 +393,11 @@ async fn wait_ready(
             .send()
             .await;
         match res {
-            Ok(r) if r.status().as_u16() == 200 => return Ok(()),
+            // The body is read so that the probe's connection ends its exchange cleanly.
+            Ok(r) if r.status().as_u16() == 200 => {
+                let _ = r.bytes().await;
+                return Ok(());
+            }
             Ok(r) => {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
