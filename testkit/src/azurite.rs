@@ -259,8 +259,9 @@ impl Azurite {
 
     /// Sends one seeding request and returns its status and body. Seeding is idempotent (a
     /// container that exists is accepted, a blob is overwritten), so a request that got no
-    /// response at all (the connection was reset or closed under it, seen once in CI right
-    /// after the readiness probe) is sent again on a new connection, up to three times.
+    /// response at all (the connection was reset or closed under it, seen in CI right after
+    /// the readiness probe) is sent again on a new connection: up to three sends in all. A
+    /// timeout is not retried (Azurite is hung; waiting again would only delay the failure).
     async fn seed(
         &self,
         method: reqwest::Method,
@@ -286,7 +287,7 @@ impl Azurite {
                     let status = res.status().as_u16();
                     return (status, res.text().await.unwrap_or_default());
                 }
-                Err(e) if attempt < 3 && (e.is_request() || e.is_connect()) => {
+                Err(e) if attempt < 3 && !e.is_timeout() => {
                     eprintln!("azurite: {what}: attempt {attempt} got no response ({e}); again");
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -201,7 +201,10 @@ impl FakeServer {
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(ServerState::default());
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-        let task = tokio::spawn(accept_loop(listener, acceptor, handler, state.clone()));
+        let served = state.clone();
+        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+            serve_conn(stream, acceptor.clone(), handler.clone(), served.clone())
+        }));
         FakeServer { addr, state, task }
     }
 
@@ -238,18 +241,6 @@ impl FakeServer {
     pub fn clear(&self) {
         self.state.requests.lock().unwrap().clear();
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    handler: Handler,
-    state: Arc<ServerState>,
-) {
-    crate::accept::serve_each(listener, |stream| {
-        serve_conn(stream, tls.clone(), handler.clone(), state.clone())
-    })
-    .await
 }
 
 async fn serve_conn(

@@ -409,7 +409,9 @@ impl World {
     /// The host's log once every instance has ended (up to 5 s): an instance writes its line
     /// after the response, so a caller can have the whole body before the line is there.
     pub fn logs(&self) -> String {
-        self.host.wait_idle(std::time::Duration::from_secs(5));
+        if !self.host.wait_idle(std::time::Duration::from_secs(5)) {
+            eprintln!("logs: an instance was still running after 5 s; its line may be missing");
+        }
         self.host.logs()
     }
 
