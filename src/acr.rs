@@ -22,13 +22,25 @@ use http::StatusCode;
 /// The user name registry clients pair with an ACR token.
 pub(crate) const TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
 
-/// The `scope` of a pull token for these repositories.
-pub(crate) fn pull_scope(repositories: &[String]) -> String {
-    repositories
-        .iter()
-        .map(|r| format!("repository:{r}:pull"))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The repositories a pull token is asked for, with their `scope` (computed once: the
+/// exchange sends it and the log line and the answer repeat it).
+pub(crate) struct Pull {
+    pub repositories: Vec<String>,
+    pub scope: String,
+}
+
+impl Pull {
+    pub(crate) fn new(repositories: Vec<String>) -> Pull {
+        let scope = repositories
+            .iter()
+            .map(|r| format!("repository:{r}:pull"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Pull {
+            repositories,
+            scope,
+        }
+    }
 }
 
 /// The first entry of a registry error body (`{"errors":[{"code":…,"message":…}]}`).
@@ -193,15 +205,14 @@ impl PullToken {
     }
 }
 
-/// A pull token for `repositories` (`scope` is their [`pull_scope`]), with every one of them
-/// granted.
+/// A pull token for `pull`'s repositories, with every one of them granted.
 pub(crate) fn pull_token<T: Transport>(
     ctx: &Context<T>,
     credential: &RefreshCredential,
-    repositories: &[String],
-    scope: &str,
+    pull: &Pull,
 ) -> Result<PullToken, Problem> {
     let registry = credential.registry;
+    let (repositories, scope) = (&pull.repositories, &pull.scope);
     authorize(
         ctx,
         credential,
@@ -308,7 +319,7 @@ mod tests {
     #[test]
     fn scopes_are_pull_only() {
         assert_eq!(
-            pull_scope(&["a".into(), "b/c".into()]),
+            Pull::new(vec!["a".into(), "b/c".into()]).scope,
             "repository:a:pull repository:b/c:pull"
         );
     }

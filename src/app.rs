@@ -236,13 +236,13 @@ fn serve<T: Transport>(
             repositories,
         } => {
             line.tenant = Some(profile.name.clone());
-            let scope = acr::pull_scope(&repositories);
-            line.resource = Some(format!("{} {scope}", registry.authority()));
+            let pull = acr::Pull::new(repositories);
+            line.resource = Some(format!("{} {}", registry.authority(), pull.scope));
             let credential = RefreshCredential {
                 entra: federated(profile, exchange, cloud.registry_resource()),
                 registry: &registry,
             };
-            let token = acr::pull_token(&ctx, &credential, &repositories, &scope)?;
+            let token = acr::pull_token(&ctx, &credential, &pull)?;
             Ok(Reply::Complete(Answer::new(
                 StatusCode::OK,
                 "application/json",

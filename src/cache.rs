@@ -176,6 +176,20 @@ pub(crate) struct Cache<'a> {
     pub max_wait: Duration,
 }
 
+/// One read of a key: the bytes as stored (what a swap compares against) and their decoding.
+struct Stored {
+    raw: Option<Vec<u8>>,
+    entry: Option<Entry>,
+}
+
+impl Stored {
+    fn read(store: &dyn Store, key: &str) -> Stored {
+        let raw = store.get(key);
+        let entry = raw.as_deref().and_then(Entry::decode);
+        Stored { raw, entry }
+    }
+}
+
 impl Cache<'_> {
     /// A usable token for `key`: from the cache while fresh, otherwise fetched once across
     /// every instance sharing the store.
@@ -188,17 +202,16 @@ impl Cache<'_> {
             return fetch();
         };
         let now = self.clock.unix();
-        let raw = store.get(key);
-        let entry = raw.as_deref().and_then(Entry::decode);
-        if let Some(entry) = &entry {
+        let stored = Stored::read(store, key);
+        if let Some(entry) = &stored.entry {
             if let Some(token) = entry.token().filter(|t| t.usable(now)) {
                 if token.fresh(now) || entry.lease_active(now) {
                     return Ok(token);
                 }
-                return Ok(self.refresh(store, key, raw.as_deref(), entry, token, fetch));
+                return Ok(self.refresh(store, key, stored.raw.as_deref(), entry, token, fetch));
             }
         }
-        self.cold(store, key, raw, entry, fetch)
+        self.cold(store, key, stored, fetch)
     }
 
     /// Marks `key` as holding no token, after a service refused it.
@@ -240,14 +253,12 @@ impl Cache<'_> {
         }
     }
 
-    /// No usable token: take the right to fetch, or wait for whoever has it. `entry` is `raw`
-    /// decoded.
+    /// No usable token: take the right to fetch, or wait for whoever has it.
     fn cold(
         &self,
         store: &dyn Store,
         key: &str,
-        mut raw: Option<Vec<u8>>,
-        mut entry: Option<Entry>,
+        mut stored: Stored,
         fetch: &mut dyn FnMut() -> Result<Token, Problem>,
     ) -> Result<Token, Problem> {
         let waited_from = self.clock.monotonic();
@@ -255,7 +266,7 @@ impl Cache<'_> {
         loop {
             let now = self.clock.unix();
             // The lease we hold, as stored, if we got it.
-            let lease = match (&raw, &entry) {
+            let lease = match (&stored.raw, &stored.entry) {
                 // Nothing there yet: ticket 1 creates it (or no atomics: everyone fetches).
                 (None, _) | (Some(_), None) => {
                     let ticket = key_ticket(key, now);
@@ -279,7 +290,11 @@ impl Cache<'_> {
             if let Some(lease) = lease {
                 return self.fetch_and_publish(store, key, Some(&lease), fetch);
             }
-            let owner = entry.as_ref().map(|e| e.owner.clone()).unwrap_or_default();
+            let owner = stored
+                .entry
+                .as_ref()
+                .map(|e| e.owner.clone())
+                .unwrap_or_default();
             // Wait for the owner's result.
             loop {
                 if self.clock.monotonic().saturating_sub(waited_from) >= self.max_wait {
@@ -288,10 +303,9 @@ impl Cache<'_> {
                 }
                 self.clock.sleep(poll);
                 poll = (poll * 2).min(MAX_POLL);
-                raw = store.get(key);
-                entry = raw.as_deref().and_then(Entry::decode);
+                stored = Stored::read(store, key);
                 let now = self.clock.unix();
-                let Some(e) = &entry else {
+                let Some(e) = &stored.entry else {
                     continue;
                 };
                 if let Some(token) = e.token().filter(|t| t.usable(now)) {
