@@ -292,19 +292,8 @@ impl RunningHost {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// [`RunningHost::wait_idle`] for async callers.
-    pub async fn idle(&self, timeout: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.instances_running() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        true
-    }
-
-    /// Waits until no instance is running, or `timeout` has passed; whether none is.
+    /// Waits until no instance is running, or `timeout` has passed; whether none is. Async
+    /// callers on a multi-thread runtime wrap it in `tokio::task::block_in_place`.
     pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         while self.instances_running() > 0 {

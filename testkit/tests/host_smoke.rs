@@ -637,7 +637,9 @@ async fn failures_mid_body_break_the_transfer() {
         2 * 1024 * 1024
     );
     // The trap is logged when the instance ends, which can be after the caller saw the break.
-    assert!(host.idle(std::time::Duration::from_secs(5)).await);
+    assert!(tokio::task::block_in_place(
+        || host.wait_idle(std::time::Duration::from_secs(5))
+    ));
     let logs = host.logs();
     assert!(logs.contains("probe trap mid-stream"), "{logs}");
 }
