@@ -12,11 +12,13 @@
 //!   old`, Redis `WATCH`/`MULTI`).
 //! - An absent entry cannot be locked that way (on SQLite a swap from an absent key is an
 //!   upsert: everybody "wins"), so the right to create it goes to whoever draws ticket 1 from an
-//!   atomic counter (`increment` is atomic on both stores). The counter is per ten-minute
-//!   period, so an entry lost later (evicted, a crashed creator) is recreated in the next period
-//!   at the latest; meanwhile waiters fall back to fetching themselves.
-//! - Leases expire, so a crashed fetcher blocks nobody for longer than the lease; waits are
-//!   bounded, after which a waiter fetches itself.
+//!   atomic counter (`increment` is atomic on both stores), per ten-minute period. An entry lost
+//!   after its ticket was drawn (evicted under `allkeys-lru`, a write that failed) is noticed
+//!   by its waiters within a second; they then draw from a counter per ten-second window, and
+//!   the one that draws 1 takes the lease and fetches for all.
+//! - Leases expire, so a crashed fetcher blocks nobody for longer than the lease; a waiter that
+//!   gives up takes the lease itself before fetching. Only a store that holds no lease at all
+//!   for twice the wait leaves a waiter fetching on its own.
 //! - While a still-usable token exists nobody waits: the lease holder refreshes, the others keep
 //!   serving the old token. A failed refresh pauses refreshing for 30 s (as the Azure SDKs) and
 //!   keeps serving the old token.
@@ -34,6 +36,11 @@ use std::time::Duration;
 const REFRESH_PAUSE: u64 = 30;
 /// Counter periods for creating an absent entry.
 const TICKET_PERIOD: u64 = 600;
+/// Windows of the counter that decides who recreates an entry lost after its ticket was drawn.
+const TAKEOVER_WINDOW: u64 = 10;
+/// How long a waiter tolerates a missing entry: its creator writes it right after drawing the
+/// ticket, so absence past this means the write failed or the entry was evicted.
+const ABSENT_GRACE: Duration = Duration::from_secs(1);
 /// First and longest pause between looks at an entry someone else is filling.
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(40);
@@ -253,7 +260,10 @@ impl Cache<'_> {
         }
     }
 
-    /// No usable token: take the right to fetch, or wait for whoever has it.
+    /// No usable token: take the right to fetch, or wait for whoever has it. A waiter that
+    /// gives up (the owner's entry vanished, or it waited `max_wait`) takes the lease itself
+    /// before fetching, so a lost entry (evicted, or a write that failed) costs one fetch per
+    /// takeover window rather than one per request, and its failure still reaches the others.
     fn cold(
         &self,
         store: &dyn Store,
@@ -263,58 +273,52 @@ impl Cache<'_> {
     ) -> Result<Token, Problem> {
         let waited_from = self.clock.monotonic();
         let mut poll = FIRST_POLL;
+        // Whether this is a takeover: the first look draws the period's ticket, later ones a
+        // takeover window's.
+        let mut gave_up = false;
         loop {
-            let now = self.clock.unix();
-            // The lease we hold, as stored, if we got it.
-            let lease = match (&stored.raw, &stored.entry) {
-                // Nothing there yet: ticket 1 creates it (or no atomics: everyone fetches).
-                (None, _) | (Some(_), None) => {
-                    let ticket = key_ticket(key, now);
-                    match store.increment(&ticket, 1) {
-                        Some(1) | None => {
-                            let leased = Entry::default()
-                                .leased(self.owner, now + self.lease_secs)
-                                .encode();
-                            store.set(key, &leased);
-                            Some(leased)
-                        }
-                        Some(_) => None,
-                    }
-                }
-                (Some(bytes), Some(e)) if !e.lease_active(now) => {
-                    let leased = e.leased(self.owner, now + self.lease_secs).encode();
-                    (store.swap(key, bytes, &leased) == Swap::Won).then_some(leased)
-                }
-                _ => None,
-            };
-            if let Some(lease) = lease {
+            if let Some(lease) = self.take_lease(store, key, &stored, gave_up) {
                 return self.fetch_and_publish(store, key, Some(&lease), fetch);
+            }
+            if gave_up && self.clock.monotonic().saturating_sub(waited_from) >= self.max_wait * 2 {
+                // Someone holds each lease we tried for, yet nothing arrives: the store is not
+                // working. Fetch without coordination (bounded by the request's deadline).
+                return self.fetch_and_publish(store, key, None, fetch);
             }
             let owner = stored
                 .entry
                 .as_ref()
                 .map(|e| e.owner.clone())
                 .unwrap_or_default();
+            let round_from = self.clock.monotonic();
+            let mut absent_since = stored.entry.is_none().then_some(round_from);
             // Wait for the owner's result.
             loop {
-                if self.clock.monotonic().saturating_sub(waited_from) >= self.max_wait {
-                    // Waited long enough: fetch without coordination, publish for the others.
-                    return self.fetch_and_publish(store, key, None, fetch);
+                let now_mono = self.clock.monotonic();
+                let absent_too_long =
+                    absent_since.is_some_and(|t| now_mono.saturating_sub(t) >= ABSENT_GRACE);
+                if absent_too_long || now_mono.saturating_sub(round_from) >= self.max_wait {
+                    gave_up = true;
+                    break;
                 }
                 self.clock.sleep(poll);
                 poll = (poll * 2).min(MAX_POLL);
                 stored = Stored::read(store, key);
                 let now = self.clock.unix();
                 let Some(e) = &stored.entry else {
+                    absent_since.get_or_insert(self.clock.monotonic());
                     continue;
                 };
+                absent_since = None;
                 if let Some(token) = e.token().filter(|t| t.usable(now)) {
                     return Ok(token);
                 }
+                // The failure of the owner we waited on; or, when we began on a missing entry,
+                // of whoever took it over since (it cannot be older than our wait).
                 if let Some(failed) = e
                     .failed
                     .as_ref()
-                    .filter(|_| e.owner == owner && !owner.is_empty())
+                    .filter(|_| !e.owner.is_empty() && (owner.is_empty() || e.owner == owner))
                 {
                     return Err(restore(failed));
                 }
@@ -322,6 +326,44 @@ impl Cache<'_> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Tries to take the right to fetch `key`; the lease as stored when we got it.
+    fn take_lease(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        stored: &Stored,
+        takeover: bool,
+    ) -> Option<Vec<u8>> {
+        let now = self.clock.unix();
+        match (&stored.raw, &stored.entry) {
+            // Nothing there: an absent key cannot be compared and swapped (on SQLite that is an
+            // upsert: everybody wins), so the right goes to whoever draws 1 from a counter: the
+            // period's ticket, or for a takeover the window's. No atomics: everyone fetches.
+            (None, _) | (Some(_), None) => {
+                let counter = if takeover {
+                    format!("{key}|takeover|{}", now / TAKEOVER_WINDOW)
+                } else {
+                    key_ticket(key, now)
+                };
+                match store.increment(&counter, 1) {
+                    Some(1) | None => {
+                        let leased = Entry::default()
+                            .leased(self.owner, now + self.lease_secs)
+                            .encode();
+                        store.set(key, &leased);
+                        Some(leased)
+                    }
+                    Some(_) => None,
+                }
+            }
+            (Some(bytes), Some(e)) if !e.lease_active(now) => {
+                let leased = e.leased(self.owner, now + self.lease_secs).encode();
+                (store.swap(key, bytes, &leased) == Swap::Won).then_some(leased)
+            }
+            _ => None,
         }
     }
 
@@ -377,7 +419,8 @@ mod tests {
     use super::*;
     use crate::clock::fake::FakeClock;
     use crate::store::memory::MemStore;
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -390,6 +433,10 @@ mod tests {
     }
 
     fn cache<'a>(store: &'a MemStore, clock: &'a FakeClock, owner: &'a str) -> Cache<'a> {
+        cache_on(store, clock, owner)
+    }
+
+    fn cache_on<'a>(store: &'a dyn Store, clock: &'a FakeClock, owner: &'a str) -> Cache<'a> {
         Cache {
             store: Some(store),
             clock,
@@ -504,33 +551,112 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_lost_swap_means_waiting_not_fetching() {
-        let store = MemStore::default();
-        let clock = FakeClock::at(NOW);
-        store.set("k", &Entry::default().encode());
-        // Between r2's read and its swap, r9 takes the lease and later publishes.
-        let s = store.clone();
-        let raced = Cell::new(false);
-        let r2 = cache(&store, &clock, "r2");
-        // Simulate the race by taking the lease now (r2 will read the leased entry first and
-        // find it active) and publishing on r2's second poll.
-        s.set("k", &Entry::default().leased("r9", NOW + 10).encode());
-        let s2 = store.clone();
-        *clock.on_sleep.borrow_mut() = Some(Box::new(move |t| {
-            if t >= Duration::from_millis(15) {
-                s2.set(
-                    "k",
-                    &Entry::holding(&token("r9-token", NOW + 3600, NOW + 3300)).encode(),
-                );
+    /// A store in which each swap first lets one more contender act: every contender has read
+    /// the entry before anyone's swap lands, as when a burst reaches a due token at once.
+    struct Racing {
+        inner: MemStore,
+        others: RefCell<Vec<Box<dyn FnOnce()>>>,
+    }
+
+    impl Store for Racing {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) {
+            self.inner.set(key, value)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Option<i64> {
+            self.inner.increment(key, delta)
+        }
+        fn swap(&self, key: &str, expected: &[u8], value: &[u8]) -> Swap {
+            let next = self.others.borrow_mut().pop();
+            if let Some(contender) = next {
+                contender();
             }
-        }));
-        let got = r2.token("k", &mut || {
-            raced.set(true);
-            Ok(token("r2-token", NOW + 3600, NOW + 3300))
+            self.inner.swap(key, expected, value)
+        }
+    }
+
+    /// `contenders` requests that all read `seed` before any swap lands; how many fetched, and
+    /// what each was served.
+    fn race(contenders: usize, inner: MemStore, seed: Entry) -> (u32, Vec<String>) {
+        inner.set("k", &seed.encode());
+        let store = Rc::new(Racing {
+            inner,
+            others: RefCell::default(),
         });
-        assert_eq!(got.unwrap().secret, "r9-token");
-        assert!(!raced.get());
+        let clock = Rc::new(FakeClock::at(NOW));
+        let fetches = Rc::new(Cell::new(0));
+        let served = Rc::new(RefCell::new(Vec::new()));
+        let run = {
+            let (store, clock, fetches, served) = (
+                store.clone(),
+                clock.clone(),
+                fetches.clone(),
+                served.clone(),
+            );
+            move |i: usize| {
+                let owner = format!("r{i}");
+                let c = cache_on(&*store, &clock, &owner);
+                let got = c.token("k", &mut || {
+                    fetches.set(fetches.get() + 1);
+                    Ok(token(&format!("new-{i}"), NOW + 3600, NOW + 3300))
+                });
+                served
+                    .borrow_mut()
+                    .push(got.map(|t| t.secret).unwrap_or_default());
+            }
+        };
+        for i in 1..contenders {
+            let run = run.clone();
+            store.others.borrow_mut().push(Box::new(move || run(i)));
+        }
+        run(0);
+        store.others.borrow_mut().clear();
+        let served = served.borrow().clone();
+        (fetches.get(), served)
+    }
+
+    #[test]
+    fn contenders_for_a_due_token_refresh_it_once_on_both_stores() {
+        // Due (past refresh_at) but usable: one refreshes, the rest serve the old token.
+        let due = Entry::holding(&token("old", NOW + 1000, NOW - 1));
+        for (name, store) in [
+            ("sqlite", MemStore::default()),
+            ("spin-redis", MemStore::spin_redis()),
+        ] {
+            let (fetches, served) = race(8, store, due_clone(&due));
+            assert_eq!(fetches, 1, "{name}: {served:?}");
+            assert_eq!(served.len(), 8, "{name}");
+            assert_eq!(
+                served.iter().filter(|s| *s == "old").count(),
+                7,
+                "{name}: {served:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn contenders_for_an_expired_lease_fetch_once_on_both_stores() {
+        // No usable token and a dead owner's expired lease: exactly one swap wins; the others
+        // wait for its result.
+        let dead = Entry::default().leased("dead", NOW - 1);
+        for (name, store) in [
+            ("sqlite", MemStore::default()),
+            ("spin-redis", MemStore::spin_redis()),
+        ] {
+            let (fetches, served) = race(8, store, due_clone(&dead));
+            assert_eq!(fetches, 1, "{name}: {served:?}");
+            assert_eq!(served.len(), 8, "{name}");
+            assert!(
+                served.iter().all(|s| s.starts_with("new-")),
+                "{name}: {served:?}"
+            );
+        }
+    }
+
+    fn due_clone(e: &Entry) -> Entry {
+        Entry::decode(&e.encode()).unwrap()
     }
 
     #[test]
@@ -615,6 +741,22 @@ mod tests {
             c2.token("k", &mut || panic!("paused")).unwrap().secret,
             "old"
         );
+        clock.advance(Duration::from_secs(REFRESH_PAUSE - 1));
+        assert_eq!(
+            c2.token("k", &mut || panic!("still paused"))
+                .unwrap()
+                .secret,
+            "old"
+        );
+        // Once the pause is over, the next request refreshes.
+        clock.advance(Duration::from_secs(2));
+        let c3 = cache(&store, &clock, "r3");
+        assert_eq!(
+            c3.token("k", &mut || Ok(token("new", NOW + 3600, NOW + 3300)))
+                .unwrap()
+                .secret,
+            "new"
+        );
     }
 
     #[test]
@@ -647,17 +789,89 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_lost_after_its_ticket_is_recreated_by_a_bounded_waiter() {
+    fn an_entry_lost_after_its_ticket_is_recreated_by_one_waiter_for_all() {
         let store = MemStore::default();
         let clock = FakeClock::at(NOW);
-        // The ticket of this period is gone, but the entry vanished (eviction).
+        // The ticket of this period is gone, but the entry vanished (eviction, a failed write).
         store.increment(&key_ticket("k", NOW), 1);
+        let fetches = Cell::new(0);
         let c = cache(&store, &clock, "r1");
         let got = c
-            .token("k", &mut || Ok(token("self", NOW + 3600, NOW + 3300)))
+            .token("k", &mut || {
+                fetches.set(fetches.get() + 1);
+                Ok(token("r1", NOW + 3600, NOW + 3300))
+            })
             .unwrap();
-        assert_eq!(got.secret, "self");
-        assert!(clock.monotonic() >= Duration::from_secs(12));
+        assert_eq!((got.secret.as_str(), fetches.get()), ("r1", 1));
+        // Noticed within the grace, not after the whole wait (12 s).
+        assert!(
+            clock.monotonic() < Duration::from_secs(2),
+            "{:?}",
+            clock.monotonic()
+        );
+        // Everyone after is served the token it published.
+        let r2 = cache(&store, &clock, "r2");
+        assert_eq!(
+            r2.token("k", &mut || panic!("fetched")).unwrap().secret,
+            "r1"
+        );
+    }
+
+    /// Two waiters (r2, r3) on a ticket whose entry never appeared; r3 runs inside r2's first
+    /// waits (another instance acting meanwhile). Each fetch answers `answer`. Returns the
+    /// number of fetches and what each got.
+    fn two_waiters_on_a_lost_entry(
+        answer: Result<&'static str, &'static str>,
+    ) -> (u32, Result<String, String>, Result<String, String>) {
+        let store = MemStore::default();
+        let clock = FakeClock::at(NOW);
+        store.increment(&key_ticket("k", NOW), 1);
+        let fetches = Rc::new(Cell::new(0));
+        let fetch = move |f: &Rc<Cell<u32>>| {
+            f.set(f.get() + 1);
+            answer
+                .map(|t| token(t, NOW + 3600, NOW + 3300))
+                .map_err(|code| Problem::upstream(code, "refused".to_string()))
+        };
+        let (s3, f3) = (store.clone(), fetches.clone());
+        let r3_result: Rc<RefCell<Option<Result<String, String>>>> = Rc::default();
+        let out3 = r3_result.clone();
+        *clock.on_sleep.borrow_mut() = Some(Box::new(move |t| {
+            if out3.borrow().is_none() && t >= Duration::from_millis(100) {
+                let clock3 = FakeClock::at(NOW);
+                clock3.now.set(t);
+                let r3 = cache(&s3, &clock3, "r3");
+                let got = r3.token("k", &mut || fetch(&f3));
+                *out3.borrow_mut() = Some(got.map(|t| t.secret).map_err(|p| p.code.to_string()));
+            }
+        }));
+        let r2 = cache(&store, &clock, "r2");
+        let got = r2
+            .token("k", &mut || fetch(&fetches))
+            .map(|t| t.secret)
+            .map_err(|p| p.code.to_string());
+        let r3 = r3_result.borrow_mut().take().expect("r3 ran");
+        (fetches.get(), got, r3)
+    }
+
+    #[test]
+    fn waiters_of_a_lost_entry_draw_one_takeover_between_them() {
+        let (fetches, r2, r3) = two_waiters_on_a_lost_entry(Ok("tok"));
+        assert_eq!(fetches, 1, "one fetch between the two waiters");
+        assert_eq!((r2, r3), (Ok("tok".into()), Ok("tok".into())));
+    }
+
+    #[test]
+    fn a_takeover_that_fails_publishes_its_failure_to_the_other_waiters() {
+        let (fetches, r2, r3) = two_waiters_on_a_lost_entry(Err("entra-refused"));
+        assert_eq!(
+            fetches, 1,
+            "a failing upstream is asked once, not once per waiter"
+        );
+        assert_eq!(
+            (r2, r3),
+            (Err("entra-refused".into()), Err("entra-refused".into()))
+        );
     }
 
     #[test]
@@ -714,12 +928,15 @@ mod tests {
             lease_secs: 10,
             max_wait: Duration::from_secs(1),
         };
-        assert_eq!(
-            c.token("k", &mut || Ok(token("t", NOW + 3600, NOW + 3300)))
-                .unwrap()
-                .secret,
-            "t"
-        );
+        let fetches = Cell::new(0);
+        for _ in 0..3 {
+            let got = c.token("k", &mut || {
+                fetches.set(fetches.get() + 1);
+                Ok(token("t", NOW + 3600, NOW + 3300))
+            });
+            assert_eq!(got.unwrap().secret, "t");
+        }
+        assert_eq!(fetches.get(), 3, "nothing to share a token through");
     }
 
     #[test]

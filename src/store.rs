@@ -26,11 +26,37 @@ pub(crate) trait Store {
     fn swap(&self, key: &str, expected: &[u8], value: &[u8]) -> Swap;
 }
 
+/// What a store's compare-and-swap reported (`wasi:keyvalue/atomics` `swap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+// Used by the Spin edge (wasm32 only) and the in-memory store of host tests.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) enum CasReport {
+    Swapped,
+    /// `cas-failed`, with the key as the returned handle reads it afterwards.
+    Failed {
+        now: Option<Vec<u8>>,
+    },
+    StoreError,
+}
+
+/// Whether our swap to `value` won, from what the store reported. Spin 3.6.3's Redis store
+/// reports every swap as failed (it ends the transaction with `UNWATCH key`, which Redis
+/// refuses), though an unconflicted swap was written: the key read back holding our value means
+/// we won. Our values carry the request's id, so nobody else can have written the same bytes.
+#[cfg_attr(not(any(target_arch = "wasm32", test)), allow(dead_code))]
+pub(crate) fn swap_outcome(value: &[u8], report: CasReport) -> Swap {
+    match report {
+        CasReport::Swapped => Swap::Won,
+        CasReport::Failed { now } if now.as_deref() == Some(value) => Swap::Won,
+        CasReport::Failed { .. } | CasReport::StoreError => Swap::Lost,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod memory {
     //! A shared in-memory store with operation counters, for host tests.
 
-    use super::{Store, Swap};
+    use super::{swap_outcome, CasReport, Store, Swap};
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::rc::Rc;
@@ -45,9 +71,18 @@ pub(crate) mod memory {
     pub(crate) struct MemStore {
         data: Rc<RefCell<HashMap<String, Vec<u8>>>>,
         counts: Rc<RefCell<Counts>>,
+        /// Report swaps as Spin 3.6.3's Redis store does: every one `cas-failed`, applied or not.
+        spin_redis: bool,
     }
 
     impl MemStore {
+        /// A store whose swaps report as Spin 3.6.3's Redis store's do.
+        pub(crate) fn spin_redis() -> MemStore {
+            MemStore {
+                spin_redis: true,
+                ..MemStore::default()
+            }
+        }
         pub(crate) fn counts(&self) -> Counts {
             *self.counts.borrow()
         }
@@ -81,13 +116,22 @@ pub(crate) mod memory {
         fn swap(&self, key: &str, expected: &[u8], value: &[u8]) -> Swap {
             self.counts.borrow_mut().writes += 1;
             let mut data = self.data.borrow_mut();
-            match data.get(key) {
+            let swapped = match data.get(key) {
                 Some(current) if current == expected => {
                     data.insert(key.into(), value.to_vec());
-                    Swap::Won
+                    true
                 }
-                _ => Swap::Lost,
-            }
+                _ => false,
+            };
+            // Through the same decision as the Spin edge, so the read-back is what is tested.
+            let report = if swapped && !self.spin_redis {
+                CasReport::Swapped
+            } else {
+                CasReport::Failed {
+                    now: data.get(key).cloned(),
+                }
+            };
+            swap_outcome(value, report)
         }
     }
 }
