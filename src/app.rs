@@ -226,7 +226,7 @@ fn serve<T: Transport>(
                     blob::open(&ctx, &federated(p, x, cloud.storage_resource()), &target)?
                 }
             };
-            let plan = Plan::new(&head, common.max_blob_bytes)?;
+            let plan = Plan::new(&head, common.max_blob_bytes, common.transfer)?;
             Ok(Reply::Blob { plan, body })
         }
         Action::Registry {

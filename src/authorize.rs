@@ -91,6 +91,7 @@ mod tests {
             deadline_secs: 30,
             retry_base_ms: 800,
             max_blob_bytes: None,
+            transfer: crate::relay::Bounds::DEFAULT,
             store_label: "default".into(),
         }
     }

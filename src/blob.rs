@@ -116,13 +116,13 @@ pub(crate) fn open<T: Transport, C: Credential>(
                 return Ok(Attempt::Done((head, body)));
             }
             // An error document; if it cannot be read, the status and headers still tell enough.
-            let out_of_time = || ctx.budget.remaining(ctx.clock).is_zero();
+            let time_left = || ctx.budget.remaining(ctx.clock);
             let resp = read_small(
                 Service::Blob,
                 head.clone(),
                 &mut body,
                 ERROR_BODY_LIMIT,
-                &out_of_time,
+                &time_left,
             )
             .unwrap_or(Response {
                 head,

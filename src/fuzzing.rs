@@ -290,7 +290,7 @@ struct Refusing(RefCell<Vec<String>>);
 
 struct Empty;
 impl BodyReader for Empty {
-    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+    fn next_chunk(&mut self, _wait: Duration) -> Result<Option<Vec<u8>>, NetError> {
         Ok(None)
     }
 }
@@ -317,6 +317,18 @@ struct Map(HashMap<String, String>);
 impl Variables for Map {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).cloned()
+    }
+}
+
+/// A response body that takes everything at once.
+struct Collect(Vec<u8>);
+impl crate::relay::Sink for Collect {
+    fn write(&mut self, bytes: &[u8], _wait: Duration) -> Result<(), crate::relay::Stop> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(&mut self, _wait: Duration) -> Result<(), crate::relay::Stop> {
+        Ok(())
     }
 }
 
@@ -374,15 +386,8 @@ pub fn decide(
             a.body,
         ),
         Reply::Blob { plan, mut body } => {
-            struct Collect(Vec<u8>);
-            impl crate::relay::Sink for Collect {
-                fn write(&mut self, bytes: &[u8]) -> bool {
-                    self.0.extend_from_slice(bytes);
-                    true
-                }
-            }
             let mut sink = Collect(Vec::new());
-            crate::relay::relay(&plan, &mut body, &mut sink);
+            crate::relay::relay(&plan, &mut body, &mut sink, &StillClock);
             (
                 200,
                 app::blob_headers(&plan)
@@ -417,15 +422,8 @@ pub fn relay(
 ) -> Result<(Vec<u8>, bool), u16> {
     struct Chunks(std::collections::VecDeque<Vec<u8>>);
     impl BodyReader for Chunks {
-        fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+        fn next_chunk(&mut self, _wait: Duration) -> Result<Option<Vec<u8>>, NetError> {
             Ok(self.0.pop_front())
-        }
-    }
-    struct Collect(Vec<u8>);
-    impl crate::relay::Sink for Collect {
-        fn write(&mut self, bytes: &[u8]) -> bool {
-            self.0.extend_from_slice(bytes);
-            true
         }
     }
     let head = Head {
@@ -435,11 +433,12 @@ pub fn relay(
             .into_iter()
             .collect(),
     };
-    let plan = crate::relay::Plan::new(&head, limit).map_err(|p| p.status.as_u16())?;
+    let plan = crate::relay::Plan::new(&head, limit, crate::relay::Bounds::DEFAULT)
+        .map_err(|p| p.status.as_u16())?;
     let mut sink = Collect(Vec::new());
     let mut body = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
     let complete = matches!(
-        crate::relay::relay(&plan, &mut body, &mut sink),
+        crate::relay::relay(&plan, &mut body, &mut sink, &StillClock),
         crate::relay::Outcome::Complete { .. }
     );
     Ok((sink.0, complete))

@@ -57,7 +57,13 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Reply::Complete(answer) => {
             line.status = answer.status.as_u16();
             line.bytes = answer.body.len() as u64;
-            if !platform::respond(out, line.status, &answer.headers, &answer.body) {
+            if !platform::respond(
+                out,
+                line.status,
+                &answer.headers,
+                &answer.body,
+                relay::Bounds::DEFAULT.stall,
+            ) {
                 line.aborted = Some("could not write the response".into());
             }
         }
@@ -65,13 +71,8 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
             line.status = 200;
             match StreamingResponse::start(out, 200, &app::blob_headers(&plan)) {
                 None => line.aborted = Some("could not start the response".into()),
-                Some(mut response) => match relay::relay(&plan, &mut body, &mut response) {
-                    Outcome::Complete { sent } => {
-                        line.bytes = sent;
-                        if !response.finish() {
-                            line.aborted = Some("could not finish the response".into());
-                        }
-                    }
+                Some(mut response) => match relay::relay(&plan, &mut body, &mut response, &clock) {
+                    Outcome::Complete { sent } => line.bytes = sent,
                     // Dropping `response` unfinished breaks the transfer for the caller.
                     Outcome::Abandoned { sent, reason } => {
                         line.bytes = sent;

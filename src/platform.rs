@@ -1,7 +1,10 @@
 //! Spin-specific I/O, kept at the edge: variables, the key-value store with its atomics,
 //! outbound HTTP through `wasi:http/outgoing-handler`, and writing the response. Everything here
-//! blocks on WASI pollables: a Spin instance serves exactly one request, so there is nothing to
-//! overlap. Compiled only for wasm32; every decision it feeds is made (and tested) elsewhere.
+//! waits on WASI pollables: a Spin instance serves exactly one request, so there is nothing to
+//! overlap. Every wait is polled together with a `wasi:clocks` timer for the time its caller
+//! allows: Spin 3.6.3 sets no request timeout for WASIp2 components, so a wait without one (a
+//! caller that stops reading, a service that stops sending) would hold the instance forever.
+//! Compiled only for wasm32; every decision it feeds is made (and tested) elsewhere.
 //!
 //! Why raw `wasi:http` streams rather than spin-sdk 5.2's `send` and body sink: the sink
 //! finishes the body when it is dropped, so a blob transfer that breaks midway would end like a
@@ -10,9 +13,9 @@
 //! unfinished response is abandoned, which the host turns into a broken transfer.
 
 use crate::clock::Clock;
-use crate::relay::Sink;
+use crate::relay::{Sink, Stop};
 use crate::settings::Variables;
-use crate::store::{Store, Swap};
+use crate::store::{swap_outcome, CasReport, Store, Swap};
 use crate::upstream::{BodyReader, Head, NetError, Request, Transport};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
@@ -22,6 +25,7 @@ use spin_sdk::wit::wasi::http0_2_0::types::{
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as kv};
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasi::io::poll::Pollable;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 /// Per-call network timeouts (the wasi:http request options), each also bounded by what is
@@ -151,21 +155,15 @@ impl Store for KvStore<'_> {
         if cas.current().ok().flatten().as_deref() != Some(expected) {
             return Swap::Lost;
         }
-        match atomics::swap(cas, value) {
-            Ok(()) => Swap::Won,
-            // Spin 3.6.3's Redis store reports every swap as failed (it ends the transaction
-            // with `UNWATCH key`, which Redis refuses), though an unconflicted swap was written.
-            // The handle it returns has read the key again: holding our value means we won.
-            // Our values carry this request's id, so nobody else can have written the same.
-            Err(atomics::CasError::CasFailed(fresh)) => {
-                if fresh.current().ok().flatten().as_deref() == Some(value) {
-                    Swap::Won
-                } else {
-                    Swap::Lost
-                }
-            }
-            Err(atomics::CasError::StoreError(_)) => Swap::Lost,
-        }
+        let report = match atomics::swap(cas, value) {
+            Ok(()) => CasReport::Swapped,
+            // The returned handle has read the key again (see `swap_outcome`).
+            Err(atomics::CasError::CasFailed(fresh)) => CasReport::Failed {
+                now: fresh.current().ok().flatten(),
+            },
+            Err(atomics::CasError::StoreError(_)) => CasReport::StoreError,
+        };
+        swap_outcome(value, report)
     }
 }
 
@@ -209,13 +207,67 @@ fn net_error(e: ErrorCode) -> NetError {
     }
 }
 
+/// A deadline for one wait, made only when the wait has to happen: a read or write that can go
+/// on at once costs no timer.
+struct Timer {
+    wait: Duration,
+    pollable: Option<Pollable>,
+}
+
+impl Timer {
+    fn new(wait: Duration) -> Timer {
+        Timer {
+            wait,
+            pollable: None,
+        }
+    }
+
+    /// Waits until `ready` is ready (`true`) or the timer fires first (`false`). The timer
+    /// starts at the first wait and keeps running across waits.
+    fn until(&mut self, ready: &Pollable) -> bool {
+        let wait = self.wait;
+        let timer = self.pollable.get_or_insert_with(|| {
+            wasi::clocks::monotonic_clock::subscribe_duration(wait.as_nanos() as u64)
+        });
+        // `poll` lists the ready ones by index; ours is 0.
+        wasi::io::poll::poll(&[ready, timer]).contains(&0)
+    }
+}
+
+/// Why an output stream could not take bytes.
+#[derive(Debug)]
+enum WriteError {
+    Stream(StreamError),
+    /// Not taken within the wait.
+    Stalled,
+}
+
+impl From<StreamError> for WriteError {
+    fn from(e: StreamError) -> WriteError {
+        WriteError::Stream(e)
+    }
+}
+
+impl From<WriteError> for Stop {
+    fn from(e: WriteError) -> Stop {
+        match e {
+            WriteError::Stalled => Stop::Stalled,
+            WriteError::Stream(_) => Stop::Gone,
+        }
+    }
+}
+
 /// Hands `bytes` to the host as fast as it takes them, without waiting for them to go out: the
-/// next chunk is read (and encoded) while the host sends this one. [`flush`] waits.
-fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+/// next chunk is read (and encoded) while the host sends this one. [`flush`] waits. Gives up
+/// when the host has not taken them all within `wait`.
+fn write_all(stream: &OutputStream, mut bytes: &[u8], wait: Duration) -> Result<(), WriteError> {
+    let mut timer = Timer::new(wait);
     while !bytes.is_empty() {
         let n = (stream.check_write()? as usize).min(bytes.len());
         if n == 0 {
-            stream.subscribe().block();
+            if !timer.until(&stream.subscribe()) {
+                return Err(WriteError::Stalled);
+            }
             continue;
         }
         stream.write(&bytes[..n])?;
@@ -224,11 +276,23 @@ fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError>
     Ok(())
 }
 
-fn flush(stream: &OutputStream) -> Result<(), StreamError> {
-    match stream.blocking_flush() {
+/// Waits, at most `wait`, until everything written has gone out.
+fn flush(stream: &OutputStream, wait: Duration) -> Result<(), WriteError> {
+    let done = (|| {
+        stream.flush()?;
+        let mut timer = Timer::new(wait);
+        // `check-write` answers 0 until the flush has completed.
+        while stream.check_write()? == 0 {
+            if !timer.until(&stream.subscribe()) {
+                return Err(WriteError::Stalled);
+            }
+        }
+        Ok(())
+    })();
+    match done {
         // Every byte was accepted; a host that has read the whole Content-Length may close the
         // stream before our flush, which is not a failure.
-        Err(StreamError::Closed) => Ok(()),
+        Err(WriteError::Stream(StreamError::Closed)) => Ok(()),
         other => other,
     }
 }
@@ -296,18 +360,28 @@ impl SpinTransport {
             let stream = body
                 .write()
                 .map_err(|_| local("body stream unavailable".into()))?;
-            write_all(&stream, &req.body)
-                .and_then(|()| flush(&stream))
-                .map_err(|e| NetError::Broken(format!("request body: {e:?}")))?;
+            write_all(&stream, &req.body, timeout)
+                .and_then(|()| flush(&stream, timeout))
+                .map_err(|e| match e {
+                    WriteError::Stalled => NetError::Timeout,
+                    WriteError::Stream(e) => NetError::Broken(format!("request body: {e:?}")),
+                })?;
         }
         OutgoingBody::finish(body, None).map_err(net_error)?;
 
+        // The first-byte timeout bounds this too where the host supports it; the timer makes
+        // sure of it.
+        let mut timer = Timer::new(timeout);
         let response = loop {
             match future.get() {
                 Some(Ok(Ok(resp))) => break resp,
                 Some(Ok(Err(e))) => return Err(net_error(e)),
                 Some(Err(())) => return Err(NetError::Other("response already taken".into())),
-                None => future.subscribe().block(),
+                None => {
+                    if !timer.until(&future.subscribe()) {
+                        return Err(NetError::Timeout);
+                    }
+                }
             }
         };
         let headers = response
@@ -378,7 +452,7 @@ pub(crate) struct SpinBody {
 }
 
 impl BodyReader for SpinBody {
-    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+    fn next_chunk(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, NetError> {
         let Some(stream) = &self.stream else {
             return Ok(None);
         };
@@ -387,7 +461,19 @@ impl BodyReader for SpinBody {
             self.body = None;
             return Ok(None);
         }
-        match stream.blocking_read(READ_CHUNK) {
+        let mut timer = Timer::new(wait);
+        let read = loop {
+            match stream.read(READ_CHUNK) {
+                // Nothing yet: wait for bytes, or for the time to run out.
+                Ok(bytes) if bytes.is_empty() => {
+                    if !timer.until(&stream.subscribe()) {
+                        return Err(NetError::Timeout);
+                    }
+                }
+                other => break other,
+            }
+        };
+        match read {
             Ok(bytes) => {
                 if let Some(left) = &mut self.remaining {
                     *left = left.saturating_sub(bytes.len() as u64);
@@ -399,7 +485,9 @@ impl BodyReader for SpinBody {
                 // Trailers carry the outcome of a body that ended early on some hosts.
                 if let Some(body) = self.body.take() {
                     let trailers = IncomingBody::finish(body);
-                    trailers.subscribe().block();
+                    if !timer.until(&trailers.subscribe()) {
+                        return Err(NetError::Timeout);
+                    }
                     if let Some(Ok(Err(e))) = trailers.get() {
                         return Err(match net_error(e) {
                             NetError::Timeout => NetError::Timeout,
@@ -466,29 +554,24 @@ impl StreamingResponse {
             body: Some(body),
         })
     }
-
-    /// Completes the body normally.
-    /// `false` when the last bytes could not be delivered (then the body is abandoned).
-    pub(crate) fn finish(mut self) -> bool {
-        let Some(stream) = self.stream.take() else {
-            return false;
-        };
-        if flush(&stream).is_err() {
-            return false;
-        }
-        drop(stream);
-        self.body
-            .take()
-            .is_some_and(|body| OutgoingBody::finish(body, None).is_ok())
-    }
 }
 
 impl Sink for StreamingResponse {
-    fn write(&mut self, bytes: &[u8]) -> bool {
+    fn write(&mut self, bytes: &[u8], wait: Duration) -> Result<(), Stop> {
         match &self.stream {
-            Some(s) => write_all(s, bytes).is_ok(),
-            None => false,
+            Some(s) => Ok(write_all(s, bytes, wait)?),
+            None => Err(Stop::Gone),
         }
+    }
+
+    /// Completes the body normally; when the last bytes cannot be delivered within `wait` the
+    /// body is abandoned instead.
+    fn finish(&mut self, wait: Duration) -> Result<(), Stop> {
+        let stream = self.stream.take().ok_or(Stop::Gone)?;
+        flush(&stream, wait)?;
+        drop(stream);
+        let body = self.body.take().ok_or(Stop::Gone)?;
+        OutgoingBody::finish(body, None).map_err(|_| Stop::Gone)
     }
 }
 
@@ -499,18 +582,19 @@ impl Drop for StreamingResponse {
     }
 }
 
-/// Sends a complete response; `false` when its body could not be written (then it was
-/// abandoned, never finished as if complete).
+/// Sends a complete response, waiting at most `wait` for the caller to take it; `false` when
+/// its body could not be written (then it was abandoned, never finished as if complete).
 pub(crate) fn respond(
     out: ResponseOutparam,
     status: u16,
     headers: &[(&str, String)],
     body: &[u8],
+    wait: Duration,
 ) -> bool {
     let Some(mut response) = StreamingResponse::start(out, status, headers) else {
         return false;
     };
-    (body.is_empty() || response.write(body)) && response.finish()
+    (body.is_empty() || response.write(body, wait).is_ok()) && response.finish(wait).is_ok()
 }
 
 /// Writes one line to stderr through `wasi:cli/stderr` itself: std's stderr goes through
@@ -521,10 +605,14 @@ pub(crate) fn log(line: &str) {
     let mut text = String::with_capacity(line.len() + 1);
     text.push_str(line);
     text.push('\n');
-    // One call for a line up to the 4096 bytes `blocking-write-and-flush` takes.
+    // One call for a line up to the 4096 bytes `blocking-write-and-flush` takes. Spin's
+    // stderr never holds a write back for long; the bound is only against a host that would.
+    const LOG_WAIT: Duration = Duration::from_secs(5);
     let _ = match text.len() {
-        ..=4096 => stderr.blocking_write_and_flush(text.as_bytes()),
-        _ => write_all(&stderr, text.as_bytes()).and_then(|()| flush(&stderr)),
+        ..=4096 => stderr
+            .blocking_write_and_flush(text.as_bytes())
+            .map_err(WriteError::from),
+        _ => write_all(&stderr, text.as_bytes(), LOG_WAIT).and_then(|()| flush(&stderr, LOG_WAIT)),
     };
 }
 

@@ -161,8 +161,14 @@ pub(crate) fn open<T: Transport>(
             // slow one is dropped instead (each read is bounded by the between-bytes timeout,
             // the whole drain by the deadline).
             let mut drained = 0;
-            while drained < DRAIN_LIMIT && !ctx.budget.remaining(ctx.clock).is_zero() {
-                match body.next_chunk() {
+            // At most the wait before the retry: the drain must not eat into the next attempt.
+            let until = ctx.clock.monotonic() + wait;
+            while drained < DRAIN_LIMIT {
+                let left = until.saturating_sub(ctx.clock.monotonic());
+                if left.is_zero() {
+                    break;
+                }
+                match body.next_chunk(left) {
                     Ok(Some(chunk)) => drained += chunk.len(),
                     _ => break,
                 }
@@ -177,9 +183,9 @@ pub(crate) fn send<T: Transport>(
     ctx: &Context<T>,
     req: &Request,
 ) -> Result<Result<Response, NetError>, Problem> {
-    let out_of_time = || ctx.budget.remaining(ctx.clock).is_zero();
+    let time_left = || ctx.budget.remaining(ctx.clock);
     let read = open(ctx, req)?.and_then(|(head, mut body)| {
-        read_small(req.service, head, &mut body, SMALL_BODY_LIMIT, &out_of_time)
+        read_small(req.service, head, &mut body, SMALL_BODY_LIMIT, &time_left)
     });
     match read {
         Err(NetError::Timeout) if ctx.budget.remaining(ctx.clock).is_zero() => {

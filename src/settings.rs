@@ -15,6 +15,7 @@ use crate::auth::{self, FunctionKey};
 use crate::cloud::{self, Cloud, TokenService, TrustedHosts};
 use crate::errors::Problem;
 use crate::origin::{self, Origin};
+use std::time::Duration;
 
 /// Placeholder default of endpoint variables, meaning "not configured".
 pub(crate) const UNSET: &str = "https://unset.invalid";
@@ -75,6 +76,8 @@ pub(crate) struct Common {
     pub retry_base_ms: u64,
     /// Largest blob served; `None`: no limit.
     pub max_blob_bytes: Option<u64>,
+    /// How long a blob transfer may wait on each step and run in all (read for blob routes).
+    pub transfer: crate::relay::Bounds,
     /// Key-value store label of the token cache.
     pub store_label: String,
 }
@@ -459,6 +462,23 @@ impl Reader<'_> {
                 Some(self.number("max_blob_bytes", 0, 0..=u64::MAX)?).filter(|n| *n > 0)
             } else {
                 None
+            },
+            transfer: if blobs {
+                let default = crate::relay::Bounds::DEFAULT;
+                crate::relay::Bounds {
+                    stall: Duration::from_secs(self.number(
+                        "transfer_stall_secs",
+                        default.stall.as_secs(),
+                        1..=600,
+                    )?),
+                    total: Duration::from_secs(self.number(
+                        "transfer_max_secs",
+                        default.total.as_secs(),
+                        1..=86_400,
+                    )?),
+                }
+            } else {
+                crate::relay::Bounds::DEFAULT
             },
             store_label: self
                 .get("token_cache_store")
@@ -888,6 +908,10 @@ mod tests {
             ("request_deadline_secs", "601"),
             ("retry_base_ms", "x"),
             ("max_blob_bytes", "-1"),
+            ("transfer_stall_secs", "0"),
+            ("transfer_stall_secs", "601"),
+            ("transfer_max_secs", "0"),
+            ("transfer_max_secs", "86401"),
         ] {
             let p = load(&vars(&[(name, bad)]), Need::Same(Service::Blob))
                 .common
@@ -902,6 +926,19 @@ mod tests {
         .common
         .unwrap();
         assert_eq!((c.max_blob_bytes, c.deadline_secs), (Some(10), 5));
+        let c = load(
+            &vars(&[("transfer_stall_secs", "2"), ("transfer_max_secs", "9")]),
+            Need::Same(Service::Blob),
+        )
+        .common
+        .unwrap();
+        assert_eq!(
+            c.transfer,
+            crate::relay::Bounds {
+                stall: Duration::from_secs(2),
+                total: Duration::from_secs(9)
+            }
+        );
     }
 
     #[test]

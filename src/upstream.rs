@@ -125,7 +125,8 @@ impl Response {
 
 /// Reads a body in chunks; `Ok(None)` at the end.
 pub(crate) trait BodyReader {
-    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError>;
+    /// The next chunk, waiting at most `wait` for it to arrive (then [`NetError::Timeout`]).
+    fn next_chunk(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, NetError>;
 }
 
 /// Largest body read into memory (tokens, secrets of ≤ 25 KB, error documents).
@@ -139,21 +140,25 @@ pub(crate) trait Transport {
     fn open(&self, req: &Request, timeout: Duration) -> Result<(Head, Self::Body), NetError>;
 }
 
-/// Reads a whole small body, refusing more than `limit` bytes, and giving up with a timeout
-/// once `out_of_time` says so: each read is bounded by the between-bytes timeout, but a body
-/// that trickles must not outlive the request's deadline.
+/// Reads a whole small body, refusing more than `limit` bytes. Every read waits at most what
+/// `time_left` says is left of the request's deadline *then*, so a body that trickles or stalls
+/// ends as a timeout at the deadline, not a between-bytes timeout past it.
 pub(crate) fn read_small(
     service: Service,
     head: Head,
     body: &mut impl BodyReader,
     limit: usize,
-    out_of_time: &dyn Fn() -> bool,
+    time_left: &dyn Fn() -> Duration,
 ) -> Result<Response, NetError> {
     let mut buf = Vec::new();
-    while let Some(chunk) = body.next_chunk()? {
-        if out_of_time() {
+    loop {
+        let wait = time_left();
+        if wait.is_zero() {
             return Err(NetError::Timeout);
         }
+        let Some(chunk) = body.next_chunk(wait)? else {
+            break;
+        };
         if buf.len() + chunk.len() > limit {
             return Err(NetError::Other(format!(
                 "{} answered with more than {limit} bytes",
@@ -230,7 +235,7 @@ pub(crate) mod scripted {
     pub(crate) struct Chunks(pub VecDeque<Result<Vec<u8>, NetError>>);
 
     impl BodyReader for Chunks {
-        fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, NetError> {
+        fn next_chunk(&mut self, _wait: Duration) -> Result<Option<Vec<u8>>, NetError> {
             self.0.pop_front().transpose()
         }
     }
@@ -272,5 +277,41 @@ mod tests {
         assert_eq!(r.method, Method::POST);
         assert_eq!(r.headers[0].0, "content-type");
         assert_eq!(r.body, b"a=b");
+    }
+
+    /// A body whose reads take `step` each on a shared clock, recording each wait it was given.
+    struct Slow<'a> {
+        now: &'a std::cell::Cell<Duration>,
+        step: Duration,
+        waits: Vec<Duration>,
+    }
+    impl BodyReader for Slow<'_> {
+        fn next_chunk(&mut self, wait: Duration) -> Result<Option<Vec<u8>>, NetError> {
+            self.waits.push(wait);
+            if self.step > wait {
+                self.now.set(self.now.get() + wait);
+                return Err(NetError::Timeout);
+            }
+            self.now.set(self.now.get() + self.step);
+            Ok(Some(b"x".to_vec()))
+        }
+    }
+
+    #[test]
+    fn every_read_waits_only_for_the_time_left_then() {
+        let now = std::cell::Cell::new(Duration::ZERO);
+        let deadline = Duration::from_secs(10);
+        let mut body = Slow {
+            now: &now,
+            step: Duration::from_secs(4),
+            waits: Vec::new(),
+        };
+        let left = || deadline.saturating_sub(now.get());
+        let got = read_small(Service::KeyVault, Head::default(), &mut body, 100, &left);
+        assert_eq!(got.unwrap_err(), NetError::Timeout);
+        // 10 s, then 6 s, then 2 s (not 10 s each, as when every wait was fixed at the open).
+        let secs: Vec<u64> = body.waits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [10, 6, 2]);
+        assert_eq!(now.get(), deadline, "the deadline is never overrun");
     }
 }

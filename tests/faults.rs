@@ -594,3 +594,108 @@ fn an_expiring_token_is_refreshed_once_while_the_others_are_served_the_old_one()
     assert_eq!(w.get(SECRET_A).status, 200);
     assert_eq!(w.imds.token_requests().len(), imds_before + 1);
 }
+
+/// Spin 3.6.3 sets no request timeout for WASIp2 components (spin-facts, Limits): a caller that
+/// stops reading must not hold its instance. 200 callers ask for a 64 MiB blob and never read;
+/// every instance is released once its next chunk has waited `transfer_stall_secs`, and
+/// meanwhile `/api/livez` and a secret read answer.
+#[test]
+fn callers_that_stop_reading_are_cut_off_and_the_rest_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CALLERS: usize = 200;
+    const STALL_SECS: u64 = 2;
+    let w = fast()
+        .var("transfer_stall_secs", Some(&STALL_SECS.to_string()))
+        .build();
+    let blob: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    w.put_blob(ACCOUNT_A, "slow", "big.bin", &blob);
+    let encoded_len = blob.len().div_ceil(3) * 4;
+    // A warm token first, so the callers' instances go straight to streaming.
+    assert_eq!(w.get(SECRET_A).status, 200);
+
+    let addr: std::net::SocketAddr = w
+        .host
+        .base_url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let request = format!(
+        "GET /api/DownloadBlobSameTenant?container=slow&blob=big.bin HTTP/1.1\r\nhost: {addr}\r\nx-functions-key: {KEY}\r\n\r\n"
+    );
+    let started = Instant::now();
+    let callers: Vec<tokio::net::TcpStream> = rt().block_on(async {
+        let mut all = Vec::new();
+        for _ in 0..CALLERS {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            // A small window, so each stalls after little data (and the kernel holds little).
+            socket.set_recv_buffer_size(64 * 1024).unwrap();
+            let mut tcp = socket.connect(addr).await.unwrap();
+            tcp.write_all(request.as_bytes()).await.unwrap();
+            all.push(tcp);
+        }
+        all
+    });
+    // Wait until they are all being served (each holds an instance), then ask the others.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while w.host.instances_running() < CALLERS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let held = w.host.instances_running();
+    let probe = Instant::now();
+    let livez = w.get("/api/livez");
+    let livez_ms = probe.elapsed().as_millis();
+    let probe = Instant::now();
+    let secret = w.get(SECRET_A);
+    let secret_ms = probe.elapsed().as_millis();
+    assert_eq!(livez.status, 200, "{}", livez.text());
+    assert_eq!((secret.status, secret.text().as_str()), (200, "TenantA"));
+
+    // Every stalled instance ends. Before the fix none ever did; the bound is generous for a
+    // loaded 2-core machine, the figure is printed.
+    assert!(
+        w.host.wait_idle(Duration::from_secs(120)),
+        "{} instances still held after 120 s",
+        w.host.instances_running()
+    );
+    let released_ms = started.elapsed().as_millis();
+    let lines: Vec<Value> = w
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &Value| l["route"] == "DownloadBlobSameTenant")
+        .collect();
+    assert_eq!(lines.len(), CALLERS);
+    for line in &lines {
+        let reason = line["aborted"].as_str().unwrap_or_default();
+        assert!(reason.contains("transfer_stall_secs"), "{line}");
+    }
+    // Each caller now finds its transfer broken, short of the announced length.
+    let received: Vec<usize> = rt().block_on(async {
+        let mut sizes = Vec::new();
+        for mut tcp in callers {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut n = 0;
+            while let Ok(Ok(k)) =
+                tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await
+            {
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            sizes.push(n);
+        }
+        sizes
+    });
+    assert!(
+        received.iter().all(|&n| n < encoded_len),
+        "a stalled caller still received the whole body"
+    );
+    eprintln!(
+        "slow readers: {CALLERS} callers of a 64 MiB blob, transfer_stall_secs={STALL_SECS}: {held} instances held; \
+         /api/livez answered in {livez_ms} ms and a secret in {secret_ms} ms meanwhile; all released {released_ms} ms after the first request; \
+         each had received {}..{} bytes",
+        received.iter().min().unwrap(),
+        received.iter().max().unwrap()
+    );
+}

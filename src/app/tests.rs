@@ -266,7 +266,7 @@ fn run(azure: &Azure, store: &MemStore, vars: &HashMap<&str, &str>, path_and_que
         },
         Reply::Blob { plan, mut body } => {
             let mut out = Vec::new();
-            while let Ok(Some(c)) = body.next_chunk() {
+            while let Ok(Some(c)) = body.next_chunk(Duration::from_secs(1)) {
                 out.extend(c);
             }
             assert_eq!(plan.blob_bytes, Some(out.len() as u64));
