@@ -478,10 +478,10 @@ tenant_a() {
   for t in "${TARGETS[@]}"; do
     select_target "$t"
     if t_has_vault; then
-      create_private_endpoint "$T_PE_KEYVAULT_NAME" "$T_KEYVAULT_ID" vault "vault $T_KEYVAULT_NAME of $T_LABEL" "$pe_location"
+      create_private_endpoint "$T_PE_KEYVAULT_NAME" "$T_KEYVAULT_ID" vault "vault $T_KEYVAULT_NAME" "$pe_location"
     fi
     if t_has_blob; then
-      create_private_endpoint "$T_PE_BLOB_NAME" "$T_STORAGE_ID" blob "account $T_STORAGE_NAME of $T_LABEL" "$pe_location"
+      create_private_endpoint "$T_PE_BLOB_NAME" "$T_STORAGE_ID" blob "account $T_STORAGE_NAME" "$pe_location"
     fi
   done
 
@@ -500,13 +500,16 @@ register_provider() {
 }
 
 # create_private_endpoint NAME TARGET_ID GROUP WHAT LOCATION
+# The request message is at most 140 characters (ARM's PrivateLinkServiceConnection
+# requestMessage): with a tenant id (36) and a vault or account name (24 at most) this one is 115
+# at most, whatever the target is called (tests/deploy/upstream.rs).
 create_private_endpoint() {
   local name="$1" target="$2" group="$3" what="$4" location="$5"
   exists az network private-endpoint show --resource-group "$RESOURCE_GROUP_A" --name "$name" --query id --output tsv ||
     run az network private-endpoint create --resource-group "$RESOURCE_GROUP_A" --name "$name" \
       --location "$location" --subnet "$SUBNET_ID" --private-connection-resource-id "$target" \
       --group-id "$group" --connection-name "$name" --manual-request true \
-      --request-message "tenant-bridge in tenant $TENANT_A_ID asks for private access to $what"
+      --request-message "tenant-bridge (tenant $TENANT_A_ID) asks private access to $what"
 }
 
 # ---- target tenants ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ mod docs;
 mod manifests;
 mod rendered;
 mod scripts;
+mod upstream;
 mod world;
 
 // ---- files ---------------------------------------------------------------------------------
