@@ -872,15 +872,37 @@ pub(crate) fn egress_rules_are_right(policy: &Value, app: &Value, redis: &Value)
         allows("0.0.0.0/0", 443, "TCP"),
         "HTTPS: Entra and the private endpoints"
     );
+    // Every rule names its peers: no port is open to any address but HTTPS (issue 20: DNS was).
+    for r in rules {
+        assert!(
+            r["to"].as_array().is_some_and(|to| !to.is_empty()),
+            "a rule without peers: {r}"
+        );
+        let any_address = r["to"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["ipBlock"]["cidr"] == "0.0.0.0/0");
+        let ports: Vec<&Value> = r["ports"].as_array().unwrap().iter().collect();
+        assert!(
+            !any_address || ports.iter().all(|p| p["port"] == 443),
+            "only HTTPS goes to any address: {r}"
+        );
+    }
+    // DNS: to the cluster's CoreDNS only.
+    let core_dns = json!({
+        "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } },
+        "podSelector": { "matchLabels": { "k8s-app": "kube-dns" } },
+    });
     for proto in ["UDP", "TCP"] {
         assert!(
-            rules.iter().any(|r| r["to"].is_null()
+            rules.iter().any(|r| r["to"] == json!([core_dns.clone()])
                 && r["ports"]
                     .as_array()
                     .unwrap()
                     .iter()
                     .any(|p| p["port"] == 53 && p["protocol"] == proto)),
-            "DNS over {proto}"
+            "DNS over {proto}, to CoreDNS"
         );
     }
     // Redis: the pods and the port of deploy/redis.
@@ -979,8 +1001,9 @@ fn the_pull_secret_store_calls_the_token_route_with_a_function_key() {
         .as_str()
         .unwrap()
         .to_string();
+    // The port written out: see upstream.rs, the_secret_store_dials_the_service_port.
     let origin = format!(
-        "http://{}.{namespace}.svc.cluster.local/",
+        "http://{}.{namespace}.svc.cluster.local:80/",
         app["metadata"]["name"].as_str().unwrap()
     );
     assert!(url.starts_with(&origin), "{url} is not {origin}…");
@@ -989,7 +1012,7 @@ fn the_pull_secret_store_calls_the_token_route_with_a_function_key() {
     assert!(read(&repo().join("src/routes.rs")).contains("(\"acr/token\""));
     assert_eq!(
         query,
-        "registry={{ .remoteRef.key }}&repository={{ .remoteRef.property }}"
+        "registry={{ .remoteRef.key }}&repository={{ .remoteRef.property }}&tenant=registry"
     );
     assert!(webhook["method"].is_null() || webhook["method"] == "GET");
     assert_eq!(webhook["result"]["jsonPath"], "$");
@@ -1143,5 +1166,137 @@ fn registry_pull_generate_shares_one_key_with_tenant_bridge() {
     assert_eq!(
         env_file(&copy.join("secrets/function-keys.env"))["function_keys"],
         keys
+    );
+}
+
+// ---- who may call tenant-bridge -------------------------------------------------------------
+
+/// The namespaces the ingress policy admits, by their kubernetes.io/metadata.name (the name the
+/// API server writes on every namespace: kubernetes pkg/registry/core/namespace/strategy.go, and
+/// k8s.io/api core/v1 well_known_labels.go LabelMetadataName).
+pub(crate) fn ingress_namespaces(policy: &Value, app: &Value) -> BTreeSet<String> {
+    for (k, v) in policy["spec"]["podSelector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            &app["spec"]["podLabels"][k], v,
+            "the policy selects the app's pods"
+        );
+    }
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    let mut names = BTreeSet::new();
+    for rule in policy["spec"]["ingress"].as_array().unwrap() {
+        // Port 80 only: the Spin host's containerPort (spin-operator v0.6.1
+        // internal/controller/spinapp_controller.go, ContainerPort spinapp.DefaultHTTPPort).
+        assert_eq!(
+            rule["ports"],
+            json!([{ "protocol": "TCP", "port": 80 }]),
+            "{rule}"
+        );
+        let from = rule["from"]
+            .as_array()
+            .expect("every rule names its sources");
+        assert!(!from.is_empty(), "an empty from admits everyone: {rule}");
+        for peer in from {
+            assert!(
+                peer["ipBlock"].is_null() && peer["podSelector"].is_null(),
+                "{peer}"
+            );
+            let selector = &peer["namespaceSelector"];
+            assert!(selector["matchLabels"].is_null(), "{peer}");
+            let expressions = selector["matchExpressions"].as_array().unwrap();
+            assert_eq!(expressions.len(), 1, "{peer}");
+            let e = &expressions[0];
+            assert_eq!(e["key"], "kubernetes.io/metadata.name");
+            assert_eq!(e["operator"], "In");
+            for n in e["values"].as_array().unwrap() {
+                names.insert(n.as_str().unwrap().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Issue 20, defect 4: with an egress-only policy any pod of the cluster could call port 80.
+#[test]
+fn the_ingress_policy_admits_only_the_callers_and_eso() {
+    let policy = of_kind("NetworkPolicy")
+        .into_iter()
+        .find(|p| p.doc["metadata"]["name"] == "tenant-bridge-ingress")
+        .expect("an ingress NetworkPolicy for tenant-bridge");
+    let names = ingress_namespaces(&policy.doc, the_one("SpinApp"));
+    // The pulling namespace of deploy/registry-pull (where its Secret lives) and ESO's.
+    let pulling = kustomizations()[&deploy().join("registry-pull")]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        names,
+        BTreeSet::from([pulling, "external-secrets".to_string()])
+    );
+}
+
+/// The default name registry-pull/generate.sh gives its caller.
+fn registry_pull_caller() -> String {
+    let script = read(&deploy().join("registry-pull/generate.sh"));
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("caller=\"${1:-"))
+        .expect("generate.sh's default caller");
+    line.trim_start_matches("caller=\"${1:-")
+        .trim_end_matches("}\"")
+        .to_string()
+}
+
+/// Issue 20, defect 4: caller rules apply per profile (src/routes.rs, the profile's `callers`),
+/// so the registry-pull key, allowed on the default profile, could read every secret and blob
+/// of tenant B. It gets a profile of its own, whose only caller it is, and no other profile
+/// admits it.
+#[test]
+fn the_registry_pull_key_has_a_profile_of_its_own() {
+    let caller = registry_pull_caller();
+    let text = read(&deploy().join("settings.env"));
+    let settings = env_file(&deploy().join("settings.env"));
+    // The default profile names its callers, and not the registry-pull key.
+    let default_callers = &settings["cross_tenant_callers"];
+    assert!(
+        !default_callers.is_empty(),
+        "an empty caller list admits every key"
+    );
+    assert!(!default_callers.split(',').any(|c| c.trim() == caller));
+    assert!(!settings.contains_key("cross_tenant_registries"));
+    // The commented profiles, uncommented: slot 1 (a second tenant), slot 4 (the registry).
+    let slot = |n: u32| {
+        let prefix = format!("# profile{n}_");
+        let lines: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|l| format!("profile{n}_{l}\n"))
+            .collect();
+        env_text(&lines, "settings.env")
+    };
+    let second = slot(1);
+    assert!(!second["profile1_callers"].is_empty());
+    assert!(!second["profile1_callers"]
+        .split(',')
+        .any(|c| c.trim() == caller));
+    let registry = slot(4);
+    assert_eq!(registry["profile4_callers"], caller, "its only caller");
+    assert!(registry["profile4_registries"].ends_with(".azurecr.io"));
+    for rule in registry["profile4_repositories"].split(',') {
+        assert!(rule.starts_with(&format!("{caller}=")), "{rule}");
+    }
+    let read_by_app: BTreeSet<String> = app_variables().into_iter().map(|v| v.name).collect();
+    for key in registry.keys() {
+        assert!(read_by_app.contains(key), "the SpinApp does not read {key}");
+    }
+    // The SecretStore asks for that profile.
+    let url = the_one("SecretStore")["spec"]["provider"]["webhook"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(
+        url.ends_with(&format!("&tenant={}", registry["profile4_name"])),
+        "{url}"
     );
 }

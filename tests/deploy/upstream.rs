@@ -77,6 +77,57 @@ fn the_runtime_class_waits_for_the_label_the_installer_sets() {
     );
 }
 
+// ---- External Secrets Operator v2.9.0 (commit 378bdb622ed9712ef4a58370f6a17af033b7d343) ------
+
+/// The host and port ESO dials to validate a webhook SecretStore: ESO v2.9.0
+/// providers/v1/webhook/webhook.go `Validate` calls runtime/esutils/utils.go `NetworkValidate`
+/// with the store's URL, which takes url.Hostname() and url.Port() and, when the port is empty,
+/// dials 443 — whatever the scheme. A failed dial leaves the store `Ready=False`
+/// (pkg/controllers/secretstore/common.go), and an ExternalSecret of a store that is not ready
+/// is never synced (pkg/controllers/secretstore/client_manager.go, assertStoreIsUsable).
+fn eso_validation_dials(url: &str) -> (String, u16) {
+    let (_scheme, rest) = url.split_once("://").expect("scheme://");
+    let authority = rest.split(['/', '?']).next().unwrap();
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host.to_string(), port.parse().expect("a numeric port")),
+        None => (authority.to_string(), 443),
+    }
+}
+
+/// The Service spin-operator creates for a SpinApp: named after the app, in its namespace, one
+/// TCP port 80 (spin-operator v0.6.1, commit 96c9d1d1d69c2c04e005375c44f323fb10e31002,
+/// internal/controller/service.go constructService, `Port: spinapp.DefaultHTTPPort`;
+/// pkg/spinapp/spinapp.go `DefaultHTTPPort = 80`).
+const SPIN_OPERATOR_SERVICE_PORT: u16 = 80;
+
+/// Issue 20, defect 2: the store's URL had no port, so ESO dialled 443, nothing answered there,
+/// and the pull secret was never synced.
+#[test]
+fn the_secret_store_dials_the_service_port() {
+    let url = the_one("SecretStore")["spec"]["provider"]["webhook"]["url"]
+        .as_str()
+        .unwrap();
+    let (host, port) = eso_validation_dials(url);
+    let app = the_one("SpinApp");
+    let namespace = yaml_docs(&deploy().join("kustomization.yaml"))[0]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        host,
+        format!(
+            "{}.{namespace}.svc.cluster.local",
+            app["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        port, SPIN_OPERATOR_SERVICE_PORT,
+        "ESO validates {url} by dialling port {port}; the SpinApp's Service listens on {SPIN_OPERATOR_SERVICE_PORT}"
+    );
+    // The model itself: no port means 443, even for http.
+    assert_eq!(eso_validation_dials("http://a.b/x?y={{ .z }}").1, 443);
+}
+
 // ---- spin-operator v0.6.1 (commit 96c9d1d1d69c2c04e005375c44f323fb10e31002) ----------------
 
 /// The executor names spin-operator's own samples and charts use (config/samples at v0.6.1:
