@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod admission;
 mod check;
 mod docs;
 mod manifests;
