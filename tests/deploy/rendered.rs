@@ -191,3 +191,32 @@ fn the_rendered_registry_pull_store_names_its_key_secret() {
     let keys = env_file(&copy.join("secrets/function-keys.env"))["function_keys"].clone();
     assert!(keys.split(',').any(|e| e == format!("registry-pull:{key}")));
 }
+
+/// Issue 20, defect 6: Redis came from a Docker Hub tag, which a cluster with locked-down egress
+/// cannot pull. Every rendered image comes from the registry tenant-bridge's own image is pushed
+/// to (the one `--attach-acr` lets the nodes pull from).
+#[test]
+fn every_rendered_image_comes_from_the_deployment_registry() {
+    let kubectl = kubectl();
+    let tmp = TempDir::new("images");
+    let built = kustomize(&kubectl, &deploy_copy(&tmp));
+    let app_image = find(&built, "SpinApp")["spec"]["image"].as_str().unwrap();
+    let registry = app_image.split('/').next().unwrap();
+    assert!(registry.ends_with(".azurecr.io"), "{app_image}");
+    let mut seen = 0;
+    for doc in &built {
+        for container in doc["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let image = container["image"].as_str().unwrap();
+            assert!(
+                image.starts_with(&format!("{registry}/")),
+                "{image} is not from {registry}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "the Redis deployment's container");
+}

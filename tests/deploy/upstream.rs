@@ -153,6 +153,30 @@ fn the_executor_has_a_name_no_other_app_uses() {
     assert_eq!(the_one("SpinApp")["spec"]["executor"], name);
 }
 
+/// Issue 20, defect 6: spin-operator v0.6.1's SpinApp webhook reads the executor through the
+/// manager's cache-backed client (internal/webhook/admission.go, `mgr.GetClient()`) and answers
+/// any error of that read with "executor does not exist in namespace"
+/// (internal/webhook/spinapp_validating.go, validateExecutor): right after the executor is
+/// created, the first apply can be refused even in the right order. The documented first apply
+/// is retried.
+#[test]
+fn the_documented_first_apply_retries_while_the_webhook_cache_catches_up() {
+    let docs = read(&repo().join("docs/deploy.md"));
+    let step = docs
+        .split("### 7. Apply and call")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("step 7");
+    let apply = step
+        .lines()
+        .find(|l| l.contains("kubectl apply -k deploy/"))
+        .expect("step 7 applies deploy/");
+    assert!(
+        apply.starts_with("for ") && apply.contains("&& break") && apply.contains("sleep"),
+        "the first apply must be retried: {apply}"
+    );
+}
+
 // ---- Azure Resource Manager ----------------------------------------------------------------
 
 /// ARM's Microsoft.Network PrivateLinkServiceConnectionProperties.requestMessage: "A message
