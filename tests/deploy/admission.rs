@@ -44,6 +44,23 @@ fn refusals(
     user: &str,
     pod: &Value,
 ) -> Vec<String> {
+    // An UPDATE comes from the same pod not yet bound to a node (one held by a scheduling gate).
+    let old = (operation == "UPDATE").then(|| {
+        let mut old = pod.clone();
+        old["spec"].as_object_mut().unwrap().remove("nodeName");
+        old
+    });
+    evaluate(policy, operation, namespace, user, pod, old.as_ref())
+}
+
+fn evaluate(
+    policy: &Value,
+    operation: &str,
+    namespace: &str,
+    user: &str,
+    pod: &Value,
+    old: Option<&Value>,
+) -> Vec<String> {
     let mut pod = pod.clone();
     pod["metadata"]["namespace"] = json!(namespace);
     let request = json!({
@@ -55,6 +72,8 @@ fn refusals(
     let mut bindings: HashMap<String, cel::Value> = HashMap::new();
     bindings.insert("object".into(), cel::to_value(&pod).unwrap());
     bindings.insert("request".into(), cel::to_value(&request).unwrap());
+    // null for CREATE, as the API server binds it.
+    bindings.insert("oldObject".into(), cel::to_value(old).unwrap());
     let mut variables: HashMap<String, cel::Value> = HashMap::new();
     for v in policy["spec"]["variables"].as_array().unwrap() {
         let mut with = bindings.clone();
@@ -375,6 +394,20 @@ fn the_admission_policy_refuses_every_route_to_the_identity_pool() {
             "a foreign pod with {what} was refused"
         );
     }
+
+    // A pod already bound to a node cannot move: updating it (a controller removing its
+    // finalizer, say) is admitted, even for one that tolerates every taint and existed before
+    // the policy.
+    let mut bound = with_spec(
+        plain_pod(),
+        "tolerations",
+        json!([{ "operator": "Exists" }]),
+    );
+    bound["spec"]["nodeName"] = json!("aks-nodepool1-12345678-vmss000000");
+    assert_eq!(
+        evaluate(policy, "UPDATE", foreign, RS, &bound, Some(&bound)),
+        Vec::<String>::new()
+    );
 
     // runtime-class-manager's install Job pod sets spec.nodeName to each node it installs on
     // (runtime-class-manager v0.2.0 internal/controller/shim_controller.go, createJobManifest),
