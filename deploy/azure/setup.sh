@@ -703,9 +703,12 @@ outputs() {
       printf '%s=%s\n' "$(slot_var "$T_SLOT" blob_service_endpoint)" "$unset"
     fi
     if t_has_registry; then
-      printf '%s=%s.%s\n' "$(slot_var "$T_SLOT" registries)" "$T_REGISTRY_NAME" "$REGISTRY_SUFFIX"
-      printf '# %s=<caller>=<repository prefix>*   (which caller may pull what: your choice)\n' \
-        "$(slot_var "$T_SLOT" repositories)"
+      # Not in this profile: caller rules are per profile, and the registry-pull key must read
+      # nothing but pull tokens. deploy/settings.env's registry profile (slot 4) takes these.
+      printf '# %s registry: in the registry profile of settings.env (deploy/registry-pull/), not here:\n' "$T_LABEL"
+      printf '#   profile4_tenant_id=%s\n' "$T_TENANT_ID"
+      printf '#   profile4_registries=%s.%s\n' "$T_REGISTRY_NAME" "$REGISTRY_SUFFIX"
+      printf '#   profile4_repositories=registry-pull=<repository prefix>*\n'
     fi
   done
   if [[ "$default_set" != 1 && ${#ONLY_TARGETS[@]} == 0 ]]; then

@@ -1300,3 +1300,36 @@ fn the_registry_pull_key_has_a_profile_of_its_own() {
         "{url}"
     );
 }
+
+/// `setup.sh outputs` never puts a registry into a target's own profile (whose callers may read
+/// its secrets): it points at the registry profile instead.
+#[test]
+fn setup_outputs_put_registries_in_the_registry_profile() {
+    use super::scripts::{sample_config, setup};
+    let tmp = TempDir::new("outputs-registry");
+    let config = sample_config(
+        "public",
+        "REGISTRY_B_NAME=acrb\nREGISTRY_B_RESOURCE_GROUP=rg-data-b",
+    );
+    let run = setup(&tmp, &config, &["--dry-run", "outputs"], None);
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let settings = env_text(
+        &run.stdout
+            .lines()
+            .filter(|l| l.contains('=') && !l.starts_with('+') && !l.starts_with('?'))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+        "setup.sh outputs",
+    );
+    assert!(
+        !settings.keys().any(|k| k.ends_with("_registries")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("#   profile4_registries=acrb.azurecr.io"),
+        "{}",
+        run.stdout
+    );
+}
