@@ -189,6 +189,13 @@ pub(crate) fn relay(
             }
             Ok(None) => break,
             Err(NetError::Timeout) if time.wait().is_none() => return abandon(sent, out_of_time()),
+            Err(NetError::Timeout) => return abandon(
+                sent,
+                format!(
+                    "Storage sent nothing for {} s after {received} bytes (transfer_stall_secs)",
+                    wait.as_secs()
+                ),
+            ),
             Err(e) => {
                 return abandon(
                     sent,
@@ -351,6 +358,18 @@ mod tests {
         ]));
         let out = run(&plan, &mut broken, &mut Collect::default());
         assert!(matches!(out, Outcome::Abandoned { sent: 4, .. }), "{out:?}");
+        let mut stalled = Chunks(VecDeque::from([
+            Ok(b"123".to_vec()),
+            Err(NetError::Timeout),
+        ]));
+        let out = run(&plan, &mut stalled, &mut Collect::default());
+        let Outcome::Abandoned { reason, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            reason.contains("Storage sent nothing for 30 s after 3 bytes (transfer_stall_secs)"),
+            "{reason}"
+        );
     }
 
     #[test]
