@@ -14,6 +14,7 @@ mod kv;
 mod logs;
 mod manifest;
 mod outbound;
+mod resolver;
 mod spin_api;
 
 use std::collections::HashMap;
@@ -148,6 +149,8 @@ struct Runtime {
     stores: Arc<kv::Stores>,
     client_tls: Vec<LoadedClientTls>,
     pooling: bool,
+    /// Spin's default log directory, `<state dir>/logs` (none without a state dir).
+    log_dir: Option<PathBuf>,
 }
 
 /// Reads the runtime config (if any) and makes the stores: Spin's refusals become errors here.
@@ -173,7 +176,13 @@ fn load_runtime(
         .into_iter()
         .filter(|t| t.entry.component_ids.iter().any(|c| c == component_id))
         .collect();
+    let log_dir = state_dir.map(|d| d.join("logs"));
+    if let Some(dir) = &log_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create log dir {}", dir.display()))?;
+    }
     Ok(Runtime {
+        log_dir,
         stores: Arc::new(stores),
         client_tls,
         // Spin pools by default; an `[outbound_http]` table turns it off unless it says so.
@@ -195,6 +204,7 @@ impl RunningHost {
     /// `cfg.variables`.
     pub async fn start(cfg: HostConfig) -> anyhow::Result<RunningHost> {
         let app = manifest::load(&cfg.manifest, &cfg.variables)?;
+        let resolver = Arc::new(app.resolver);
         let runtime = load_runtime(&cfg, &app.component_id, &app.key_value_stores)?;
         let logs = LogSink::new(cfg.echo_logs);
         let records = Arc::new(Mutex::new(Vec::new()));
@@ -223,7 +233,7 @@ impl RunningHost {
 
         let outbound = Arc::new(Outbound {
             component_id: app.component_id.clone(),
-            allowed: app.allowed_hosts.clone(),
+            resolver: resolver.clone(),
             tls: outbound::TlsConfigs::new(cfg.ca_pem.as_deref(), &runtime.client_tls)?,
             hosts: cfg.hosts.clone(),
             records: records.clone(),
@@ -235,7 +245,9 @@ impl RunningHost {
             pre,
             route: app.route.clone(),
             component_id: app.component_id.clone(),
-            variables: Arc::new(app.component_variables.clone()),
+            variables: resolver.clone(),
+            log_dir: runtime.log_dir.clone(),
+            follow: logs::follow_target(cfg.echo_logs)?,
             kv_labels: Arc::new(app.key_value_stores.clone()),
             stores: runtime.stores.clone(),
             outbound: outbound.clone(),
@@ -346,7 +358,10 @@ struct Server {
     pre: ProxyPre<InstanceState>,
     route: Route,
     component_id: String,
-    variables: Arc<HashMap<String, String>>,
+    variables: Arc<resolver::Resolver>,
+    /// Where each instance's stdio also goes, as under `spin up` (see `logs::SpinStdio`).
+    log_dir: Option<PathBuf>,
+    follow: Option<Arc<std::fs::File>>,
     kv_labels: Arc<Vec<String>>,
     stores: Arc<kv::Stores>,
     outbound: Arc<Outbound>,
@@ -402,10 +417,14 @@ impl Server {
         if !self.route.matches(req.uri().path()) {
             return Ok(text_response(404, "Not Found"));
         }
-        let out = self.logs.guest_stream();
+        // Spin opens both streams' log files for every instance (`prepare_instance`).
+        let spin_files = |stream| {
+            let dir = self.log_dir.as_deref()?;
+            logs::SpinStdio::open(dir, &self.component_id, stream, self.follow.clone()).ok()
+        };
         let wasi = WasiCtxBuilder::new()
-            .stdout(out.clone())
-            .stderr(out)
+            .stdout(self.logs.guest_stream(spin_files("stdout")))
+            .stderr(self.logs.guest_stream(spin_files("stderr")))
             .build();
         let mut store = Store::new(
             self.pre.engine(),
@@ -414,7 +433,7 @@ impl Server {
                 http: WasiHttpCtx::new(),
                 hooks: OutboundHooks {
                     shared: self.outbound.clone(),
-                    parse_error_logged: false,
+                    allowed: None,
                 },
                 table: ResourceTable::new(),
                 spin: SpinState {

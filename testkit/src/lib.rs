@@ -35,6 +35,8 @@ pub mod host {
     mod allowed;
     #[allow(dead_code)]
     mod manifest;
+    #[allow(dead_code)]
+    mod resolver;
 
     /// As `host::manifest_check` in the host build.
     pub fn manifest_check(

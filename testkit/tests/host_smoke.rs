@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tenant_bridge_testkit::host::RunningHost;
+use tenant_bridge_testkit::host::{HostConfig, RunningHost};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -189,6 +189,39 @@ async fn variables_kv_and_logs() {
     let logs = host.logs();
     assert!(logs.contains("probe: /var /var?name=greeting\n"), "{logs}");
     assert!(logs.contains("probe stdout line\n"), "{logs}");
+}
+
+/// `spin up` writes each instance's stdout and stderr to `<state dir>/logs/<component>_<stream>.txt`
+/// (spin `crates/trigger/src/cli/stdio.rs`): the host does the same work, per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_stdio_goes_to_spins_log_files_per_instance() {
+    let state = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(&[], &["default"]);
+    let host = RunningHost::start(HostConfig {
+        state_dir: Some(state.path().to_path_buf()),
+        ..config(manifest, &[("tenant", "t9".into())])
+    })
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        get(&host, "/var?name=greeting").await;
+    }
+    assert!(host.wait_idle(Duration::from_secs(30)));
+    let logs = state.path().join("logs");
+    let read = |stream: &str| {
+        std::fs::read_to_string(logs.join(format!("hostprobe_{stream}.txt"))).unwrap_or_default()
+    };
+    assert_eq!(
+        read("stderr")
+            .matches("probe: /var /var?name=greeting\n")
+            .count(),
+        2,
+        "{}",
+        read("stderr")
+    );
+    assert_eq!(read("stdout").matches("probe stdout line\n").count(), 2);
+    // The collected log the tests read is unchanged.
+    assert!(host.logs().contains("probe stdout line\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

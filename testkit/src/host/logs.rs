@@ -48,12 +48,64 @@ impl LogSink {
         self.buf.lock().unwrap().push_str(text);
     }
 
-    /// A fresh stdout/stderr for one instance.
-    pub(crate) fn guest_stream(&self) -> GuestOutput {
+    /// A fresh stdout/stderr for one instance, collected here. With `spin_files`, each write
+    /// also goes where `spin up` sends it ([`SpinStdio`]).
+    pub(crate) fn guest_stream(&self, spin_files: Option<SpinStdio>) -> GuestOutput {
         GuestOutput(Arc::new(LineBuffer {
             sink: self.clone(),
             pending: Mutex::new(Vec::new()),
+            spin_files: spin_files.map(Mutex::new),
         }))
+    }
+}
+
+/// One stream of one instance as Spin 3.6.3's `spin up` writes it (spin
+/// `crates/trigger/src/cli/stdio.rs`): with a log directory (`<state dir>/logs` by default) it
+/// opens `<component>_<stdout|stderr>.txt` for append for every instance and clones the handle,
+/// writes each guest write to the file, and, since `spin up` follows every component unless told
+/// otherwise, to its own stderr as well. A host that echoes does that write through its
+/// [`LogSink`]; one that does not writes to `/dev/null` instead: the same write, nowhere to read.
+pub(crate) struct SpinStdio {
+    file: std::fs::File,
+    _clone: std::fs::File,
+    follow: Option<Arc<std::fs::File>>,
+}
+
+/// Where a followed write goes when the host does not echo.
+pub(crate) fn follow_target(echo: bool) -> io::Result<Option<Arc<std::fs::File>>> {
+    if echo {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(
+        std::fs::File::options().write(true).open("/dev/null")?,
+    )))
+}
+
+impl SpinStdio {
+    pub(crate) fn open(
+        log_dir: &std::path::Path,
+        component_id: &str,
+        stream: &str,
+        follow: Option<Arc<std::fs::File>>,
+    ) -> io::Result<SpinStdio> {
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{component_id}_{stream}.txt")))?;
+        let clone = file.try_clone()?;
+        Ok(SpinStdio {
+            file,
+            _clone: clone,
+            follow,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        use std::io::Write;
+        let _ = self.file.write(data);
+        if let Some(null) = &self.follow {
+            let _ = (&**null).write_all(data);
+        }
     }
 }
 
@@ -61,10 +113,14 @@ impl LogSink {
 struct LineBuffer {
     sink: LogSink,
     pending: Mutex<Vec<u8>>,
+    spin_files: Option<Mutex<SpinStdio>>,
 }
 
 impl LineBuffer {
     fn write(&self, data: &[u8]) {
+        if let Some(files) = &self.spin_files {
+            files.lock().unwrap().write(data);
+        }
         let complete = {
             let mut pending = self.pending.lock().unwrap();
             pending.extend_from_slice(data);
@@ -154,7 +210,7 @@ mod tests {
     fn lines_are_kept_whole() {
         let sink = LogSink::new(false);
         {
-            let out = sink.guest_stream();
+            let out = sink.guest_stream(None);
             out.0.write(b"hel");
             assert_eq!(sink.contents(), "");
             out.0.write(b"lo\nwor");

@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::allowed::{self, AllowedList};
+use super::allowed;
+use super::resolver::{AppVariable, Resolver};
 
 #[derive(Deserialize)]
 struct RawManifest {
@@ -88,7 +89,7 @@ fn is_literal(parts: &[Part]) -> bool {
     parts.iter().all(|p| matches!(p, Part::Lit(_)))
 }
 
-fn render(parts: &[Part], values: &HashMap<String, String>) -> Result<String, String> {
+pub(crate) fn render(parts: &[Part], values: &HashMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     for p in parts {
         match p {
@@ -159,11 +160,9 @@ impl Route {
 pub(crate) struct App {
     pub component_id: String,
     pub route: Route,
-    /// component variable name -> resolved value
-    pub component_variables: HashMap<String, String>,
-    /// as Spin holds it once templates are resolved (Err = deny every request)
-    pub allowed_hosts: AllowedList,
     pub key_value_stores: Vec<String>,
+    /// What instances resolve again, at Spin's cost: variables and `allowed_outbound_hosts`.
+    pub resolver: Resolver,
 }
 
 /// Accepts `name`, `NAME` or `SPIN_VARIABLE_NAME` for a provided value.
@@ -250,7 +249,7 @@ pub(crate) fn load_str(text: &str, provided: &HashMap<String, String>) -> anyhow
         .with_context(|| format!("trigger refers to unknown component {component_id:?}"))?;
 
     // [component.<id>.variables]
-    let mut component_variables = HashMap::new();
+    let mut component_templates = HashMap::new();
     for (key, tmpl) in &comp.variables {
         validate_key(key).map_err(|e| anyhow::anyhow!("invalid component variable name {e}"))?;
         let parts = parse_template(tmpl)?;
@@ -261,40 +260,45 @@ pub(crate) fn load_str(text: &str, provided: &HashMap<String, String>) -> anyhow
                 }
             }
         }
-        let value = render(&parts, &app_values).map_err(anyhow::Error::msg)?;
-        component_variables.insert(key.clone(), value);
+        // Spin renders every component variable at load: one that cannot fails the start.
+        render(&parts, &app_values).map_err(anyhow::Error::msg)?;
+        component_templates.insert(key.clone(), parts);
     }
 
-    // allowed_outbound_hosts: literals must parse at load (Spin refuses to start), templates are
-    // resolved against the app variables and may fail later (deny everything at request time).
-    let mut resolved = Vec::new();
-    let mut runtime_error = None;
+    // allowed_outbound_hosts: literals must parse at load (Spin refuses to start); templated
+    // entries are rendered by each instance (the resolver's `allowed_hosts`), and one that does
+    // not resolve to `scheme://host[:port]` denies every request of that instance.
+    let mut host_templates = Vec::new();
     for entry in &comp.allowed_outbound_hosts {
         let parts = parse_template(entry).context("`allowed_outbound_hosts` is malformed")?;
         if is_literal(&parts) {
             allowed::parse_list(std::slice::from_ref(entry))
                 .map_err(|e| anyhow::anyhow!("`allowed_outbound_hosts` is malformed: {e}"))?;
-            resolved.push(entry.clone());
-        } else {
-            match render(&parts, &app_values) {
-                Ok(v) => resolved.push(v),
-                Err(e) => {
-                    runtime_error.get_or_insert(e);
-                }
-            }
         }
+        host_templates.push(parts);
     }
-    let allowed_hosts = match runtime_error {
-        Some(e) => Err(e),
-        None => allowed::parse_list(&resolved),
-    };
 
+    let resolver = Resolver {
+        variables: raw
+            .variables
+            .iter()
+            .map(|(name, var)| AppVariable {
+                name: name.clone(),
+                default: var.default.clone(),
+            })
+            .collect(),
+        provided: provided
+            .iter()
+            .map(|(k, v)| (normalise_provided(k), v.clone()))
+            .collect(),
+        component: component_templates,
+        allowed_hosts: host_templates,
+    };
     Ok(App {
         component_id,
         route: Route::parse(route),
-        component_variables,
-        allowed_hosts,
         key_value_stores: comp.key_value_stores.clone(),
+        resolver,
     })
 }
 
@@ -373,13 +377,19 @@ plain = "literal"
         )
         .unwrap();
         assert_eq!(app.component_id, "probe");
-        assert_eq!(app.component_variables["tenant"], "t1");
         assert_eq!(
-            app.component_variables["url"],
+            app.resolver.component_variable("tenant").unwrap().unwrap(),
+            "t1"
+        );
+        assert_eq!(
+            app.resolver.component_variable("url").unwrap().unwrap(),
             "x-https://acct.blob.core.windows.net-t1/y"
         );
-        assert_eq!(app.component_variables["plain"], "literal");
-        let list = app.allowed_hosts.unwrap();
+        assert_eq!(
+            app.resolver.component_variable("plain").unwrap().unwrap(),
+            "literal"
+        );
+        let list = app.resolver.allowed_hosts().unwrap();
         assert!(allowed::allows(
             &list,
             &"https://acct.blob.core.windows.net/c/b".parse().unwrap()
@@ -413,7 +423,10 @@ plain = "literal"
             ]),
         )
         .unwrap();
-        assert_eq!(app.component_variables["tenant"], "t9");
+        assert_eq!(
+            app.resolver.component_variable("tenant").unwrap().unwrap(),
+            "t9"
+        );
     }
 
     #[test]
@@ -421,7 +434,7 @@ plain = "literal"
         for bad in ["https://127.0.0.1:10000/devstoreaccount1", ""] {
             let app =
                 load_str(MANIFEST, &vars(&[("endpoint", bad), ("secret_thing", "s")])).unwrap();
-            assert!(app.allowed_hosts.is_err(), "{bad:?}");
+            assert!(app.resolver.allowed_hosts().is_err(), "{bad:?}");
         }
     }
 

@@ -68,7 +68,8 @@ impl Pool {
 /// Everything outbound requests of every instance share.
 pub(crate) struct Outbound {
     pub component_id: String,
-    pub allowed: AllowedList,
+    /// Renders `allowed_outbound_hosts` for each instance, as Spin's outbound-networking factor.
+    pub resolver: Arc<super::resolver::Resolver>,
     pub tls: TlsConfigs,
     pub hosts: HashMap<String, IpAddr>,
     pub records: Arc<Mutex<Vec<OutboundRecord>>>,
@@ -81,8 +82,10 @@ pub(crate) struct Outbound {
 /// The `WasiHttpHooks` of one instance.
 pub(crate) struct OutboundHooks {
     pub shared: Arc<Outbound>,
-    /// Spin logs the parse failure once per instance (its allow-list future is per instance).
-    pub parse_error_logged: bool,
+    /// The instance's allow-list, made at its first outbound request (Spin's per-instance
+    /// shared future: every app variable resolved, every entry rendered and parsed). Spin logs a
+    /// failure once per instance, when it is made.
+    pub allowed: Option<AllowedList>,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -102,17 +105,18 @@ impl WasiHttpHooks for OutboundHooks {
         set_host_header(&mut request);
         let shared = self.shared.clone();
         let uri = request.uri().clone();
-        let denied = match &shared.allowed {
-            Err(err) => {
-                if !self.parse_error_logged {
-                    self.parse_error_logged = true;
-                    shared.logs.host(&format!(
-                        "ERROR Error parsing allowed outbound hosts (component {:?}): {err}",
-                        shared.component_id
-                    ));
-                }
-                true
+        let allowed = self.allowed.get_or_insert_with(|| {
+            let list = shared.resolver.allowed_hosts();
+            if let Err(err) = &list {
+                shared.logs.host(&format!(
+                    "ERROR Error parsing allowed outbound hosts (component {:?}): {err}",
+                    shared.component_id
+                ));
             }
+            list
+        });
+        let denied = match allowed {
+            Err(_) => true,
             Ok(list) => {
                 let ok = allowed::allows(list, &uri);
                 if !ok {

@@ -8,7 +8,6 @@
 //! Difference from Spin: `wasi:keyvalue/batch` and the legacy `fermyon:spin/key-value@1.0.0`
 //! are not provided (the component imports neither).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::component::{Resource, ResourceTable};
@@ -46,7 +45,8 @@ pub struct CasHandle {
 
 /// Per-instance Spin state (`Store<T>` data holds one).
 pub(crate) struct SpinState {
-    pub variables: Arc<HashMap<String, String>>,
+    /// Resolves each lookup through the provider chain, as Spin does.
+    pub variables: Arc<super::resolver::Resolver>,
     pub stores: Arc<Stores>,
     pub kv_labels: Arc<Vec<String>>,
 }
@@ -70,8 +70,9 @@ impl variables::Host for SpinView<'_> {
                 "invalid variable name: {e}"
             ))));
         }
-        Ok(match self.state.variables.get(&name) {
-            Some(v) => Ok(v.clone()),
+        Ok(match self.state.variables.component_variable(&name) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(variables::Error::Provider(e)),
             None => Err(variables::Error::Undefined(format!(
                 "undefined variable: no variable for {name:?}"
             ))),
