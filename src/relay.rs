@@ -189,13 +189,15 @@ pub(crate) fn relay(
             }
             Ok(None) => break,
             Err(NetError::Timeout) if time.wait().is_none() => return abandon(sent, out_of_time()),
-            Err(NetError::Timeout) => return abandon(
-                sent,
-                format!(
+            Err(NetError::Timeout) => {
+                return abandon(
+                    sent,
+                    format!(
                     "Storage sent nothing for {} s after {received} bytes (transfer_stall_secs)",
                     wait.as_secs()
                 ),
-            ),
+                )
+            }
             Err(e) => {
                 return abandon(
                     sent,
