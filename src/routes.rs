@@ -477,7 +477,7 @@ mod tests {
         assert!(secret("key=s", K1).unwrap().contains("profile b"));
         assert!(secret("key=s&tenant=b", K1).unwrap().contains("profile b"));
         assert!(secret("key=s&tenant=C", K1).unwrap().contains("profile c"));
-        // Caller key1 (unnamed, second key) may not use profile c.
+        // Caller key2 (unnamed, second key) may not use profile c.
         let p = secret("key=s&tenant=c", K2).unwrap_err();
         assert_eq!((p.status.as_u16(), &*p.code), (403, "access-denied"));
         assert!(p.detail.contains("profile1_callers"));

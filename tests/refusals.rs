@@ -119,6 +119,41 @@ fn function_keys_shorter_than_16_characters_are_refused_at_configuration() {
 }
 
 #[test]
+fn positional_key_names_are_refused_where_they_could_shift() {
+    // An unnamed key is key1 by position: a second key explicitly named key1 would share it.
+    let w = World::builder()
+        .var("function_keys", Some(&*format!("{KEY},key1:{ROTATED_KEY}")))
+        .build();
+    let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert_no_upstream(&w, "positional key name");
+    // A rule naming an unnamed key by its position would follow whichever key is second.
+    let w = World::builder()
+        .var(
+            "function_keys",
+            Some(&*format!("tests:{KEY},{ROTATED_KEY}")),
+        )
+        .var("profile1_callers", Some("key2"))
+        .build();
+    let r = w.get(&format!(
+        "/api/GetSecretCrossTenant?key=TEST-SECRET-001&tenant={PROFILE_C}"
+    ));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert!(r.detail().contains("profile1_callers"), "{}", r.detail());
+    assert_no_upstream(&w, "positional caller rule");
+}
+
+#[test]
 fn auth_is_off_only_when_explicitly_disabled() {
     let w = World::builder()
         .var("auth_disabled", Some("true"))
