@@ -530,6 +530,31 @@ fn a_registry_that_grants_less_is_refused() {
 }
 
 #[test]
+fn an_entra_token_the_registry_refused_is_not_presented_again() {
+    let vars = base_vars();
+    let (azure, store) = (Azure::new(), MemStore::default());
+    azure.once(
+        "/oauth2/exchange",
+        401,
+        &[],
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+    );
+    let r = run(&azure, &store, &vars, ENDPOINTS[5]);
+    assert_eq!(
+        (r.status, r.code.as_deref()),
+        (502, Some("registry-exchange-refused"))
+    );
+    azure.clear();
+    assert_eq!(run(&azure, &store, &vars, ENDPOINTS[5]).status, 200);
+    // A new Entra token was fetched rather than the refused one reused.
+    assert!(
+        azure.calls().iter().any(|c| c.starts_with("Entra")),
+        "{:?}",
+        azure.calls()
+    );
+}
+
+#[test]
 fn a_pull_token_has_the_documented_shape_and_never_the_refresh_token() {
     let vars = base_vars();
     let (azure, store) = (Azure::new(), MemStore::default());
