@@ -470,6 +470,37 @@ fn a_foreign_challenge_resource_or_tenant_gets_no_token() {
 }
 
 #[test]
+fn a_token_whose_tenant_cannot_be_read_is_not_sent_to_a_vault() {
+    let vars = base_vars();
+    for (endpoint, issuer_path) in [
+        (ENDPOINTS[0], "/metadata/identity/oauth2/token"),
+        (
+            ENDPOINTS[1],
+            "/bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb/oauth2/v2.0/token",
+        ),
+    ] {
+        let (azure, store) = (Azure::new(), MemStore::default());
+        for token in ["opaque-not-a-jwt", &jwt(serde_json::json!({"oid": "x"}))] {
+            azure.once(
+                issuer_path,
+                200,
+                &[],
+                &serde_json::json!({"access_token": token, "expires_in": 3599}).to_string(),
+            );
+            let r = run(&azure, &store, &vars, endpoint);
+            assert_eq!(
+                (r.status, r.code.as_deref()),
+                (502, Some("keyvault-tenant-mismatch")),
+                "{endpoint}"
+            );
+        }
+        for host in ["a.vault.azure.net", "b.vault.azure.net"] {
+            assert!(azure.bearer_to(host).is_empty(), "a token went to {host}");
+        }
+    }
+}
+
+#[test]
 fn a_storage_endpoint_outside_the_cloud_is_refused_with_no_call() {
     let mut vars = base_vars();
     vars.insert("cross_blob_service_endpoint", "https://attacker.example");
