@@ -106,11 +106,9 @@ pub(crate) struct RefreshCredential<'a> {
 }
 
 impl Credential for RefreshCredential<'_> {
-    fn cache_key(&self) -> String {
-        cache::key(
-            "acr",
-            &[&self.entra.cache_key(), &self.registry.authority()],
-        )
+    fn cache_key(&self) -> Option<String> {
+        let entra = self.entra.cache_key()?;
+        Some(cache::key("acr", &[&entra, &self.registry.authority()]))
     }
 
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {

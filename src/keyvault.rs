@@ -284,8 +284,9 @@ impl<C: Credential> VaultCredential<'_, C> {
 }
 
 impl<C: Credential> Credential for VaultCredential<'_, C> {
-    fn cache_key(&self) -> String {
-        cache::key("kv", &[&self.inner.cache_key(), &self.vault.to_string()])
+    fn cache_key(&self) -> Option<String> {
+        let inner = self.inner.cache_key()?;
+        Some(cache::key("kv", &[&inner, &self.vault.to_string()]))
     }
 
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {

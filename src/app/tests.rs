@@ -434,6 +434,29 @@ fn a_refused_cached_token_is_dropped_and_retried_once() {
 }
 
 #[test]
+fn a_system_assigned_identitys_tokens_never_enter_the_shared_store() {
+    let mut vars = base_vars();
+    vars.remove("azure_client_id");
+    for endpoint in [ENDPOINTS[0], ENDPOINTS[3]] {
+        let (azure, store) = (Azure::new(), MemStore::default());
+        for _ in 0..2 {
+            assert_eq!(
+                run(&azure, &store, &vars, endpoint).status,
+                200,
+                "{endpoint}"
+            );
+        }
+        let imds = azure
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("IMDS"))
+            .count();
+        assert_eq!(imds, 2, "{endpoint}: {:?}", azure.calls());
+        assert_eq!(store.counts(), Counts::default(), "{endpoint}");
+    }
+}
+
+#[test]
 fn a_foreign_challenge_resource_or_tenant_gets_no_token() {
     let vars = base_vars();
     for (challenge, code) in [
