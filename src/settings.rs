@@ -57,6 +57,8 @@ pub(crate) enum Need<'a> {
 pub(crate) struct Auth {
     /// `auth_disabled = true`: local use only.
     pub disabled: bool,
+    /// `auth_disabled_ready = true`: health may report ready while authentication is off.
+    pub disabled_ready: bool,
     pub keys: Vec<FunctionKey>,
 }
 
@@ -316,6 +318,8 @@ impl Reader<'_> {
 
     fn auth(&self) -> Result<Auth, Problem> {
         let disabled = self.flag("auth_disabled")?;
+        // Read only when it matters: a normal request pays no lookup for it.
+        let disabled_ready = disabled && self.flag("auth_disabled_ready")?;
         let keys = auth::parse_keys(&self.get("function_keys").unwrap_or_default())
             .map_err(|e| Problem::config("function_keys", e))?;
         if keys.is_empty() && !disabled {
@@ -325,7 +329,11 @@ impl Reader<'_> {
                  or auth_disabled = true for local use only)",
             ));
         }
-        Ok(Auth { disabled, keys })
+        Ok(Auth {
+            disabled,
+            disabled_ready,
+            keys,
+        })
     }
 
     fn flag(&self, name: &str) -> Result<bool, Problem> {
@@ -861,7 +869,7 @@ mod tests {
                 ("profile1_tenant_id", TC),
             ])
             .collect();
-        let (ready, _) = crate::health::report(&load(&vars(&base), Need::Health));
+        let ready = crate::health::report(&load(&vars(&base), Need::Health)).ready;
         assert!(ready, "the base configuration is valid");
         for (name, bad) in [
             ("function_keys", "ops:short"),
@@ -900,8 +908,8 @@ mod tests {
             let mut v = base.clone();
             v.retain(|(n, _)| *n != name);
             v.push((name, bad));
-            let (ready, body) = crate::health::report(&load(&vars(&v), Need::Health));
-            let text = String::from_utf8(body).unwrap();
+            let report = crate::health::report(&load(&vars(&v), Need::Health));
+            let (ready, text) = (report.ready, String::from_utf8(report.full).unwrap());
             assert!(!ready, "{name}={bad:?} passed: {text}");
             assert!(text.contains(name), "{name} not named: {text}");
             if bad.len() > 8 {
