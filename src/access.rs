@@ -150,6 +150,11 @@ impl RepositoryRules {
             .map(RepositoryRules)
     }
 
+    /// Each entry's caller, in order (`None`: the entry is for every caller).
+    pub(crate) fn entry_callers(&self) -> impl Iterator<Item = Option<&str>> {
+        self.0.iter().map(|(who, _)| who.as_deref())
+    }
+
     pub(crate) fn allows(&self, caller: &str, repository: &str) -> bool {
         self.0.iter().any(|(who, p)| {
             who.as_deref().is_none_or(|w| w == caller) && p.matches(repository, false)
@@ -164,6 +169,10 @@ pub(crate) struct Callers(Vec<String>);
 impl Callers {
     pub(crate) fn parse(raw: &str) -> Callers {
         Callers(entries(raw).map(str::to_string).collect())
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
     }
 
     pub(crate) fn allows(&self, caller: &str) -> bool {

@@ -106,11 +106,9 @@ pub(crate) struct RefreshCredential<'a> {
 }
 
 impl Credential for RefreshCredential<'_> {
-    fn cache_key(&self) -> String {
-        cache::key(
-            "acr",
-            &[&self.entra.cache_key(), &self.registry.authority()],
-        )
+    fn cache_key(&self) -> Option<String> {
+        let entra = self.entra.cache_key()?;
+        Some(cache::key("acr", &[&entra, &self.registry.authority()]))
     }
 
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
@@ -132,6 +130,12 @@ impl Credential for RefreshCredential<'_> {
             form,
         );
         let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            // The registry refused this Entra token (revoked, a role granted since, a token the
+            // registry no longer takes): the next request must get a new one, not reuse it
+            // until it expires. Not retried: a missing role answers the same to a fresh token.
+            self.entra.forget(ctx);
+        }
         if resp.status() != StatusCode::OK {
             return Err(common_problem(&resp, self.registry, ctx.common.cloud).unwrap_or_else(|| {
                 let (code, message) = first_error(&resp);

@@ -66,6 +66,7 @@ pub(crate) fn handle<T: Transport>(
         Ok(reply) => reply,
         Err(problem) => {
             line.code = Some(problem.code.to_string());
+            line.detail = problem.log_detail.clone();
             Reply::Complete(problem.answer())
         }
     }
@@ -91,18 +92,23 @@ fn serve<T: Transport>(
         endpoint.need(query.all("tenant").first().copied()),
     );
     if endpoint == Endpoint::Health {
-        let (ready, body) = health::report(&settings);
-        let status = if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
+        let report = health::report(&settings);
+        line.code = report.code.clone();
+        line.detail = report.log_detail.clone();
+        // The whole report only for a caller with a key (or with authentication off): the
+        // anonymous probe learns ready or not and a code, not which profiles exist or why.
+        let caller = routes::authenticate(&settings, &req.key_headers, &query).ok();
+        line.caller = caller.as_ref().map(|c| c.name().to_string());
+        let body = match caller {
+            Some(_) => report.full,
+            None => report.anonymous(),
         };
-        // Unhealthy: an RFC 9457 problem (the first problem's code and detail) whose extension
-        // members are the whole report, so probes and callers read it like any other failure.
-        let content_type = if ready {
-            "application/json"
+        let (status, content_type) = if report.ready {
+            (StatusCode::OK, "application/json")
         } else {
-            "application/problem+json"
+            // An RFC 9457 problem (the first problem's code), so probes and callers read it
+            // like any other failure; the full report adds the whole report as extensions.
+            (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json")
         };
         return Ok(Reply::Complete(Answer::new(status, content_type, body)));
     }

@@ -6,6 +6,11 @@
 //! the name is a plain identifier), so keys can be rotated and log lines can say which caller it
 //! was. Keys shorter than 16 characters are refused at configuration time (Functions' own are
 //! 40+).
+//!
+//! An unnamed key is called `keyN` after its entry's position. Positions shift when a key is
+//! added or removed, so that name must never carry meaning: an explicit `keyN:` name and two keys
+//! with one name are refused, and rules may name only explicitly named keys
+//! ([`is_positional_name`]).
 
 use crate::errors::Problem;
 
@@ -53,9 +58,17 @@ fn is_identifier(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// Whether `name` has the form of the name an unnamed key gets (`key` and digits, any case):
+/// it means "the key at this position", which changes as keys rotate.
+pub(crate) fn is_positional_name(name: &str) -> bool {
+    name.len() > 3
+        && name[..3].eq_ignore_ascii_case("key")
+        && name[3..].bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Parses `function_keys`. The error says which entry is wrong, never its value.
 pub(crate) fn parse_keys(raw: &str) -> Result<Vec<FunctionKey>, String> {
-    let mut keys = Vec::new();
+    let mut keys: Vec<FunctionKey> = Vec::new();
     for (i, entry) in raw
         .split(',')
         .map(str::trim)
@@ -63,9 +76,25 @@ pub(crate) fn parse_keys(raw: &str) -> Result<Vec<FunctionKey>, String> {
         .enumerate()
     {
         let (name, value) = match entry.split_once(':') {
-            Some((name, value)) if is_identifier(name) => (name.to_string(), value),
+            Some((name, value)) if is_identifier(name) => {
+                if is_positional_name(name) {
+                    return Err(format!(
+                        "entry {} is named '{name}', the form of the positional name an unnamed key gets; \
+                         choose another name",
+                        i + 1
+                    ));
+                }
+                (name.to_string(), value)
+            }
             _ => (format!("key{}", i + 1), entry),
         };
+        if let Some(first) = keys.iter().position(|k| k.name == name) {
+            return Err(format!(
+                "entries {} and {} are both named '{name}'; each key needs its own name",
+                first + 1,
+                i + 1
+            ));
+        }
         let chars = value.chars().count();
         if chars < MIN_KEY_CHARS {
             return Err(format!(
@@ -180,6 +209,21 @@ mod tests {
             (k[0].name.as_str(), k[0].value.as_slice()),
             ("key1", &b"a b:0123456789abcdef"[..])
         );
+    }
+
+    #[test]
+    fn positional_names_and_duplicate_names_are_refused() {
+        // Both would be called key1; and a rotation would move rules to another key.
+        let e = parse_keys(&format!("{K1},key1:{K2}")).unwrap_err();
+        assert!(e.contains("entry 2") && e.contains("key1"), "{e}");
+        assert!(parse_keys(&format!("KEY7:{K1}")).is_err());
+        let e = parse_keys(&format!("ops:{K1},ops:{K2}")).unwrap_err();
+        assert!(e.contains("entries 1 and 2") && !e.contains(K1), "{e}");
+        // Names that only start like a positional one are fine.
+        let k = keys(&format!("keyring:{K1},key:{K2}"));
+        assert_eq!(k.len(), 2);
+        assert!(is_positional_name("key12") && is_positional_name("Key3"));
+        assert!(!is_positional_name("key") && !is_positional_name("key1a"));
     }
 
     #[test]

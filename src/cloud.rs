@@ -103,6 +103,104 @@ pub(crate) enum TokenService {
     Registry,
 }
 
+/// Domains under which anyone can create a host name: the clouds' services (one trusted list
+/// serves every service, so `*.blob.core.windows.net` would send vault tokens and the
+/// assertion to any storage account), Azure's shared hosting, and common hosting and
+/// wildcard-DNS domains. Not the whole Public Suffix List (246 KB, more than half the
+/// component): the ones a token would plausibly be pointed at.
+const SHARED_SUFFIXES: &[&str] = &[
+    // The clouds' token services.
+    "vault.azure.net",
+    "vault.usgovcloudapi.net",
+    "vault.azure.cn",
+    "blob.core.windows.net",
+    "blob.core.usgovcloudapi.net",
+    "blob.core.chinacloudapi.cn",
+    "azurecr.io",
+    "azurecr.us",
+    "azurecr.cn",
+    // Other Azure services and hosting with customer-chosen names.
+    "web.core.windows.net",
+    "dfs.core.windows.net",
+    "file.core.windows.net",
+    "queue.core.windows.net",
+    "table.core.windows.net",
+    "database.windows.net",
+    "servicebus.windows.net",
+    "azurewebsites.net",
+    "azurewebsites.us",
+    "chinacloudsites.cn",
+    "azurecontainer.io",
+    "azurecontainerapps.io",
+    "azurestaticapps.net",
+    "azure-mobile.net",
+    "azure-api.net",
+    "azure-devices.net",
+    "azurefd.net",
+    "azureedge.net",
+    "trafficmanager.net",
+    "cloudapp.net",
+    "cloudapp.azure.com",
+    "usgovcloudapp.net",
+    "chinacloudapp.cn",
+    // Common hosting and wildcard DNS (nip.io resolves any name to the IP it spells).
+    "github.io",
+    "githubusercontent.com",
+    "herokuapp.com",
+    "appspot.com",
+    "amazonaws.com",
+    "cloudfront.net",
+    "web.app",
+    "firebaseapp.com",
+    "vercel.app",
+    "netlify.app",
+    "pages.dev",
+    "workers.dev",
+    "onrender.com",
+    "fly.dev",
+    "ngrok.io",
+    "ngrok-free.app",
+    "nip.io",
+    "sslip.io",
+];
+
+/// A DNS label: 1-63 letters, digits and '-', not at either end.
+fn is_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Why a wildcard's `domain` (lowercase, valid labels) may not be trusted, if it may not.
+fn wildcard_refusal(domain: &str) -> Option<&'static str> {
+    if !domain.contains('.') {
+        return Some(
+            "trusts a whole top-level domain: a wildcard needs at least two labels (*.example.com)",
+        );
+    }
+    // No top-level domain is numeric: `*.0.0.1` is part of an IP address and trusts 10.0.0.1.
+    if domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some("is part of an IP address; list IP addresses one by one");
+    }
+    let covers = |shared: &str| {
+        shared == domain
+            || shared
+                .strip_suffix(domain)
+                .is_some_and(|rest| rest.ends_with('.'))
+    };
+    SHARED_SUFFIXES.iter().any(|s| covers(s)).then_some(
+        "covers a domain where anyone can create a host (a cloud service's or a hosting \
+         provider's); list the hosts themselves",
+    )
+}
+
 /// Hosts the operator trusts in addition to the cloud's own (`trusted_token_hosts`): exact
 /// names or `*.suffix` patterns, lowercase.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,26 +211,19 @@ impl TrustedHosts {
     pub(crate) fn parse(raw: &str) -> Result<TrustedHosts, String> {
         let mut hosts = Vec::new();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let entry = entry.to_ascii_lowercase();
             let suffix = entry.strip_prefix("*.");
-            let name = suffix.unwrap_or(entry);
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            if !valid {
+            let name = suffix.unwrap_or(&entry);
+            if !name.split('.').all(is_label) {
                 return Err(format!(
                     "entry {} is not a host name, IP address or *.suffix",
                     hosts.len() + 1
                 ));
             }
-            // `*.com` would trust every host under a public suffix: a wildcard needs a domain.
-            if suffix.is_some() && !name.trim_matches('.').contains('.') {
-                return Err(format!(
-                    "entry {} trusts a whole top-level domain: a wildcard needs at least two labels (*.example.com)",
-                    hosts.len() + 1
-                ));
+            if let Some(why) = suffix.and_then(wildcard_refusal) {
+                return Err(format!("entry {} {why}", hosts.len() + 1));
             }
-            hosts.push(entry.to_ascii_lowercase());
+            hosts.push(entry);
         }
         Ok(TrustedHosts(hosts))
     }
@@ -258,5 +349,36 @@ mod tests {
         assert!(TrustedHosts::parse("*.").is_err());
         assert!(TrustedHosts::parse("*.com").is_err());
         assert!(TrustedHosts::parse("*.sandbox.test, localhost").is_ok());
+    }
+
+    #[test]
+    fn wildcards_never_cover_ip_addresses_or_shared_domains() {
+        for bad in [
+            "*.0.0.1",
+            "*.168.1.1",
+            "*.azurewebsites.net",
+            "*.AzureWebsites.net",
+            "*.blob.core.windows.net",
+            "*.core.windows.net",
+            "*.windows.net",
+            "*.azure.com",
+            "*.vault.azure.net",
+            "*.azurecr.io",
+            "*.nip.io",
+            "*.github.io",
+            "a..b",
+            ".a.b",
+            "-a.b",
+            "*.a-.b",
+        ] {
+            assert!(TrustedHosts::parse(bad).is_err(), "{bad}");
+        }
+        // One app's or account's own domain, exact names and IPs stay possible.
+        let t = TrustedHosts::parse(
+            "*.myapp.azurewebsites.net, proxy.azurewebsites.net, *.corp.example, 10.0.0.1, *.a1.example",
+        )
+        .unwrap();
+        assert!(t.allows("x.myapp.azurewebsites.net") && t.allows("10.0.0.1"));
+        assert!(!t.allows("other.azurewebsites.net") && !t.allows("10.0.0.2"));
     }
 }

@@ -17,8 +17,9 @@ use crate::upstream::{net_problem, NetError, Transport};
 use http::StatusCode;
 
 pub(crate) trait Credential {
-    /// The token cache entry of this credential; built with [`cache::key`].
-    fn cache_key(&self) -> String;
+    /// The token cache entry of this credential, built with [`cache::key`]; `None`: its tokens
+    /// are never cached, because no key would tell its identity from another machine's.
+    fn cache_key(&self) -> Option<String>;
 
     /// A new token from the issuer (no cache).
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem>;
@@ -26,14 +27,20 @@ pub(crate) trait Credential {
     /// Who a service sees when it checks roles; `token` adds the object id from its claims.
     fn principal(&self, token: Option<&str>) -> String;
 
-    /// A usable token: cached, or fetched once across instances.
+    /// A usable token: cached, or fetched once across instances (or, without a cache key,
+    /// fetched for this request).
     fn token<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
-        ctx.cache.token(&self.cache_key(), &mut || self.fetch(ctx))
+        match self.cache_key() {
+            Some(key) => ctx.cache.token(&key, &mut || self.fetch(ctx)),
+            None => self.fetch(ctx),
+        }
     }
 
     /// Drops the cached token after a service refused it.
     fn forget<T: Transport>(&self, ctx: &Context<T>) {
-        ctx.cache.forget(&self.cache_key());
+        if let Some(key) = self.cache_key() {
+            ctx.cache.forget(&key);
+        }
     }
 
     /// Learns from a refusal before the one retry (a Key Vault's new challenge).
@@ -60,15 +67,19 @@ pub(crate) struct ManagedIdentity<'a> {
 }
 
 impl Credential for ManagedIdentity<'_> {
-    fn cache_key(&self) -> String {
-        cache::key(
+    /// A user-assigned identity is the same wherever its client id is used. A system-assigned
+    /// one is each machine's own, and nothing the component sees tells machines apart: replicas
+    /// on several machines sharing one Redis (SpinKube's configuration; the store's label is
+    /// `default` there and for the local SQLite file alike) would serve each other's tokens
+    /// under one key. Keying by the token's `oid` needs the token before the lookup, so every
+    /// request would call IMDS anyway and the single-flight lease, keyed before the fetch,
+    /// could not hold. So its tokens are not cached: one IMDS call per request.
+    fn cache_key(&self) -> Option<String> {
+        let client_id = self.identity.client_id.as_deref()?;
+        Some(cache::key(
             "mi",
-            &[
-                self.cloud.name(),
-                self.identity.client_id.as_deref().unwrap_or("system"),
-                self.resource,
-            ],
-        )
+            &[self.cloud.name(), client_id, self.resource],
+        ))
     }
 
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
@@ -123,8 +134,8 @@ impl Federated<'_> {
 }
 
 impl Credential for Federated<'_> {
-    fn cache_key(&self) -> String {
-        cache::key(
+    fn cache_key(&self) -> Option<String> {
+        Some(cache::key(
             "fed",
             &[
                 self.cloud.name(),
@@ -133,7 +144,7 @@ impl Credential for Federated<'_> {
                 &self.exchange.app_client_id,
                 self.resource,
             ],
-        )
+        ))
     }
 
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {

@@ -11,6 +11,9 @@ use http::StatusCode;
 use std::borrow::Cow;
 
 pub(crate) const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+/// The detail of a problem withheld from an unauthenticated caller.
+pub(crate) const WITHHELD_DETAIL: &str =
+    "the configuration is incomplete or invalid; this request's log line says what to fix";
 /// Longest `Retry-After` passed on to a caller: a service's hint of an hour is not ours to give.
 pub(crate) const MAX_RETRY_AFTER: u64 = 120;
 
@@ -22,6 +25,9 @@ pub(crate) struct Problem {
     pub detail: String,
     /// Seconds for a `Retry-After` header (503 throttling).
     pub retry_after: Option<u64>,
+    /// The detail an anonymous caller must not read (see [`Problem::withheld`]): written to the
+    /// request's log line only.
+    pub log_detail: Option<String>,
 }
 
 /// A complete answer: status, headers, body.
@@ -68,7 +74,16 @@ impl Problem {
             title: title.into(),
             detail: detail.into(),
             retry_after: None,
+            log_detail: None,
         }
+    }
+
+    /// This problem for a caller who has not been authenticated: the status and code stay, the
+    /// detail (which may name a caller key or a profile) moves to the log line.
+    pub(crate) fn withheld(mut self) -> Self {
+        let detail = std::mem::replace(&mut self.detail, WITHHELD_DETAIL.to_string());
+        self.log_detail = Some(detail);
+        self
     }
 
     pub(crate) fn with_code(mut self, code: &'static str) -> Self {
@@ -294,6 +309,21 @@ mod tests {
         assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(p.detail.contains("'keyvault_endpoint'"));
         assert!(p.detail.contains("SPIN_VARIABLE_KEYVAULT_ENDPOINT"));
+    }
+
+    #[test]
+    fn a_withheld_detail_goes_to_the_log_only() {
+        let p = Problem::config("function_keys", "key 'ops' (entry 2) is too short").withheld();
+        assert_eq!(
+            (p.status.as_u16(), &*p.code),
+            (500, "configuration-invalid")
+        );
+        let body = String::from_utf8(p.answer().body).unwrap();
+        assert!(
+            !body.contains("ops") && !body.contains("function_keys"),
+            "{body}"
+        );
+        assert!(p.log_detail.unwrap().contains("'ops'"));
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The readiness report: every configuration section and tenant profile by name, ok or the
 //! problem that names its variable — never a configured value. Calls nothing upstream.
+//!
+//! The probe is anonymous, so anonymous callers get only ready or not, with the first
+//! problem's code ([`Report::anonymous`]); the whole report ([`Report::full`]) is for callers
+//! with a function key, and its problems go to the request's log line ([`Report::log_detail`]).
 
 use crate::errors::Problem;
 use crate::json::{self, Object};
@@ -49,12 +53,60 @@ fn issue(p: &Problem) -> Issue<'_> {
     }
 }
 
-/// `(ready, JSON body)`: ready when every configured part parses and something is served.
-pub(crate) fn report(settings: &Settings) -> (bool, Vec<u8>) {
+/// The readiness of a configuration.
+pub(crate) struct Report {
+    /// Every configured part parses, something is served, and authentication is on (or its
+    /// being off is allowed with `auth_disabled_ready`).
+    pub ready: bool,
+    /// The first problem's code when not ready.
+    pub code: Option<String>,
+    /// Every problem, for the log line, when not ready.
+    pub log_detail: Option<String>,
+    /// The whole report (JSON): what is served, every profile by name, every problem.
+    pub full: Vec<u8>,
+}
+
+impl Report {
+    /// What an unauthenticated probe may read: ready, or not with the first problem's code.
+    pub(crate) fn anonymous(&self) -> Vec<u8> {
+        match &self.code {
+            None => br#"{"status":"ok"}"#.to_vec(),
+            Some(code) => Object::new()
+                .str("type", &format!("urn:tenant-bridge:problem:{code}"))
+                .str("title", "Configuration error")
+                .num("status", 503u16)
+                .str("code", code)
+                .str("detail", crate::errors::WITHHELD_DETAIL)
+                .finish()
+                .into_bytes(),
+        }
+    }
+}
+
+/// Authentication turned off without `auth_disabled_ready`: a probe must not route callers to
+/// an instance that lets everyone in by mistake.
+fn auth_disabled(settings: &Settings) -> Option<Problem> {
+    let auth = settings.auth.as_ref().ok()?;
+    (auth.disabled && !auth.disabled_ready).then(|| {
+        Problem::config(
+            "auth_disabled",
+            "it is true, so callers are not authenticated: local use only; set \
+             auth_disabled_ready = true as well if this instance may report ready",
+        )
+    })
+}
+
+/// Checks the configuration; calls nothing.
+pub(crate) fn report(settings: &Settings) -> Report {
     let mut problems = Vec::new();
     let mut serves = Vec::new();
     let auth = settings.auth.as_ref().err();
-    for p in auth.into_iter().chain(settings.common.as_ref().err()) {
+    let unauthenticated = auth_disabled(settings);
+    for p in auth
+        .into_iter()
+        .chain(unauthenticated.as_ref())
+        .chain(settings.common.as_ref().err())
+    {
         problems.push(issue(p));
     }
     match &settings.same {
@@ -156,7 +208,21 @@ pub(crate) fn report(settings: &Settings) -> (bool, Vec<u8>) {
             &json::array(problems.iter().map(Issue::to_json)),
         );
     }
-    (ready, body.finish().into_bytes())
+    let log_detail = (!ready).then(|| {
+        let general = problems.iter().map(|i| i.detail.to_string());
+        let of_profiles = profiles.iter().filter_map(|p| {
+            p.problem
+                .as_ref()
+                .map(|i| format!("profile '{}': {}", p.name, i.detail))
+        });
+        general.chain(of_profiles).collect::<Vec<_>>().join("; ")
+    });
+    Report {
+        ready,
+        code: first.filter(|_| !ready).map(|(code, _)| code.to_string()),
+        log_detail,
+        full: body.finish().into_bytes(),
+    }
 }
 
 #[cfg(test)]
@@ -170,8 +236,75 @@ mod tests {
             .into_iter()
             .collect();
         v.extend(pairs.iter().copied());
-        let (ready, body) = report(&load(&v, Need::Health));
-        (ready, serde_json::from_slice(&body).unwrap())
+        let r = report(&load(&v, Need::Health));
+        (r.ready, serde_json::from_slice(&r.full).unwrap())
+    }
+
+    #[test]
+    fn anonymous_callers_learn_ready_or_not_and_a_code_only() {
+        let vars = |pairs: &[(&'static str, &'static str)]| {
+            let mut v: HashMap<&str, &str> = [("function_keys", "ops:0123456789abcdef")]
+                .into_iter()
+                .collect();
+            v.extend(pairs.iter().copied());
+            v
+        };
+        let ready = report(&load(
+            &vars(&[("keyvault_endpoint", "https://v.vault.azure.net")]),
+            Need::Health,
+        ));
+        assert!(ready.ready && ready.log_detail.is_none());
+        assert_eq!(ready.anonymous(), br#"{"status":"ok"}"#);
+        let r = report(&load(
+            &vars(&[
+                ("keyvault_endpoint", "https://v.vault.azure.net"),
+                ("profile1_name", "secret-profile"),
+            ]),
+            Need::Health,
+        ));
+        assert!(!r.ready);
+        let body: serde_json::Value = serde_json::from_slice(&r.anonymous()).unwrap();
+        assert_eq!(
+            (&body["status"], &body["code"]),
+            (
+                &serde_json::json!(503),
+                &serde_json::json!("configuration-missing")
+            )
+        );
+        let text = body.to_string();
+        for hidden in [
+            "secret-profile",
+            "profile1",
+            "GetSecret",
+            "serves",
+            "profiles",
+        ] {
+            assert!(!text.contains(hidden), "{hidden}: {text}");
+        }
+        let log = r.log_detail.unwrap();
+        assert!(
+            log.contains("profile 'secret-profile'") && log.contains("profile1_tenant_id"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn authentication_off_is_not_ready_unless_allowed() {
+        let off = [
+            ("function_keys", ""),
+            ("auth_disabled", "true"),
+            ("keyvault_endpoint", "https://v.vault.azure.net"),
+        ];
+        let (ready, body) = check(&off);
+        assert!(!ready);
+        assert_eq!(body["code"], "configuration-invalid");
+        assert!(
+            body["detail"].as_str().unwrap().contains("auth_disabled"),
+            "{body}"
+        );
+        let mut allowed = off.to_vec();
+        allowed.push(("auth_disabled_ready", "true"));
+        assert!(check(&allowed).0);
     }
 
     #[test]

@@ -268,9 +268,25 @@ impl<C: Credential> VaultCredential<'_, C> {
     }
 }
 
+impl<C: Credential> VaultCredential<'_, C> {
+    fn tenant_unreadable(&self, challenge: &Challenge) -> Problem {
+        Problem::upstream(
+            "keyvault-tenant-mismatch",
+            format!(
+                "vault {} belongs to tenant {}, but the token for it names no tenant (no readable tid \
+                 claim), so it could not be checked: no token was sent ({})",
+                self.vault,
+                truncate(&challenge.tenant, 40),
+                self.inner.principal(None)
+            ),
+        )
+    }
+}
+
 impl<C: Credential> Credential for VaultCredential<'_, C> {
-    fn cache_key(&self) -> String {
-        cache::key("kv", &[&self.inner.cache_key(), &self.vault.to_string()])
+    fn cache_key(&self) -> Option<String> {
+        let inner = self.inner.cache_key()?;
+        Some(cache::key("kv", &[&inner, &self.vault.to_string()]))
     }
 
     fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
@@ -280,13 +296,13 @@ impl<C: Credential> Credential for VaultCredential<'_, C> {
             self.check_tenant(&challenge, tenant)?;
         }
         let token = self.inner.fetch(ctx)?;
-        // Whatever was configured, the token's own tenant must be the vault's.
-        if let Some(tid) = jwt::claims(&token.secret)
+        // Whatever was configured, the token's own tenant must be the vault's; a token whose
+        // tenant cannot be read is not sent (fail closed).
+        let tid = jwt::claims(&token.secret)
             .map(|c| c.tid.to_ascii_lowercase())
             .filter(|t| !t.is_empty())
-        {
-            self.check_tenant(&challenge, &tid)?;
-        }
+            .ok_or_else(|| self.tenant_unreadable(&challenge))?;
+        self.check_tenant(&challenge, &tid)?;
         Ok(token)
     }
 

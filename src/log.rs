@@ -1,5 +1,6 @@
 //! One structured JSON line per request on stderr. It names the route, caller key *name*,
-//! resource, outcome and upstream request ids — never the query string (it may carry `code`),
+//! resource, outcome, the configuration problem a caller was not told, and upstream request
+//! ids — never the query string (it may carry `code`),
 //! a token, a key or a secret value.
 
 use crate::json::{self, Object};
@@ -25,6 +26,9 @@ pub(crate) struct RequestLine {
     pub resource: Option<String>,
     pub status: u16,
     pub code: Option<String>,
+    /// What a problem's answer withheld from an unauthenticated caller (which variable is wrong
+    /// and why; never a value), or why /api/healthz reports not ready.
+    pub detail: Option<String>,
     /// Set when a streamed body had to be abandoned after the status was sent.
     pub aborted: Option<String>,
     pub bytes: u64,
@@ -65,6 +69,7 @@ impl RequestLine {
             .opt_str("resource", self.resource.as_deref())
             .num("status", self.status)
             .opt_str("code", self.code.as_deref())
+            .opt_str("detail", self.detail.as_deref())
             .opt_str("aborted", self.aborted.as_deref())
             .num("bytes", self.bytes)
             .num("duration_ms", self.duration_ms)

@@ -129,13 +129,14 @@ pub(crate) enum Tenant<'s> {
     Profile(&'s Profile, &'s Exchange),
 }
 
-/// Authenticates the caller (key in `x-functions-key` or `code`).
+/// Authenticates the caller (key in `x-functions-key` or `code`). Unusable key settings are a
+/// 500 whose detail (it may name a key) goes to the log only: nobody is authenticated yet.
 pub(crate) fn authenticate(
     settings: &Settings,
     key_headers: &[String],
     query: &Query,
 ) -> Result<Caller, Problem> {
-    let auth = settings.auth.as_ref().map_err(Clone::clone)?;
+    let auth = settings.auth.as_ref().map_err(|p| p.clone().withheld())?;
     if auth.disabled {
         return Ok(Caller::Anonymous);
     }
@@ -477,7 +478,7 @@ mod tests {
         assert!(secret("key=s", K1).unwrap().contains("profile b"));
         assert!(secret("key=s&tenant=b", K1).unwrap().contains("profile b"));
         assert!(secret("key=s&tenant=C", K1).unwrap().contains("profile c"));
-        // Caller key1 (unnamed, second key) may not use profile c.
+        // Caller key2 (unnamed, second key) may not use profile c.
         let p = secret("key=s&tenant=c", K2).unwrap_err();
         assert_eq!((p.status.as_u16(), &*p.code), (403, "access-denied"));
         assert!(p.detail.contains("profile1_callers"));
@@ -602,9 +603,18 @@ mod tests {
         let p = decide("/api/GetSecretCrossTenant", "key=s&tenant=c", Some(K1), &v).unwrap_err();
         assert_eq!(p.status.as_u16(), 500);
         assert!(p.detail.contains("profile1_tenant_id") && !p.detail.contains("not-a-guid"));
+        // Before authentication the detail (it may name a key) is for the log only.
+        let v = vars(&[("function_keys", "ops:too-short")]);
+        let p = decide("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
+        assert_eq!(
+            (p.status.as_u16(), &*p.code),
+            (500, "configuration-invalid")
+        );
+        assert!(!p.detail.contains("ops") && !p.detail.contains("function_keys"));
+        assert!(p.log_detail.unwrap().contains("'ops'"));
         let v = vars(&[("function_keys", "")]);
         let p = decide("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
-        assert!(p.detail.contains("function_keys"));
+        assert!(p.log_detail.unwrap().contains("function_keys"));
         let v = vars(&[("app_client_id", "")]);
         let p = decide("/api/GetSecretCrossTenant", "key=s", Some(K1), &v).unwrap_err();
         assert!(p.detail.contains("app_client_id"));

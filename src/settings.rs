@@ -57,6 +57,8 @@ pub(crate) enum Need<'a> {
 pub(crate) struct Auth {
     /// `auth_disabled = true`: local use only.
     pub disabled: bool,
+    /// `auth_disabled_ready = true`: health may report ready while authentication is off.
+    pub disabled_ready: bool,
     pub keys: Vec<FunctionKey>,
 }
 
@@ -222,9 +224,12 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
         Need::Same(_) => settings.same = Some(r.same(services, cloud, trusted)),
         Need::Cross(_, name) => {
             settings.exchange = Some(r.exchange(common, cloud, trusted));
-            settings.profile = r
-                .select(name)
-                .map(|(slot, name)| r.profile(slot, name, services, cloud, trusted));
+            settings.profile = r.select(name).map(|(slot, name)| {
+                no_positional_callers(
+                    &settings.auth,
+                    r.profile(slot, name, services, cloud, trusted),
+                )
+            });
         }
         Need::Health => {
             settings.egress = outbound_variables()
@@ -232,13 +237,55 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
                 .filter_map(|name| r.endpoint(name).err())
                 .collect();
             settings.same = Some(r.same(services, cloud, trusted));
-            settings.profiles = r.all_profiles(services, cloud, trusted);
+            settings.profiles = r
+                .all_profiles(services, cloud, trusted)
+                .into_iter()
+                .map(|state| ProfileState {
+                    profile: no_positional_callers(&settings.auth, state.profile),
+                    ..state
+                })
+                .collect();
             if !settings.profiles.is_empty() {
                 settings.exchange = Some(r.exchange(common, cloud, trusted));
             }
         }
     }
     settings
+}
+
+/// While any function key is unnamed, a profile's rules may not name a caller `keyN`: that is
+/// a position in `function_keys`, which moves to another key when keys are added or removed.
+fn no_positional_callers(
+    auth: &Result<Auth, Problem>,
+    profile: Result<Profile, Problem>,
+) -> Result<Profile, Problem> {
+    let profile = profile?;
+    let Ok(auth) = auth else {
+        return Ok(profile);
+    };
+    if !auth.keys.iter().any(|k| auth::is_positional_name(&k.name)) {
+        return Ok(profile);
+    }
+    let refuse = |variable: String, entry: usize| {
+        Err(Problem::config(
+            &variable,
+            format!(
+                "entry {entry} names a caller keyN, the position of an unnamed key in function_keys, \
+                 which moves to another key when keys rotate: name that key (name:key) and use its name"
+            ),
+        ))
+    };
+    if let Some(i) = profile.callers.names().position(auth::is_positional_name) {
+        return refuse(profile.slot.var("callers"), i + 1);
+    }
+    if let Some(i) = profile
+        .repositories
+        .entry_callers()
+        .position(|c| c.is_some_and(auth::is_positional_name))
+    {
+        return refuse(profile.slot.var("repositories"), i + 1);
+    }
+    Ok(profile)
 }
 
 fn is_guid(v: &str) -> bool {
@@ -271,6 +318,8 @@ impl Reader<'_> {
 
     fn auth(&self) -> Result<Auth, Problem> {
         let disabled = self.flag("auth_disabled")?;
+        // Read only when it matters: a normal request pays no lookup for it.
+        let disabled_ready = disabled && self.flag("auth_disabled_ready")?;
         let keys = auth::parse_keys(&self.get("function_keys").unwrap_or_default())
             .map_err(|e| Problem::config("function_keys", e))?;
         if keys.is_empty() && !disabled {
@@ -280,7 +329,11 @@ impl Reader<'_> {
                  or auth_disabled = true for local use only)",
             ));
         }
-        Ok(Auth { disabled, keys })
+        Ok(Auth {
+            disabled,
+            disabled_ready,
+            keys,
+        })
     }
 
     fn flag(&self, name: &str) -> Result<bool, Problem> {
@@ -816,7 +869,7 @@ mod tests {
                 ("profile1_tenant_id", TC),
             ])
             .collect();
-        let (ready, _) = crate::health::report(&load(&vars(&base), Need::Health));
+        let ready = crate::health::report(&load(&vars(&base), Need::Health)).ready;
         assert!(ready, "the base configuration is valid");
         for (name, bad) in [
             ("function_keys", "ops:short"),
@@ -855,8 +908,8 @@ mod tests {
             let mut v = base.clone();
             v.retain(|(n, _)| *n != name);
             v.push((name, bad));
-            let (ready, body) = crate::health::report(&load(&vars(&v), Need::Health));
-            let text = String::from_utf8(body).unwrap();
+            let report = crate::health::report(&load(&vars(&v), Need::Health));
+            let (ready, text) = (report.ready, String::from_utf8(report.full).unwrap());
             assert!(!ready, "{name}={bad:?} passed: {text}");
             assert!(text.contains(name), "{name} not named: {text}");
             if bad.len() > 8 {
@@ -1187,6 +1240,49 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(p.detail.contains("cross_tenant_registries") && !p.detail.contains("evil"));
+    }
+
+    #[test]
+    fn rules_name_only_named_keys_while_a_key_is_unnamed() {
+        const UNNAMED: &str = "ops:0123456789abcdef,fedcba9876543210";
+        let mut pairs = cross();
+        pairs.extend([
+            ("function_keys", UNNAMED),
+            ("cross_tenant_callers", "ops, key2"),
+        ]);
+        let p = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+            .profile
+            .unwrap()
+            .unwrap_err();
+        assert!(p.detail.contains("cross_tenant_callers") && p.detail.contains("entry 2"));
+        // Health reports it on the profile.
+        let s = load(&vars(&pairs), Need::Health);
+        assert!(s.profiles[0].profile.is_err());
+        let mut pairs = cross();
+        pairs.extend([
+            ("function_keys", UNNAMED),
+            ("cross_tenant_registries", "hub.azurecr.io"),
+            ("cross_tenant_repositories", "base/*, key2=infra/*"),
+        ]);
+        let p = load(&vars(&pairs), Need::Cross(Service::Registry, None))
+            .profile
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            p.detail.contains("cross_tenant_repositories"),
+            "{}",
+            p.detail
+        );
+        // Every key named: the rules are read as written.
+        let mut pairs = cross();
+        pairs.extend([
+            ("function_keys", "ops:0123456789abcdef,ci:fedcba9876543210"),
+            ("cross_tenant_callers", "ops, ci"),
+        ]);
+        assert!(load(&vars(&pairs), Need::Cross(Service::Secret, None))
+            .profile
+            .unwrap()
+            .is_ok());
     }
 
     #[test]

@@ -592,6 +592,37 @@ fn a_role_removed_after_the_exchange_is_named_at_the_next_exchange() {
 }
 
 #[test]
+fn an_entra_token_the_exchange_refused_is_dropped() {
+    let w = registry_world();
+    let path = token_path(&w, &[SEED_REPOSITORY]);
+    login(&w).acr.set_grants(vec![]);
+    let r = w.get(&path);
+    assert_eq!(
+        problem(&r),
+        (502, "registry-exchange-refused".into()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(w.entra.requests().len(), 1);
+    // The role is granted: the next request exchanges a new Entra token, not the refused one.
+    login(&w)
+        .acr
+        .set_grants(vec![(APP_SP_B.into(), Role::AcrPull)]);
+    let r = w.get(&path);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(w.entra.requests().len(), 2, "the refused token was reused");
+    let ex = acr_requests(&w, "/oauth2/exchange");
+    let presented = |i: usize| {
+        ex[i]
+            .form()
+            .into_iter()
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v)
+    };
+    assert_ne!(presented(0), presented(1));
+}
+
+#[test]
 fn the_registry_network_rules_are_named() {
     let w = registry_world();
     login(&w).acr.set_network(AcrNetwork::FirewallBlocks);

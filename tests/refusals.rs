@@ -110,12 +110,119 @@ fn function_keys_shorter_than_16_characters_are_refused_at_configuration() {
         "{}",
         r.text()
     );
-    assert!(r.detail().contains("function_keys"), "{}", r.detail());
+    // Nobody is authenticated yet: the detail, which names the key, is in the log line only.
+    assert!(
+        !r.text().contains("ops") && !r.text().contains("function_keys"),
+        "{}",
+        r.text()
+    );
     assert!(!r.text().contains(short), "the key is not echoed");
+    let line = &w.log_lines(1)[0];
+    assert!(
+        line["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("function_keys") && d.contains("'ops'")),
+        "{line}"
+    );
     assert_no_upstream(&w, "short key");
     let r = w.request("GET", "/api/healthz", &[]);
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(!r.text().contains(short), "{}", r.text());
+}
+
+/// An anonymous caller learns nothing about the configuration: a broken key list is a 500
+/// without its detail, and health says ready or not with a code, no profile, no service.
+#[test]
+fn anonymous_callers_learn_no_configuration() {
+    let w = World::builder()
+        .var(
+            "function_keys",
+            Some(&*format!("{KEY},ops:{ROTATED_KEY},ops:{KEY}x")),
+        )
+        .build();
+    let r = w.request("GET", "/api/GetSecretSameTenant?key=TEST-SECRET-001", &[]);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert!(!r.text().contains("ops"), "{}", r.text());
+    let r = w.request("GET", "/api/healthz", &[]);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "configuration-invalid")
+    );
+    let text = r.text();
+    for hidden in ["ops", "function_keys"] {
+        assert!(!text.contains(hidden), "health shows {hidden}: {text}");
+    }
+    let members: Vec<String> = r.json().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        members,
+        ["code", "detail", "status", "title", "type"],
+        "no report, profile or service: {text}"
+    );
+    assert_no_upstream(&w, "anonymous");
+    let logs = w.logs();
+    assert!(
+        logs.contains("entries 2 and 3 are both named 'ops'"),
+        "{logs}"
+    );
+
+    // Authentication off: not ready, unless explicitly allowed.
+    let w = World::builder()
+        .var("auth_disabled", Some("true"))
+        .var("function_keys", None)
+        .build();
+    let r = w.request("GET", "/api/healthz", &[]);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    let w = World::builder()
+        .var("auth_disabled", Some("true"))
+        .var("auth_disabled_ready", Some("true"))
+        .var("function_keys", None)
+        .build();
+    assert_eq!(w.request("GET", "/api/healthz", &[]).status, 200);
+}
+
+#[test]
+fn positional_key_names_are_refused_where_they_could_shift() {
+    // An unnamed key is key1 by position: a second key explicitly named key1 would share it.
+    let w = World::builder()
+        .var("function_keys", Some(&*format!("{KEY},key1:{ROTATED_KEY}")))
+        .build();
+    let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert_no_upstream(&w, "positional key name");
+    // A rule naming an unnamed key by its position would follow whichever key is second.
+    let w = World::builder()
+        .var(
+            "function_keys",
+            Some(&*format!("tests:{KEY},{ROTATED_KEY}")),
+        )
+        .var("profile1_callers", Some("key2"))
+        .build();
+    let r = w.get(&format!(
+        "/api/GetSecretCrossTenant?key=TEST-SECRET-001&tenant={PROFILE_C}"
+    ));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (500, "configuration-invalid"),
+        "{}",
+        r.text()
+    );
+    assert!(r.detail().contains("profile1_callers"), "{}", r.detail());
+    assert_no_upstream(&w, "positional caller rule");
 }
 
 #[test]
@@ -135,7 +242,13 @@ fn auth_is_off_only_when_explicitly_disabled() {
         (r.status, r.code().as_str()),
         (500, "configuration-missing")
     );
-    assert!(r.detail().contains("function_keys"));
+    let line = &w.log_lines(1)[0];
+    assert!(
+        line["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("function_keys")),
+        "{line}"
+    );
     assert_no_upstream(&w, "no keys configured");
 }
 
@@ -396,6 +509,9 @@ fn the_host_enforces_allowed_outbound_hosts_from_spin_toml() {
 fn health_needs_no_key_checks_configuration_only_and_names_what_is_missing() {
     let w = World::new();
     let r = w.request("GET", "/api/healthz", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, r#"{"status":"ok"}"#));
+    // With a key, the whole report.
+    let r = w.get("/api/healthz");
     assert_eq!(r.status, 200, "{}", r.text());
     let body = r.json();
     assert_eq!(body["status"], "ok");
@@ -409,6 +525,12 @@ fn health_needs_no_key_checks_configuration_only_and_names_what_is_missing() {
 
     let w = World::builder().var("app_client_id", None).build();
     let r = w.request("GET", "/api/healthz", &[]);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "configuration-missing")
+    );
+    assert!(!r.detail().contains("app_client_id"), "{}", r.detail());
+    let r = w.get("/api/healthz");
     assert_eq!(
         (r.status, r.code().as_str()),
         (503, "configuration-missing")

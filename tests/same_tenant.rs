@@ -287,6 +287,42 @@ fn azurite_refusing_the_token_is_502() {
     w.assert_no_leak(&r, &[]);
 }
 
+/// A system-assigned identity is each machine's own: replicas on several machines sharing one
+/// Redis must not serve each other its tokens, so they are never cached.
+#[test]
+fn a_system_assigned_identitys_tokens_are_not_shared_between_replicas() {
+    const SYSTEM_OID: &str = "5e5e5e5e-0000-4000-8000-5e5e5e5e5e5e";
+    let w = World::builder()
+        .var("azure_client_id", None)
+        .replicated()
+        .build();
+    w.imds.set_system_assigned(Some(SYSTEM_OID.into()));
+    w.vault_a
+        .set_readers(vec![MI_OBJECT_ID.into(), SYSTEM_OID.into()]);
+    let path = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
+    let r = w.get(path);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let replica = w.replica();
+    let status = rt().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}{path}", replica.base_url()))
+            .header("x-functions-key", KEY)
+            .send()
+            .await
+            .expect("the replica answers")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    let imds = w.imds.token_requests();
+    assert_eq!(
+        imds.len(),
+        2,
+        "the replica was served the first one's token"
+    );
+    assert!(imds.iter().all(|q| q.query("client_id").is_none()));
+}
+
 #[test]
 fn unknown_identity_is_reported_with_the_fix() {
     let w = World::builder()

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use tenant_bridge_testkit::http::Fault;
 
 fn assert_no_upstream(w: &World) {
     assert!(w.outbound().is_empty(), "called out: {:?}", w.outbound());
@@ -335,5 +336,51 @@ fn no_token_leaves_for_hosts_outside_the_clouds_suffixes() {
             .all(|o| !o.url.contains("example-attacker")),
         "{:?}",
         w.outbound()
+    );
+}
+
+/// `trusted_token_hosts` wildcards that would trust more than one operator's hosts are refused
+/// before any call: part of an IP address, a shared hosting or cloud service domain.
+#[test]
+fn trusted_wildcards_over_ip_addresses_or_shared_domains_are_refused() {
+    for value in ["127.0.0.1, *.0.0.1", "127.0.0.1, *.azurewebsites.net"] {
+        let w = World::builder()
+            .var("trusted_token_hosts", Some(value))
+            .build();
+        let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (500, "configuration-invalid"),
+            "{value}: {}",
+            r.text()
+        );
+        assert!(
+            r.detail().contains("trusted_token_hosts") && r.detail().contains("entry 2"),
+            "{}",
+            r.detail()
+        );
+        assert_no_upstream(&w);
+    }
+}
+
+/// A vault's tenant check fails closed: a token whose tenant cannot be read is never sent.
+#[test]
+fn a_token_without_a_readable_tenant_never_reaches_the_vault() {
+    let w = World::new();
+    w.imds.push_fault(Fault::json(
+        200,
+        &serde_json::json!({"access_token": "opaque-token-from-a-proxy", "expires_in": "3599"}),
+    ));
+    let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (502, "keyvault-tenant-mismatch"),
+        "{}",
+        r.text()
+    );
+    assert!(r.detail().contains("no token was sent"), "{}", r.detail());
+    assert!(
+        w.vault_a.requests().iter().all(|q| q.bearer().is_none()),
+        "a token went to the vault"
     );
 }

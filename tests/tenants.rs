@@ -150,7 +150,12 @@ fn health_reports_each_profile_by_name_never_its_values() {
     let w = World::builder()
         .var("profile1_tenant_id", Some("not-a-guid"))
         .build();
+    // Anonymous: not ready and a code, no profile names.
     let r = w.request("GET", "/api/healthz", &[]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(!r.text().contains("profile1"), "{}", r.text());
+    // With a key: every profile by name.
+    let r = w.get("/api/healthz");
     assert_eq!(r.status, 503, "{}", r.text());
     let body = r.text();
     assert!(body.contains("profile1_tenant_id"), "{body}");

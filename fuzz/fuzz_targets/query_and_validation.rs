@@ -292,9 +292,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if ep == Ep::Health {
-        // The readiness report: anonymous, no upstream call, a JSON report (not a problem).
+        // The readiness report: no key needed, no upstream call; a valid key (logged as the
+        // caller) gets the whole report, anyone else ready or not and a code.
         assert!(matches!(d.status, 200 | 503), "health status {}", d.status);
-        assert!(!reached_upstream && d.caller.is_none());
+        assert!(!reached_upstream && d.caller.as_deref() == caller);
         let v: serde_json::Value = serde_json::from_slice(&d.body).expect("health is JSON");
         // Ready: `"status":"ok"`; unready: an RFC 9457 problem whose `status` is the HTTP status.
         if d.status == 200 {

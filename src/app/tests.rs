@@ -434,6 +434,29 @@ fn a_refused_cached_token_is_dropped_and_retried_once() {
 }
 
 #[test]
+fn a_system_assigned_identitys_tokens_never_enter_the_shared_store() {
+    let mut vars = base_vars();
+    vars.remove("azure_client_id");
+    for endpoint in [ENDPOINTS[0], ENDPOINTS[3]] {
+        let (azure, store) = (Azure::new(), MemStore::default());
+        for _ in 0..2 {
+            assert_eq!(
+                run(&azure, &store, &vars, endpoint).status,
+                200,
+                "{endpoint}"
+            );
+        }
+        let imds = azure
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("IMDS"))
+            .count();
+        assert_eq!(imds, 2, "{endpoint}: {:?}", azure.calls());
+        assert_eq!(store.counts(), Counts::default(), "{endpoint}");
+    }
+}
+
+#[test]
 fn a_foreign_challenge_resource_or_tenant_gets_no_token() {
     let vars = base_vars();
     for (challenge, code) in [
@@ -464,6 +487,37 @@ fn a_foreign_challenge_resource_or_tenant_gets_no_token() {
             } else {
                 "b.vault.azure.net"
             };
+            assert!(azure.bearer_to(host).is_empty(), "a token went to {host}");
+        }
+    }
+}
+
+#[test]
+fn a_token_whose_tenant_cannot_be_read_is_not_sent_to_a_vault() {
+    let vars = base_vars();
+    for (endpoint, issuer_path) in [
+        (ENDPOINTS[0], "/metadata/identity/oauth2/token"),
+        (
+            ENDPOINTS[1],
+            "/bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb/oauth2/v2.0/token",
+        ),
+    ] {
+        let (azure, store) = (Azure::new(), MemStore::default());
+        for token in ["opaque-not-a-jwt", &jwt(serde_json::json!({"oid": "x"}))] {
+            azure.once(
+                issuer_path,
+                200,
+                &[],
+                &serde_json::json!({"access_token": token, "expires_in": 3599}).to_string(),
+            );
+            let r = run(&azure, &store, &vars, endpoint);
+            assert_eq!(
+                (r.status, r.code.as_deref()),
+                (502, Some("keyvault-tenant-mismatch")),
+                "{endpoint}"
+            );
+        }
+        for host in ["a.vault.azure.net", "b.vault.azure.net"] {
             assert!(azure.bearer_to(host).is_empty(), "a token went to {host}");
         }
     }
@@ -527,6 +581,31 @@ fn a_registry_that_grants_less_is_refused() {
         (403, Some("registry-repository-denied"))
     );
     assert!(!String::from_utf8_lossy(&r.body).contains(&at));
+}
+
+#[test]
+fn an_entra_token_the_registry_refused_is_not_presented_again() {
+    let vars = base_vars();
+    let (azure, store) = (Azure::new(), MemStore::default());
+    azure.once(
+        "/oauth2/exchange",
+        401,
+        &[],
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+    );
+    let r = run(&azure, &store, &vars, ENDPOINTS[5]);
+    assert_eq!(
+        (r.status, r.code.as_deref()),
+        (502, Some("registry-exchange-refused"))
+    );
+    azure.clear();
+    assert_eq!(run(&azure, &store, &vars, ENDPOINTS[5]).status, 200);
+    // A new Entra token was fetched rather than the refused one reused.
+    assert!(
+        azure.calls().iter().any(|c| c.starts_with("Entra")),
+        "{:?}",
+        azure.calls()
+    );
 }
 
 #[test]

@@ -142,6 +142,12 @@ impl FakeImds {
         self.state.cfg.lock().unwrap().token_lifetime_secs = secs;
     }
 
+    /// Gives the "VM" a system-assigned identity with this object id (`None`: none, so a
+    /// request without a client id is refused).
+    pub fn set_system_assigned(&self, object_id: Option<String>) {
+        self.state.cfg.lock().unwrap().system_assigned_object_id = object_id;
+    }
+
     /// Replace the user-assigned identities attached to the "VM".
     pub fn set_identities(&self, identities: Vec<(String, String)>) {
         self.state.cfg.lock().unwrap().identities = identities;
