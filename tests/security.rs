@@ -231,7 +231,7 @@ fn the_audit_line_names_caller_resource_outcome_and_request_ids() {
         blob["resource"],
         format!(
             "{}/{ACCOUNT_B}/{SEED_CONTAINER}/{SEED_BLOB}",
-            shared().azurite.endpoint()
+            w.storage.endpoint()
         )
     );
     assert_eq!(blob["status"], 200);

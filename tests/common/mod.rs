@@ -29,6 +29,7 @@ use tenant_bridge_testkit::keyvault::FakeVault;
 use tenant_bridge_testkit::login_server::LoginServer;
 use tenant_bridge_testkit::pki::TestPki;
 use tenant_bridge_testkit::redis::RedisServer;
+use tenant_bridge_testkit::storage_gate::{StorageAccount, StorageGate};
 use tenant_bridge_testkit::world::Tenants;
 use tokio::runtime::Runtime;
 
@@ -125,6 +126,8 @@ pub struct World {
     pub vault_b: FakeVault,
     pub vault_c: FakeVault,
     pub entra: FakeEntra,
+    /// Storage's token checks in front of the shared Azurite: the component's blob endpoints.
+    pub storage: StorageGate,
     pub host: RunningHost,
     /// Tenant B's registry login server, when the builder asked for one.
     pub registry: Option<LoginServer>,
@@ -185,6 +188,7 @@ pub struct Endpoints {
     pub vault_b: String,
     pub vault_c: String,
     pub entra: String,
+    /// Azurite behind Storage's checks (`World::storage`): what the blob variables name.
     pub azurite: String,
     /// The registry login server as `name:port`, when there is one.
     pub registry: Option<String>,
@@ -254,11 +258,20 @@ impl World {
         let s = shared();
         rt().block_on(async {
             let tenants = Tenants::start(&s.pki, &s.imds_signer, &s.entra_signer, ENTRA_HOST).await;
+            let storage = start_storage_gate(s).await;
             let mut vars: HashMap<String, String> = tenants
                 .variables(&s.azurite)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
+            // Every blob endpoint is Azurite behind Storage's tenant and role checks.
+            for name in [
+                "blob_service_endpoint",
+                "cross_blob_service_endpoint",
+                "profile1_blob_service_endpoint",
+            ] {
+                vars.insert(name.into(), storage.endpoint());
+            }
             vars.insert("function_keys".into(), FUNCTION_KEYS.into());
             let mut guest_hosts = tenants.guest_hosts();
             let registry = if b.registry {
@@ -290,7 +303,7 @@ impl World {
                 vault_b: vault_b.endpoint(),
                 vault_c: vault_c.endpoint(),
                 entra: entra.endpoint(),
-                azurite: s.azurite.endpoint(),
+                azurite: storage.endpoint(),
                 registry: registry.as_ref().map(LoginServer::authority),
             };
             for (name, f) in b.computed {
@@ -341,6 +354,7 @@ impl World {
                 vault_b,
                 vault_c,
                 entra,
+                storage,
                 host,
                 registry,
                 vars,
@@ -598,6 +612,28 @@ impl World {
             })
             .collect()
     }
+}
+
+/// The gate in front of the shared Azurite: each account in its tenant, readable by the
+/// principal the world grants it to (A: the managed identity, B and C: the app's service
+/// principals), trusting the world's IMDS and Entra keys.
+async fn start_storage_gate(s: &Shared) -> StorageGate {
+    let account = |name: &str, tenant: &str, reader: &str| StorageAccount {
+        name: name.into(),
+        tenant_id: tenant.into(),
+        readers: vec![reader.into()],
+    };
+    StorageGate::start(
+        &s.pki,
+        std::net::SocketAddr::from(([127, 0, 0, 1], s.azurite.port())),
+        vec![s.imds_signer.verifier(), s.entra_signer.verifier()],
+        vec![
+            account(ACCOUNT_A, TENANT_A, MI_OBJECT_ID),
+            account(ACCOUNT_B, TENANT_B, APP_SP_B),
+            account(ACCOUNT_C, TENANT_C, APP_SP_C),
+        ],
+    )
+    .await
 }
 
 async fn start_registry(s: &Shared) -> LoginServer {
