@@ -108,7 +108,8 @@ fn a_retry_after_past_the_deadline_is_passed_on_capped() {
     assert_eq!((r.status, r.code().as_str()), (503, "upstream-throttled"));
     assert_eq!(r.header("retry-after").as_deref(), Some("120"));
     assert_eq!(w.vault_a.requests().len(), 1, "no blind wait");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Generous for a loaded 2-core machine: a wait would have been 120 s or more.
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[test]
@@ -153,11 +154,11 @@ fn blob_503_server_busy_then_ok() {
 
 #[test]
 fn connection_refused_is_retried_then_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port bound and never listened on refuses connections, and stays ours meanwhile (a
+    // port bound, dropped and named could be someone else's by the time it is called).
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = refusing.local_addr().unwrap().port();
     let w = fast()
         .var(
             "blob_service_endpoint",
@@ -197,7 +198,8 @@ fn an_upstream_that_never_answers_is_504_within_the_deadline() {
     );
     assert!(r.detail().contains("request_deadline_secs = 2"));
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        // A hung upstream never answers: any end is the deadline's; the bound is generous.
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
         "took {took:?}"
     );
 }
@@ -221,7 +223,8 @@ fn a_body_that_trickles_past_the_deadline_is_504() {
         "{}",
         r.text()
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Half of the 60 s the whole body would take: generous, and still the deadline's doing.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 #[test]
@@ -338,7 +341,7 @@ fn warm_paths_make_exactly_one_upstream_request() {
     }
     // The request log lines so far (a blob's line follows its body, so wait for it).
     let request_lines = |n: usize| -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let lines: Vec<Value> = w
                 .log_lines(0)
@@ -469,8 +472,9 @@ fn leases_work_on_the_redis_store_too() {
     let started = Instant::now();
     let r = w.get(SECRET_A);
     assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    // At once: under half of the 11 s bounded wait it would otherwise sit out.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_millis(5500),
         "took {:?}",
         started.elapsed()
     );
@@ -523,9 +527,10 @@ fn a_fetcher_stuck_past_its_lease_holds_the_others_only_until_the_lease_ends() {
     for other in others {
         let (status, body, done) = rt().block_on(other).unwrap();
         assert_eq!((status, body.as_str()), (200, "TenantA"));
-        // Served once the lease ran out (plus a fetch), long before the stuck fetcher gives up.
+        // Served once the lease ran out (plus a fetch): before the stuck fetcher gives up
+        // (16 s), half way between the two.
         assert!(
-            done - leased < LEASE + Duration::from_secs(3),
+            done - leased < LEASE + (Duration::from_secs(16) - LEASE) / 2,
             "held {:?} by a lease of {LEASE:?}",
             done - leased
         );
@@ -701,4 +706,49 @@ fn callers_that_stop_reading_are_cut_off_and_the_rest_is_served() {
         received.iter().min().unwrap(),
         received.iter().max().unwrap()
     );
+}
+
+/// A connection lost before the answer (the vault closes it without a response) is retried:
+/// the caller gets the secret, the vault saw the lost attempt and the answered one.
+#[test]
+fn key_vault_connection_lost_mid_answer_is_retried() {
+    let w = fast().build();
+    assert_eq!(
+        w.get(SECRET_A).status,
+        200,
+        "warm: challenge and token cached"
+    );
+    w.vault_a.clear();
+    w.vault_a.push_fault(Fault::DropConnection);
+    let r = w.get(SECRET_A);
+    assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    let statuses: Vec<Option<u16>> = w.vault_a.requests().iter().map(|q| q.status).collect();
+    assert_eq!(statuses, [None, Some(200)], "one lost, one answered");
+}
+
+/// The same for Storage: the blob is opened again and served whole.
+#[test]
+fn storage_connection_lost_mid_answer_is_retried() {
+    let storage = rt().block_on(FakeServer::start(
+        Some(shared().pki.rustls_server_config(&["127.0.0.1"])),
+        Arc::new(|_r: &Recorded| {
+            let mut reply = Reply::new(200).header("x-ms-blob-type", "BlockBlob");
+            reply.body = b"after a lost connection".to_vec();
+            reply
+        }),
+    ));
+    storage.push_fault(Fault::DropConnection);
+    let w = fast()
+        .var(
+            "blob_service_endpoint",
+            Some(format!("https://127.0.0.1:{}", storage.port()).as_str()),
+        )
+        .build();
+    let r = w.get("/api/DownloadBlobSameTenant?container=seed&blob=x");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, base64(b"after a lost connection"))
+    );
+    let statuses: Vec<Option<u16>> = storage.requests().iter().map(|q| q.status).collect();
+    assert_eq!(statuses, [None, Some(200)], "one lost, one answered");
 }

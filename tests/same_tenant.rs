@@ -171,6 +171,16 @@ fn blobs_of_every_remainder_and_size_come_back_as_exact_base64() {
         let r = download(&w, container, &name);
         assert_eq!(r.status, 200, "{n} bytes: {}", r.text());
         assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{n} bytes"
+        );
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{n} bytes"
+        );
         let expected = base64(&data);
         assert_eq!(
             r.header("content-length"),
