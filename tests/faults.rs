@@ -752,3 +752,58 @@ fn storage_connection_lost_mid_answer_is_retried() {
     let statuses: Vec<Option<u16>> = storage.requests().iter().map(|q| q.status).collect();
     assert_eq!(statuses, [None, Some(200)], "one lost, one answered");
 }
+
+/// Two replicas sharing one real Redis (as SpinKube replicas do), where Spin reports every
+/// compare-and-swap as failed: 16 concurrent requests for a due token, half on each replica,
+/// refresh it exactly once; everyone is served (the old token is still valid), and the next
+/// request on either replica uses the new one without another IMDS call.
+#[test]
+fn a_due_token_is_refreshed_once_across_two_replicas_on_redis() {
+    const SLOW: Duration = Duration::from_secs(2);
+    let w = fast().replicated().build();
+    let replica = w.replica();
+    assert_eq!(w.get(SECRET_A).status, 200);
+    let key = cache_key(&w, VAULT_RESOURCE);
+    edit_cached(&w, &key, |v| v["refresh_at"] = (now() - 10).into());
+    // The refresher holds its lease while every contender arrives.
+    w.imds.push_fault(Fault::Delay(SLOW));
+    let imds_before = w.imds.token_requests().len();
+    let bases = [w.host.base_url(), replica.base_url()];
+    let requests: Vec<_> = (0..16)
+        .map(|i| {
+            let (client, url) = (w.client.clone(), format!("{}{SECRET_A}", bases[i % 2]));
+            rt().spawn(async move {
+                let resp = client
+                    .get(&url)
+                    .header("x-functions-key", KEY)
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .expect("response");
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    for r in requests {
+        let (status, body) = rt().block_on(r).unwrap();
+        assert_eq!((status, body.as_str()), (200, "TenantA"));
+    }
+    assert_eq!(
+        w.imds.token_requests().len(),
+        imds_before + 1,
+        "refreshed exactly once over both replicas"
+    );
+    for base in &bases {
+        let r = rt()
+            .block_on(
+                w.client
+                    .get(format!("{base}{SECRET_A}"))
+                    .header("x-functions-key", KEY)
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert_eq!(w.imds.token_requests().len(), imds_before + 1, "cached");
+}
