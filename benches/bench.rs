@@ -118,7 +118,7 @@ fn service_origin(w: &World, ep: Endpoint) -> String {
     match ep {
         Endpoint::SecretSame => w.vault_a.endpoint(),
         Endpoint::SecretCross => w.vault_b.endpoint(),
-        Endpoint::BlobSame | Endpoint::BlobCross => shared().azurite.endpoint(),
+        Endpoint::BlobSame | Endpoint::BlobCross => w.storage.endpoint(),
     }
 }
 
@@ -504,7 +504,7 @@ fn streaming(passthrough: &std::path::Path, mib: usize, rounds: u32) -> Streamin
         w.put_blob(ACCOUNT_A, CONTAINER, &blob, &data);
     }
     get_ok(&w, Endpoint::BlobSame);
-    let (_, bearer) = last_authorised(&w, &shared().azurite.endpoint());
+    let (_, bearer) = last_authorised(&w, &w.storage.endpoint());
     w.host
         .kv()
         .set("default", "ceiling-stream", bearer.into_bytes());

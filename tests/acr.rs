@@ -880,15 +880,22 @@ fn callers_profiles_registries_and_repositories_not_allowed_are_403_before_any_u
 fn only_pull_is_ever_asked_for() {
     let w = registry_world();
     assert_eq!(w.get(&token_path(&w, &[SEED_REPOSITORY])).status, 200);
-    for r in acr_requests(&w, "/oauth2/token") {
-        for (k, v) in r.form() {
-            if k == "scope" {
-                for s in v.split(' ') {
-                    assert!(s.ends_with(":pull") && !s.contains('*'), "{s}");
-                }
-            }
-        }
-    }
+    // One access token, asked for with exactly the one pull scope.
+    let tokens = acr_requests(&w, "/oauth2/token");
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let scopes: Vec<String> = tokens[0]
+        .form()
+        .into_iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(scopes, [format!("repository:{SEED_REPOSITORY}:pull")]);
+    // The exchange asks for no scope at all: what it yields is a refresh token.
+    let exchanges = acr_requests(&w, "/oauth2/exchange");
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    let mut fields: Vec<String> = exchanges[0].form().into_iter().map(|(k, _)| k).collect();
+    fields.sort();
+    assert_eq!(fields, ["access_token", "grant_type", "service", "tenant"]);
     // A push scope in the query is just a bad repository name.
     let r = w.get(&format!(
         "/api/acr/token?registry={}&repository=base/alpine:push",

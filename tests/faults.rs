@@ -108,7 +108,8 @@ fn a_retry_after_past_the_deadline_is_passed_on_capped() {
     assert_eq!((r.status, r.code().as_str()), (503, "upstream-throttled"));
     assert_eq!(r.header("retry-after").as_deref(), Some("120"));
     assert_eq!(w.vault_a.requests().len(), 1, "no blind wait");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Generous for a loaded 2-core machine: a wait would have been 120 s or more.
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[test]
@@ -153,11 +154,11 @@ fn blob_503_server_busy_then_ok() {
 
 #[test]
 fn connection_refused_is_retried_then_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port bound and never listened on refuses connections, and stays ours meanwhile (a
+    // port bound, dropped and named could be someone else's by the time it is called).
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = refusing.local_addr().unwrap().port();
     let w = fast()
         .var(
             "blob_service_endpoint",
@@ -197,7 +198,8 @@ fn an_upstream_that_never_answers_is_504_within_the_deadline() {
     );
     assert!(r.detail().contains("request_deadline_secs = 2"));
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        // A hung upstream never answers: any end is the deadline's; the bound is generous.
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
         "took {took:?}"
     );
 }
@@ -221,7 +223,8 @@ fn a_body_that_trickles_past_the_deadline_is_504() {
         "{}",
         r.text()
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Half of the 60 s the whole body would take: generous, and still the deadline's doing.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
 #[test]
@@ -338,7 +341,7 @@ fn warm_paths_make_exactly_one_upstream_request() {
     }
     // The request log lines so far (a blob's line follows its body, so wait for it).
     let request_lines = |n: usize| -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let lines: Vec<Value> = w
                 .log_lines(0)
@@ -469,8 +472,9 @@ fn leases_work_on_the_redis_store_too() {
     let started = Instant::now();
     let r = w.get(SECRET_A);
     assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    // At once: under half of the 11 s bounded wait it would otherwise sit out.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_millis(5500),
         "took {:?}",
         started.elapsed()
     );
@@ -523,9 +527,10 @@ fn a_fetcher_stuck_past_its_lease_holds_the_others_only_until_the_lease_ends() {
     for other in others {
         let (status, body, done) = rt().block_on(other).unwrap();
         assert_eq!((status, body.as_str()), (200, "TenantA"));
-        // Served once the lease ran out (plus a fetch), long before the stuck fetcher gives up.
+        // Served once the lease ran out (plus a fetch): before the stuck fetcher gives up
+        // (16 s), half way between the two.
         assert!(
-            done - leased < LEASE + Duration::from_secs(3),
+            done - leased < LEASE + (Duration::from_secs(16) - LEASE) / 2,
             "held {:?} by a lease of {LEASE:?}",
             done - leased
         );
@@ -606,6 +611,9 @@ fn callers_that_stop_reading_are_cut_off_and_the_rest_is_served() {
     const STALL_SECS: u64 = 2;
     let w = fast()
         .var("transfer_stall_secs", Some(&STALL_SECS.to_string()))
+        // Azurite itself, not behind World::storage: 200 streams through a second TLS hop
+        // starve some upstream reads past the 2 s stall on 2 cores (tokens are not the point).
+        .var_with("blob_service_endpoint", |_| shared().azurite.endpoint())
         .build();
     let blob: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     w.put_blob(ACCOUNT_A, "slow", "big.bin", &blob);
@@ -700,4 +708,104 @@ fn callers_that_stop_reading_are_cut_off_and_the_rest_is_served() {
         received.iter().min().unwrap(),
         received.iter().max().unwrap()
     );
+}
+
+/// A connection lost before the answer (the vault closes it without a response) is retried:
+/// the caller gets the secret, the vault saw the lost attempt and the answered one.
+#[test]
+fn key_vault_connection_lost_mid_answer_is_retried() {
+    let w = fast().build();
+    assert_eq!(
+        w.get(SECRET_A).status,
+        200,
+        "warm: challenge and token cached"
+    );
+    w.vault_a.clear();
+    w.vault_a.push_fault(Fault::DropConnection);
+    let r = w.get(SECRET_A);
+    assert_eq!((r.status, r.text().as_str()), (200, "TenantA"));
+    let statuses: Vec<Option<u16>> = w.vault_a.requests().iter().map(|q| q.status).collect();
+    assert_eq!(statuses, [None, Some(200)], "one lost, one answered");
+}
+
+/// The same for Storage: the blob is opened again and served whole.
+#[test]
+fn storage_connection_lost_mid_answer_is_retried() {
+    let storage = rt().block_on(FakeServer::start(
+        Some(shared().pki.rustls_server_config(&["127.0.0.1"])),
+        Arc::new(|_r: &Recorded| {
+            let mut reply = Reply::new(200).header("x-ms-blob-type", "BlockBlob");
+            reply.body = b"after a lost connection".to_vec();
+            reply
+        }),
+    ));
+    storage.push_fault(Fault::DropConnection);
+    let w = fast()
+        .var(
+            "blob_service_endpoint",
+            Some(format!("https://127.0.0.1:{}", storage.port()).as_str()),
+        )
+        .build();
+    let r = w.get("/api/DownloadBlobSameTenant?container=seed&blob=x");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, base64(b"after a lost connection"))
+    );
+    let statuses: Vec<Option<u16>> = storage.requests().iter().map(|q| q.status).collect();
+    assert_eq!(statuses, [None, Some(200)], "one lost, one answered");
+}
+
+/// Two replicas sharing one real Redis (as SpinKube replicas do), where Spin reports every
+/// compare-and-swap as failed: 16 concurrent requests for a due token, half on each replica,
+/// refresh it exactly once; everyone is served (the old token is still valid), and the next
+/// request on either replica uses the new one without another IMDS call.
+#[test]
+fn a_due_token_is_refreshed_once_across_two_replicas_on_redis() {
+    const SLOW: Duration = Duration::from_secs(2);
+    let w = fast().replicated().build();
+    let replica = w.replica();
+    assert_eq!(w.get(SECRET_A).status, 200);
+    let key = cache_key(&w, VAULT_RESOURCE);
+    edit_cached(&w, &key, |v| v["refresh_at"] = (now() - 10).into());
+    // The refresher holds its lease while every contender arrives.
+    w.imds.push_fault(Fault::Delay(SLOW));
+    let imds_before = w.imds.token_requests().len();
+    let bases = [w.host.base_url(), replica.base_url()];
+    let requests: Vec<_> = (0..16)
+        .map(|i| {
+            let (client, url) = (w.client.clone(), format!("{}{SECRET_A}", bases[i % 2]));
+            rt().spawn(async move {
+                let resp = client
+                    .get(&url)
+                    .header("x-functions-key", KEY)
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .expect("response");
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    for r in requests {
+        let (status, body) = rt().block_on(r).unwrap();
+        assert_eq!((status, body.as_str()), (200, "TenantA"));
+    }
+    assert_eq!(
+        w.imds.token_requests().len(),
+        imds_before + 1,
+        "refreshed exactly once over both replicas"
+    );
+    for base in &bases {
+        let r = rt()
+            .block_on(
+                w.client
+                    .get(format!("{base}{SECRET_A}"))
+                    .header("x-functions-key", KEY)
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert_eq!(w.imds.token_requests().len(), imds_before + 1, "cached");
 }

@@ -13,9 +13,9 @@ fn secret_is_returned_exactly_as_plain_text() {
     let r = w.get("/api/GetSecretSameTenant?key=tricky-Value-9");
     assert_eq!(r.status, 200, "{}", r.text());
     // The reply that carries the value carries nothing else secret (a token, a key), and the
-    // log never has the value.
+    // log has no part of the value, escaped or not (the vault's values are known to the
+    // scanner; it is shown to find this one in tests/security.rs).
     w.assert_no_leak(&r, &[]);
-    assert!(!w.logs().contains(value), "the value is in the log");
     assert_eq!(r.text(), value);
     assert_eq!(
         r.header("content-type").as_deref(),
@@ -171,6 +171,16 @@ fn blobs_of_every_remainder_and_size_come_back_as_exact_base64() {
         let r = download(&w, container, &name);
         assert_eq!(r.status, 200, "{n} bytes: {}", r.text());
         assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{n} bytes"
+        );
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{n} bytes"
+        );
         let expected = base64(&data);
         assert_eq!(
             r.header("content-length"),

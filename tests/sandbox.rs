@@ -21,7 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{base64, root, rt, wasm, SEED_A, SEED_B, VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST};
+use common::{
+    base64, root, rt, wasm, SECRET_VALUE_A, SECRET_VALUE_B, SECRET_VALUE_C, SEED_A, SEED_B,
+    VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST,
+};
 use serde_json::Value;
 use tenant_bridge_testkit::host::{HostConfig, RunningHost};
 use tenant_bridge_testkit::sandbox::{runtime_config_json, DEFAULT_KEY};
@@ -138,6 +141,31 @@ impl Drop for Running {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The log scanner for the sandbox's component (its output, or a host serving it here): the
+/// sandbox's keys and secret values and any JWT. The sandbox's tokens are issued in its own
+/// process, so `eyJ` (every JWT's start) is what is known of them here.
+fn sandbox_scanner() -> common::scan::Scanner {
+    let mut scanner = common::scan::Scanner::new();
+    scanner.add_marker("a JWT", "eyJ");
+    for key in [KEY, DEFAULT_KEY] {
+        scanner.add("a function key", key);
+    }
+    for value in [SECRET_VALUE_A, SECRET_VALUE_B, SECRET_VALUE_C] {
+        scanner.add("a secret value", value);
+    }
+    scanner
+}
+
+/// The component's lines in a sandbox's output: its JSON log lines and the host's `[host]` ones
+/// (the rest is what the sandbox tells its user, the key to use among it).
+fn component_lines(output: &str) -> String {
+    output
+        .lines()
+        .filter(|l| l.starts_with('{') || l.starts_with("[host]"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 fn free_port() -> u16 {
@@ -361,6 +389,9 @@ impl Running {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
+        // Everything it wrote is there now.
+        let log = component_lines(&self.output());
+        sandbox_scanner().assert_clean("sandbox output", &log);
         // run-local's shell exits 130 after Ctrl-C when it ran `spin up` (its INT trap).
         assert!(
             exit.success() || (self.ctrl_c && exit.code() == Some(130)),
@@ -821,6 +852,8 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         (200, "TenantB".to_string()),
         "a warm cache hides an identity-level break"
     );
+    let scanner = sandbox_scanner();
+    scanner.assert_clean("host", &common::complete_log("host", &host.log_view()));
     drop(host);
     let restarted = serve();
     let (status, body) = get(&restarted, SECRET_CROSS);
@@ -828,6 +861,10 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         (status, problem_code(&body).as_str()),
         (502, "entra-app-not-in-tenant"),
         "{body}"
+    );
+    scanner.assert_clean(
+        "restarted host",
+        &common::complete_log("restarted host", &restarted.log_view()),
     );
     drop(restarted);
 

@@ -65,10 +65,12 @@ fn blob_rules_allow_containers_prefixes_and_exact_names() {
         ))
     };
     assert_eq!(blob("Same", SEED_CONTAINER, SEED_BLOB).status, 200);
+    let calls = w.outbound().len();
     for (tenant, c, b) in [
         ("Same", SEED_CONTAINER, "other.txt"),
         ("Same", "greet", "x"),
         ("Cross", SEED_CONTAINER, SEED_BLOB),
+        ("Cross", SEED_CONTAINER, "x"),
     ] {
         let r = blob(tenant, c, b);
         assert_eq!(
@@ -77,9 +79,11 @@ fn blob_rules_allow_containers_prefixes_and_exact_names() {
             "{tenant} {c}/{b}"
         );
     }
-    let calls = w.outbound().len();
-    let _ = blob("Cross", SEED_CONTAINER, "x");
-    assert_eq!(w.outbound().len(), calls);
+    assert_eq!(
+        w.outbound().len(),
+        calls,
+        "denials reach no upstream service"
+    );
 }
 
 #[test]
@@ -232,7 +236,7 @@ fn the_audit_line_names_caller_resource_outcome_and_request_ids() {
         blob["resource"],
         format!(
             "{}/{ACCOUNT_B}/{SEED_CONTAINER}/{SEED_BLOB}",
-            shared().azurite.endpoint()
+            w.storage.endpoint()
         )
     );
     assert_eq!(blob["status"], 200);
@@ -383,4 +387,74 @@ fn a_token_without_a_readable_tenant_never_reaches_the_vault() {
         w.vault_a.requests().iter().all(|q| q.bearer().is_none()),
         "a token went to the vault"
     );
+}
+
+/// The log scanner itself (`tests/common/scan.rs`, run on every host's log when a world ends)
+/// finds what a leak looks like in a JSON log line: a value with escapes, a token cut anywhere, a
+/// slice of a configured key, a secret percent-encoded — and passes the line that leaks nothing.
+#[test]
+fn the_log_scanner_finds_escaped_cut_and_sliced_secrets() {
+    let third_key = "ops-key-3-only-configured-here";
+    let w = World::builder()
+        .var(
+            "function_keys",
+            Some(&*format!("{FUNCTION_KEYS},ops:{third_key}")),
+        )
+        .build();
+    let tricky = "line one\nline \"two\" ünïcødé\t";
+    w.vault_a.set_secret("tricky", tricky);
+    assert_eq!(
+        w.get("/api/GetSecretCrossTenant?key=TEST-SECRET-001")
+            .status,
+        200
+    );
+    let scanner = w.scanner();
+    let line = |v: serde_json::Value| v.to_string();
+    // The real log passes.
+    scanner.assert_clean("host", &w.logs());
+    assert!(scanner
+        .find(&line(serde_json::json!({"msg": "ok"})))
+        .is_none());
+
+    let token = shared()
+        .entra_signer
+        .issued()
+        .pop()
+        .expect("Entra issued a token");
+    let claims = token.split('.').nth(1).unwrap();
+    let signature = token.split('.').nth(2).unwrap();
+    let leaks = [
+        (
+            "an escaped secret",
+            line(serde_json::json!({ "detail": tricky })),
+        ),
+        (
+            "a slice of a secret",
+            line(serde_json::json!({ "detail": format!("x{}y", &tricky[3..17]) })),
+        ),
+        (
+            "a token cut mid-claims",
+            line(serde_json::json!({ "t": &claims[7..31] })),
+        ),
+        (
+            "the end of a signature",
+            format!("sig={}", &signature[signature.len() - 12..]),
+        ),
+        (
+            "a slice of a configured key",
+            line(serde_json::json!({ "k": &third_key[4..20] })),
+        ),
+        (
+            "a percent-encoded key",
+            format!("GET /api?code={}", KEY.replace('-', "%2D")),
+        ),
+    ];
+    for (what, leak) in leaks {
+        assert!(
+            scanner
+                .find(&format!("{{\"before\":1}}\n{leak}\n"))
+                .is_some(),
+            "the scanner misses {what}: {leak}"
+        );
+    }
 }

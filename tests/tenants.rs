@@ -232,3 +232,94 @@ fn role_missing_in_c_only_names_c_while_b_keeps_working_and_warm_is_one_call() {
         }
     }
 }
+
+/// Storage checks the token's tenant against the account's (World::storage holds each
+/// account's tenant, as the real service does; Azurite alone would serve any tenant's token):
+/// a profile whose blob path names another tenant's account is refused with Storage's 401
+/// `InvalidAuthenticationInfo`, the component retries once with a fresh token and reports the
+/// refusal, and the account's data never reaches the caller.
+#[test]
+fn an_account_of_another_tenant_refuses_the_token() {
+    for (variable, path, account, token_tenant) in [
+        (
+            "cross_blob_service_path",
+            blob(Some(PROFILE_B)),
+            ACCOUNT_A,
+            TENANT_B,
+        ),
+        (
+            "profile1_blob_service_path",
+            blob(Some(PROFILE_C)),
+            ACCOUNT_B,
+            TENANT_C,
+        ),
+        (
+            "blob_service_path",
+            format!("/api/DownloadBlobSameTenant?container={SEED_CONTAINER}&blob={SEED_BLOB}"),
+            ACCOUNT_C,
+            TENANT_A,
+        ),
+    ] {
+        let w = World::builder()
+            .var(variable, Some(&*format!("/{account}")))
+            .build();
+        let r = w.get(&path);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (502, "storage-token-refused"),
+            "{variable}: {}",
+            r.text()
+        );
+        assert!(
+            r.detail().contains("InvalidAuthenticationInfo"),
+            "{}",
+            r.detail()
+        );
+        let refusals = w.storage.refusals();
+        assert_eq!(refusals.len(), 2, "{variable}: one retry: {refusals:?}");
+        for refusal in &refusals {
+            assert_eq!(
+                (
+                    refusal.account.as_str(),
+                    refusal.status,
+                    refusal.code.as_str()
+                ),
+                (account, 401, "InvalidAuthenticationInfo"),
+                "{variable}"
+            );
+            assert_eq!(refusal.tid, token_tenant, "{variable}");
+        }
+        assert_eq!(w.storage.passed(), 0, "{variable}: nothing reached Azurite");
+    }
+}
+
+/// In its own tenant, a principal without a data role on the account gets Storage's 403
+/// `AuthorizationPermissionMismatch`, named as the missing role on that account.
+#[test]
+fn no_data_role_on_the_account_is_named() {
+    let w = World::new();
+    w.storage.set_readers(ACCOUNT_C, vec![]);
+    let r = w.get(&blob(Some(PROFILE_C)));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (502, "storage-forbidden-rbac"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.detail().contains("Storage Blob Data Reader") && r.detail().contains(ACCOUNT_C),
+        "{}",
+        r.detail()
+    );
+    assert_eq!(
+        w.storage
+            .refusals()
+            .iter()
+            .map(|f| (f.status, f.code.as_str(), f.tid.as_str()))
+            .collect::<Vec<_>>(),
+        [(403, "AuthorizationPermissionMismatch", TENANT_C)],
+        "refused once: a missing role is not a refused token"
+    );
+    // Tenant B's account is untouched.
+    assert_eq!(w.get(&blob(Some(PROFILE_B))).text(), base64(SEED_B));
+}

@@ -307,19 +307,48 @@ impl RunningHost {
     /// Waits until no instance is running, or `timeout` has passed; whether none is. Async
     /// callers on a multi-thread runtime wrap it in `tokio::task::block_in_place`.
     pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        self.log_view().wait_idle(timeout)
+    }
+
+    /// The key-value stores the guest sees (whatever their backend), and its operation counts.
+    pub fn kv(&self) -> KvHandle {
+        self.kv.clone()
+    }
+
+    /// The log and the instance count as a handle that outlives the host, so that whoever
+    /// started it can still read everything it wrote after it was dropped.
+    pub fn log_view(&self) -> HostLogs {
+        HostLogs {
+            logs: self.logs.clone(),
+            running: self.running.clone(),
+        }
+    }
+}
+
+/// A host's log and running instances, readable after the host is dropped
+/// ([`RunningHost::log_view`]).
+#[derive(Clone)]
+pub struct HostLogs {
+    logs: LogSink,
+    running: Arc<AtomicUsize>,
+}
+
+impl HostLogs {
+    /// As [`RunningHost::logs`].
+    pub fn contents(&self) -> String {
+        self.logs.contents()
+    }
+
+    /// As [`RunningHost::wait_idle`].
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        while self.instances_running() > 0 {
+        while self.running.load(Ordering::SeqCst) > 0 {
             if std::time::Instant::now() >= deadline {
                 return false;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         true
-    }
-
-    /// The key-value stores the guest sees (whatever their backend), and its operation counts.
-    pub fn kv(&self) -> KvHandle {
-        self.kv.clone()
     }
 }
 

@@ -82,6 +82,8 @@ struct State {
     /// The `resource` of the 401 challenge (the real service: [`RESOURCE`]).
     resource: Mutex<String>,
     secrets: Mutex<HashMap<String, Secret>>, // key: lowercased name
+    /// Every value ever set, deleted ones included (for log scanners).
+    values: Mutex<Vec<String>>,
     port: OnceLock<u16>,
 }
 
@@ -98,6 +100,7 @@ impl FakeVault {
             cfg: Mutex::new(cfg),
             resource: Mutex::new(RESOURCE.to_string()),
             secrets: Mutex::new(HashMap::new()),
+            values: Mutex::new(Vec::new()),
             port: OnceLock::new(),
         });
         let st = state.clone();
@@ -127,6 +130,7 @@ impl FakeVault {
     /// Adds a new version (32 hex) of `name` and returns its id; the latest version wins.
     pub fn set_secret(&self, name: &str, value: &str) -> String {
         let version = crate::http::random_hex(16);
+        self.state.values.lock().unwrap().push(value.to_string());
         let mut secrets = self.state.secrets.lock().unwrap();
         let s = secrets
             .entry(name.to_ascii_lowercase())
@@ -163,6 +167,11 @@ impl FakeVault {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.server.requests()
+    }
+
+    /// Every secret value ever set in this vault (disabled and deleted ones too), in order.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.state.values.lock().unwrap().clone()
     }
 
     /// TLS connections clients opened to this vault (completed handshakes).

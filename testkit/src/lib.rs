@@ -24,6 +24,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod skopeo;
 pub mod spin_rules;
+pub mod storage_gate;
 pub mod world;
 
 /// Without the `host` feature: the host's manifest loader alone (plain Rust over `toml`), which

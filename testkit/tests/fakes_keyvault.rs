@@ -17,6 +17,7 @@ struct Env {
     vault: FakeVault,
     signer: Signer,
     client: reqwest::Client,
+    pki: TestPki,
 }
 
 async fn env(rbac: bool) -> Env {
@@ -40,6 +41,7 @@ async fn env(rbac: bool) -> Env {
         vault,
         signer,
         client,
+        pki,
     }
 }
 
@@ -376,15 +378,41 @@ async fn faults_429_hang_drop() {
 
 #[tokio::test]
 async fn tls_name_checked_by_clients() {
-    // The vault's certificate names its host: a client trusting another CA refuses it.
+    // The vault's certificate names its host and nothing else: a client trusting the test CA
+    // reaches it under that name and refuses the same socket under any other name.
     let e = env(true).await;
-    let other = TestPki::new();
-    let c = client_trusting(&other.ca_pem(), &[(HOST, e.vault.addr())]);
+    let other = "tenant-x.vault.azure.net";
+    let c = client_trusting(
+        &e.pki.ca_pem(),
+        &[(HOST, e.vault.addr()), (other, e.vault.addr())],
+    );
+    let path = "/secrets/s?api-version=7.5";
+    let own = c
+        .get(format!("{}{path}", e.vault.endpoint()))
+        .send()
+        .await
+        .expect("its own name is served");
+    assert_eq!(own.status(), 401, "answered (no token)");
     let err = c
-        .get(format!("{}/secrets/s?api-version=7.5", e.vault.endpoint()))
+        .get(format!("https://{other}:{}{path}", e.vault.addr().port()))
         .send()
         .await
         .unwrap_err();
-    assert!(err.is_connect() || err.is_request(), "{err:?}");
-    assert!(e.vault.requests().is_empty());
+    assert!(
+        format!("{err:?}").contains("NotValidForName"),
+        "refused for its name: {err:?}"
+    );
+    // And a client trusting another CA refuses even the right name.
+    let stranger = client_trusting(&TestPki::new().ca_pem(), &[(HOST, e.vault.addr())]);
+    let err = stranger
+        .get(format!("{}{path}", e.vault.endpoint()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("InvalidCertificate"), "{err:?}");
+    assert_eq!(
+        e.vault.requests().len(),
+        1,
+        "only the request under its name"
+    );
 }

@@ -12,6 +12,8 @@
 //! replicas share one Redis.
 #![allow(dead_code, unused_imports)]
 
+pub mod scan;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,13 +22,14 @@ use std::sync::{Arc, OnceLock};
 use tenant_bridge_testkit::acr::TokenKind;
 use tenant_bridge_testkit::azurite::Azurite;
 use tenant_bridge_testkit::entra::FakeEntra;
-use tenant_bridge_testkit::host::{HostConfig, OutboundRecord, RunningHost};
+use tenant_bridge_testkit::host::{HostConfig, HostLogs, OutboundRecord, RunningHost};
 use tenant_bridge_testkit::imds::FakeImds;
 use tenant_bridge_testkit::jwt::{self, Signer};
 use tenant_bridge_testkit::keyvault::FakeVault;
 use tenant_bridge_testkit::login_server::LoginServer;
 use tenant_bridge_testkit::pki::TestPki;
 use tenant_bridge_testkit::redis::RedisServer;
+use tenant_bridge_testkit::storage_gate::{StorageAccount, StorageGate};
 use tenant_bridge_testkit::world::Tenants;
 use tokio::runtime::Runtime;
 
@@ -123,6 +126,8 @@ pub struct World {
     pub vault_b: FakeVault,
     pub vault_c: FakeVault,
     pub entra: FakeEntra,
+    /// Storage's token checks in front of the shared Azurite: the component's blob endpoints.
+    pub storage: StorageGate,
     pub host: RunningHost,
     /// Tenant B's registry login server, when the builder asked for one.
     pub registry: Option<LoginServer>,
@@ -134,6 +139,9 @@ pub struct World {
     pub redis: Option<RedisServer>,
     /// Spin's state directory (and the runtime config of a replicated world).
     state: tempfile::TempDir,
+    /// The log of every host this world started (`host`, replicas, siblings), scanned when it
+    /// ends even where the host itself was dropped before.
+    hosts: std::sync::Mutex<Vec<(String, HostLogs)>>,
 }
 
 pub struct Reply {
@@ -180,6 +188,7 @@ pub struct Endpoints {
     pub vault_b: String,
     pub vault_c: String,
     pub entra: String,
+    /// Azurite behind Storage's checks (`World::storage`): what the blob variables name.
     pub azurite: String,
     /// The registry login server as `name:port`, when there is one.
     pub registry: Option<String>,
@@ -249,11 +258,20 @@ impl World {
         let s = shared();
         rt().block_on(async {
             let tenants = Tenants::start(&s.pki, &s.imds_signer, &s.entra_signer, ENTRA_HOST).await;
+            let storage = start_storage_gate(s).await;
             let mut vars: HashMap<String, String> = tenants
                 .variables(&s.azurite)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
+            // Every blob endpoint is Azurite behind Storage's tenant and role checks.
+            for name in [
+                "blob_service_endpoint",
+                "cross_blob_service_endpoint",
+                "profile1_blob_service_endpoint",
+            ] {
+                vars.insert(name.into(), storage.endpoint());
+            }
             vars.insert("function_keys".into(), FUNCTION_KEYS.into());
             let mut guest_hosts = tenants.guest_hosts();
             let registry = if b.registry {
@@ -285,7 +303,7 @@ impl World {
                 vault_b: vault_b.endpoint(),
                 vault_c: vault_c.endpoint(),
                 entra: entra.endpoint(),
-                azurite: s.azurite.endpoint(),
+                azurite: storage.endpoint(),
                 registry: registry.as_ref().map(LoginServer::authority),
             };
             for (name, f) in b.computed {
@@ -329,12 +347,14 @@ impl World {
                 .no_proxy()
                 .build()
                 .expect("client");
+            let hosts = std::sync::Mutex::new(vec![("host".to_string(), host.log_view())]);
             World {
                 imds,
                 vault_a,
                 vault_b,
                 vault_c,
                 entra,
+                storage,
                 host,
                 registry,
                 vars,
@@ -342,8 +362,16 @@ impl World {
                 config: cfg,
                 redis,
                 state,
+                hosts,
             }
         })
+    }
+
+    fn track(&self, what: &str, host: RunningHost) -> RunningHost {
+        let mut hosts = self.hosts.lock().unwrap();
+        let n = hosts.len();
+        hosts.push((format!("{what} {n}"), host.log_view()));
+        host
     }
 
     /// Another host serving the same component and configuration, sharing `host`'s Redis: a
@@ -353,8 +381,10 @@ impl World {
             self.redis.is_some(),
             "replicas share a Redis, as on SpinKube: build the world with World::builder().replicated()"
         );
-        rt().block_on(RunningHost::start(self.config.clone()))
-            .expect("start the replica")
+        let replica = rt()
+            .block_on(RunningHost::start(self.config.clone()))
+            .expect("start the replica");
+        self.track("replica", replica)
     }
 
     /// Another component (its own .wasm and manifest, no variables) in a host configured like
@@ -364,8 +394,10 @@ impl World {
         cfg.wasm = wasm;
         cfg.manifest = manifest;
         cfg.variables = HashMap::new();
-        rt().block_on(RunningHost::start(cfg))
-            .expect("start the sibling host")
+        let sibling = rt()
+            .block_on(RunningHost::start(cfg))
+            .expect("start the sibling host");
+        self.track("sibling", sibling)
     }
 
     /// GET with the test function key in `x-functions-key`.
@@ -406,13 +438,11 @@ impl World {
         self.host.outbound()
     }
 
-    /// The host's log once every instance has ended (up to 5 s): an instance writes its line
-    /// after the response, so a caller can have the whole body before the line is there.
+    /// The host's log once every instance has ended: an instance writes its line after the
+    /// response, so a caller can have the whole body before the line is there. An instance
+    /// still running after [`IDLE_WAIT`] fails the test (its line would be missing).
     pub fn logs(&self) -> String {
-        if !self.host.wait_idle(std::time::Duration::from_secs(5)) {
-            eprintln!("logs: an instance was still running after 5 s; its line may be missing");
-        }
-        self.host.logs()
+        complete_log("host", &self.host.log_view())
     }
 
     /// The component's JSON log lines, waiting (up to 5 s) until `count` are there: an instance
@@ -445,74 +475,111 @@ impl World {
         });
     }
 
-    /// Asserts nothing secret leaked into the body or the logs: no JWT, no function key, none of
-    /// the given secret values.
+    /// Asserts nothing secret leaked into the body or the logs of any host: no JWT, no part of
+    /// a function key, secret value or issued token, nor of the given secret values.
     pub fn assert_no_leak(&self, reply: &Reply, secrets: &[&str]) {
-        let logs = self.logs();
-        let tokens = issued_token_parts();
-        for (what, text) in [("body", reply.text()), ("log", logs)] {
-            assert!(!text.contains("eyJ"), "{what} contains a JWT: {text}");
-            for s in [KEY, ROTATED_KEY].iter().chain(secrets) {
-                assert!(!text.contains(s), "{what} contains secret {s:?}: {text}");
-            }
-            for t in &tokens {
-                assert!(
-                    !text.contains(t),
-                    "{what} contains part of an issued token: {text}"
-                );
+        let mut scanner = self.scanner_of(false);
+        for s in secrets {
+            scanner.add("a secret value of the test", s);
+        }
+        scanner.assert_clean("body", &reply.text());
+        let mut scanner = self.scanner();
+        for s in secrets {
+            scanner.add("a secret value of the test", s);
+        }
+        for (whose, log) in self.all_logs() {
+            scanner.assert_clean(&whose, &log);
+        }
+    }
+
+    /// Every host's complete log.
+    fn all_logs(&self) -> Vec<(String, String)> {
+        let hosts = self.hosts.lock().unwrap().clone();
+        hosts
+            .iter()
+            .map(|(whose, view)| (whose.clone(), complete_log(whose, view)))
+            .collect()
+    }
+
+    /// What this world knows is secret: every JWT (`eyJ`), every configured function key, every
+    /// secret value its vaults ever held, every token the binary's IMDS, Entra and ACR issued.
+    pub fn scanner(&self) -> scan::Scanner {
+        self.scanner_of(true)
+    }
+
+    /// [`World::scanner`], with the vaults' values or without (for a body that is one of them).
+    fn scanner_of(&self, vault_values: bool) -> scan::Scanner {
+        let mut scanner = scan::Scanner::new();
+        scanner.add_marker("a JWT", "eyJ");
+        let configured = self.vars.get("function_keys").cloned().unwrap_or_default();
+        let keys = configured
+            .split(',')
+            .filter_map(|entry| entry.split_once(':').map(|(_, k)| k.trim().to_string()));
+        for key in [KEY.to_string(), ROTATED_KEY.to_string()]
+            .into_iter()
+            .chain(keys)
+        {
+            scanner.add("a function key", &key);
+        }
+        for v in [SECRET_VALUE_A, SECRET_VALUE_B, SECRET_VALUE_C]
+            .into_iter()
+            .filter(|_| vault_values)
+        {
+            scanner.add("a seeded secret value", v);
+        }
+        for vault in [&self.vault_a, &self.vault_b, &self.vault_c]
+            .into_iter()
+            .filter(|_| vault_values)
+        {
+            for v in vault.secret_values() {
+                scanner.add("a Key Vault secret value", &v);
             }
         }
+        for part in issued_token_parts() {
+            scanner.add("an issued IMDS or Entra token", &part);
+        }
+        for (kind, part) in self.registry_token_parts() {
+            scanner.add(&format!("an ACR {kind:?} token"), &part);
+        }
+        scanner
     }
 }
 
-/// What must never appear in a log line: any JWT (tokens, assertions), the function keys, the
-/// seeded secret values.
-pub const NEVER_LOGGED: &[&str] = &[
-    "eyJ",
-    KEY,
-    ROTATED_KEY,
-    SECRET_VALUE_A,
-    SECRET_VALUE_B,
-    SECRET_VALUE_C,
-];
+/// How long the scanner waits for instances still running when a test reads or ends its log:
+/// generous (a loaded 2-core machine), and failing rather than scanning a log with lines missing.
+pub const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Every IMDS and Entra token issued in this test binary, whole and as its claims and signature
-/// segments (a log line that cut a token, or dropped its header, still leaks it).
+/// `view`'s log once no instance runs; fails if one still does after [`IDLE_WAIT`].
+pub fn complete_log(whose: &str, view: &HostLogs) -> String {
+    assert!(
+        view.wait_idle(IDLE_WAIT),
+        "{whose}: an instance was still running after {IDLE_WAIT:?}; its log line would be missing"
+    );
+    view.contents()
+}
+
+/// Every IMDS and Entra token issued in this test binary, as its claims and signature segments
+/// (the header is the same in every token; the scanner matches any slice of the others).
 pub fn issued_token_parts() -> Vec<String> {
     let s = shared();
     let mut tokens = s.imds_signer.issued();
     tokens.extend(s.entra_signer.issued());
     tokens
         .into_iter()
-        .flat_map(|t| {
-            let parts: Vec<String> = t.split('.').skip(1).map(str::to_string).collect();
-            std::iter::once(t).chain(parts)
-        })
+        .flat_map(|t| t.split('.').skip(1).map(str::to_string).collect::<Vec<_>>())
         .collect()
 }
 
-/// The log scanner: every world's complete log output is checked when the test ends, so the whole
-/// integration suite runs through it.
+/// The log scanner: every host a world started has its complete log checked when the test
+/// ends (`World::scanner`), so the whole integration suite runs through it.
 impl Drop for World {
     fn drop(&mut self) {
         if std::thread::panicking() {
             return;
         }
-        let logs = self.logs();
-        for needle in NEVER_LOGGED {
-            if let Some(line) = logs.lines().find(|l| l.contains(needle)) {
-                panic!("log scanner: {needle:?} appears in the log: {line}");
-            }
-        }
-        for (kind, needle) in self.registry_token_parts() {
-            if let Some(line) = logs.lines().find(|l| l.contains(&needle)) {
-                panic!("log scanner: part of an ACR {kind:?} token appears in the log: {line}");
-            }
-        }
-        for needle in issued_token_parts() {
-            if let Some(line) = logs.lines().find(|l| l.contains(&needle)) {
-                panic!("log scanner: part of an issued token appears in the log: {line}");
-            }
+        let scanner = self.scanner();
+        for (whose, log) in self.all_logs() {
+            scanner.assert_clean(&whose, &log);
         }
     }
 }
@@ -524,8 +591,8 @@ impl Default for World {
 }
 
 impl World {
-    /// Every ACR token the registry's token service issued, whole and as its claims and
-    /// signature segments (a log line that cut a token still leaks it).
+    /// Every ACR token the registry's token service issued, as its claims and signature
+    /// segments.
     pub fn registry_token_parts(&self) -> Vec<(TokenKind, String)> {
         let Some(login) = &self.registry else {
             return Vec::new();
@@ -541,12 +608,32 @@ impl World {
                     .skip(1)
                     .map(str::to_string)
                     .collect();
-                std::iter::once(issued.token)
-                    .chain(parts)
-                    .map(move |p| (issued.kind, p))
+                parts.into_iter().map(move |p| (issued.kind, p))
             })
             .collect()
     }
+}
+
+/// The gate in front of the shared Azurite: each account in its tenant, readable by the
+/// principal the world grants it to (A: the managed identity, B and C: the app's service
+/// principals), trusting the world's IMDS and Entra keys.
+async fn start_storage_gate(s: &Shared) -> StorageGate {
+    let account = |name: &str, tenant: &str, reader: &str| StorageAccount {
+        name: name.into(),
+        tenant_id: tenant.into(),
+        readers: vec![reader.into()],
+    };
+    StorageGate::start(
+        &s.pki,
+        std::net::SocketAddr::from(([127, 0, 0, 1], s.azurite.port())),
+        vec![s.imds_signer.verifier(), s.entra_signer.verifier()],
+        vec![
+            account(ACCOUNT_A, TENANT_A, MI_OBJECT_ID),
+            account(ACCOUNT_B, TENANT_B, APP_SP_B),
+            account(ACCOUNT_C, TENANT_C, APP_SP_C),
+        ],
+    )
+    .await
 }
 
 async fn start_registry(s: &Shared) -> LoginServer {
