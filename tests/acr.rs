@@ -125,6 +125,24 @@ fn a_minted_token_lets_skopeo_pull_the_allowed_repository_and_no_other() {
         run.json()["Layers"],
         json!([seed_image(SEED_REPOSITORY).layer_digest()])
     );
+    // A whole pull: skopeo copies the manifest, the config and the layer (each checked against
+    // its digest by skopeo), and they are byte for byte the image the registry was seeded with.
+    let pulled = tempfile::tempdir().unwrap();
+    let run = client.copy(&image(&w, SEED_REPOSITORY), creds, pulled.path());
+    assert!(run.success, "skopeo copy: {}", run.stderr);
+    let seeded = seed_image(SEED_REPOSITORY);
+    let blob = |digest: &str| {
+        std::fs::read(pulled.path().join(digest.trim_start_matches("sha256:"))).unwrap_or_default()
+    };
+    assert!(
+        std::fs::read(pulled.path().join("manifest.json")).unwrap() == seeded.manifest,
+        "the pulled manifest differs from the seeded one"
+    );
+    assert!(blob(&seeded.layer_digest()) == seeded.layer, "layer");
+    assert!(
+        blob(&tenant_bridge_testkit::oci::digest(&seeded.config)) == seeded.config,
+        "config"
+    );
     // skopeo presented the password with Basic authentication at the realm, as docker does.
     let realm = acr_requests(&w, "/oauth2/token");
     let basic: Vec<&Recorded> = realm.iter().filter(|r| r.method == "GET").collect();

@@ -82,10 +82,8 @@ impl Skopeo {
         }
     }
 
-    /// `skopeo inspect --no-tags` of `image` (`host:port/name:tag`). Blocks until skopeo exits.
-    /// `--no-tags`: listing tags needs ACR's `metadata_read`, which a pull token does not carry;
-    /// inspecting reads the manifest and the config blob, as a pull starts.
-    pub fn inspect(&self, image: &str, creds: Creds) -> Run {
+    /// skopeo with this instance's home, trust and proxy, and nothing else of the environment.
+    fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -96,13 +94,25 @@ impl Skopeo {
             .env("https_proxy", &self.proxy_url)
             .env("NO_PROXY", "")
             .env("no_proxy", "")
-            .args([
-                "--command-timeout",
-                "60s",
-                "inspect",
-                "--no-tags",
-                "--cert-dir",
-            ])
+            .args(["--command-timeout", "60s"]);
+        cmd
+    }
+
+    fn run(mut cmd: Command) -> Run {
+        let out = cmd.output().expect("run skopeo");
+        Run {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `skopeo inspect --no-tags` of `image` (`host:port/name:tag`). Blocks until skopeo exits.
+    /// `--no-tags`: listing tags needs ACR's `metadata_read`, which a pull token does not carry;
+    /// inspecting reads the manifest and the config blob, as a pull starts.
+    pub fn inspect(&self, image: &str, creds: Creds) -> Run {
+        let mut cmd = self.command();
+        cmd.args(["inspect", "--no-tags", "--cert-dir"])
             .arg(self.home.join("certs"));
         match creds {
             Creds::Password { user, password } => {
@@ -115,14 +125,30 @@ impl Skopeo {
                 cmd.arg("--no-creds");
             }
         }
-        let out = cmd
-            .arg(format!("docker://{image}"))
-            .output()
-            .expect("run skopeo");
-        Run {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        cmd.arg(format!("docker://{image}"));
+        Self::run(cmd)
+    }
+
+    /// `skopeo copy` of `image` into the directory `dest` (the `dir:` transport): the whole pull,
+    /// manifest, config and every layer, each checked against its digest by skopeo. `dest` then
+    /// holds `manifest.json` and each blob under its digest's hex.
+    pub fn copy(&self, image: &str, creds: Creds, dest: &std::path::Path) -> Run {
+        let mut cmd = self.command();
+        cmd.args(["copy", "--src-cert-dir"])
+            .arg(self.home.join("certs"));
+        match creds {
+            Creds::Password { user, password } => {
+                cmd.arg("--src-creds").arg(format!("{user}:{password}"));
+            }
+            Creds::Bearer(token) => {
+                cmd.arg("--src-registry-token").arg(token);
+            }
+            Creds::Anonymous => {
+                cmd.arg("--src-no-creds");
+            }
         }
+        cmd.arg(format!("docker://{image}"))
+            .arg(format!("dir:{}", dest.display()));
+        Self::run(cmd)
     }
 }
