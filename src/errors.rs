@@ -6,7 +6,7 @@
 //! values a caller should not see: they are built from variable *names*, names the caller sent,
 //! and upstream error *codes*.
 
-use crate::json;
+use crate::wire::json;
 use http::StatusCode;
 use std::borrow::Cow;
 

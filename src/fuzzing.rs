@@ -2,12 +2,12 @@
 //! whole request decision, with plain types so the crate's modules can stay private. Not an
 //! API for anything else.
 
-use crate::app::{self, Incoming, Platform, Reply};
-use crate::clock::Clock;
-use crate::log::RequestLine;
-use crate::settings::Variables;
-use crate::store::Store;
-use crate::upstream::{self, BodyReader, Head, NetError, Request, Response, Transport};
+use crate::config::settings::Variables;
+use crate::identity::store::Store;
+use crate::net::clock::Clock;
+use crate::net::upstream::{self, BodyReader, Head, NetError, Request, Response, Transport};
+use crate::request::app::{self, Incoming, Platform, Reply};
+use crate::request::log::RequestLine;
 use http::StatusCode;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -60,7 +60,7 @@ fn response(status: u16, headers: &[(String, String)], body: &[u8]) -> Response 
 
 /// Streaming base64 of `data` fed in chunks of `sizes` (cycled).
 pub fn base64_chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
-    let mut enc = crate::base64_stream::Base64Stream::default();
+    let mut enc = crate::wire::base64_stream::Base64Stream::default();
     let mut out = Vec::new();
     let mut rest = data;
     let mut i = 0;
@@ -70,7 +70,7 @@ pub fn base64_chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
             .copied()
             .unwrap_or(1)
             .clamp(1, rest.len());
-        let mut buf = vec![0u8; crate::base64_stream::push_room(n)];
+        let mut buf = vec![0u8; crate::wire::base64_stream::push_room(n)];
         let written = enc.push(&rest[..n], &mut buf);
         out.extend_from_slice(&buf[..written]);
         rest = &rest[n..];
@@ -83,7 +83,7 @@ pub fn base64_chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
 }
 
 pub fn base64_encoded_len(n: u64) -> u64 {
-    crate::base64_stream::encoded_len(n)
+    crate::wire::base64_stream::encoded_len(n)
 }
 
 // ---- JSON ----------------------------------------------------------------------------------
@@ -91,13 +91,13 @@ pub fn base64_encoded_len(n: u64) -> u64 {
 /// The document `json::parse` reads from `data`, written back compactly (numbers as written,
 /// members in their order, repeats kept); `None` when it refuses the document.
 pub fn json_document(data: &[u8]) -> Option<String> {
-    fn write(v: &crate::json::Value, out: &mut String) {
-        use crate::json::Value;
+    fn write(v: &crate::wire::json::Value, out: &mut String) {
+        use crate::wire::json::Value;
         match v {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Value::Number(n) => out.push_str(n),
-            Value::String(s) => crate::json::write_str(out, s),
+            Value::String(s) => crate::wire::json::write_str(out, s),
             Value::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -114,7 +114,7 @@ pub fn json_document(data: &[u8]) -> Option<String> {
                     if i > 0 {
                         out.push(',');
                     }
-                    crate::json::write_str(out, name);
+                    crate::wire::json::write_str(out, name);
                     out.push(':');
                     write(value, out);
                 }
@@ -122,7 +122,7 @@ pub fn json_document(data: &[u8]) -> Option<String> {
             }
         }
     }
-    let doc = crate::json::parse(data)?;
+    let doc = crate::wire::json::parse(data)?;
     let mut out = String::new();
     write(&doc, &mut out);
     Some(out)
@@ -132,15 +132,15 @@ pub fn json_document(data: &[u8]) -> Option<String> {
 
 /// `(tenant, resource)` of a `WWW-Authenticate` header.
 pub fn parse_challenge(header: &str) -> Option<(String, String)> {
-    crate::keyvault::parse_challenge(header).map(|c| (c.tenant, c.resource))
+    crate::services::keyvault::parse_challenge(header).map(|c| (c.tenant, c.resource))
 }
 
 /// Whether a vault at `vault_origin` may be sent a token for `resource` in `cloud`; `None` when
 /// the origin or cloud does not parse.
 pub fn challenge_accepted(cloud: &str, vault_origin: &str, resource: &str) -> Option<bool> {
-    let cloud = crate::cloud::Cloud::parse(cloud)?;
-    let vault = crate::origin::parse(vault_origin).ok()?;
-    Some(crate::keyvault::resource_matches_vault(
+    let cloud = crate::net::cloud::Cloud::parse(cloud)?;
+    let vault = crate::net::origin::parse(vault_origin).ok()?;
+    Some(crate::services::keyvault::resource_matches_vault(
         cloud, &vault, resource,
     ))
 }
@@ -149,19 +149,19 @@ pub fn challenge_accepted(cloud: &str, vault_origin: &str, resource: &str) -> Op
 
 /// `(expires_on, refresh_at)` of a parsed token.
 pub fn imds_token(body: &[u8], now: u64) -> Option<(u64, u64)> {
-    crate::imds::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
+    crate::identity::imds::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
 }
 
 pub fn entra_token(body: &[u8], now: u64) -> Option<(u64, u64)> {
-    crate::entra::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
+    crate::identity::entra::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
 }
 
 /// The longest lifetime any token is trusted for.
-pub const MAX_TOKEN_LIFETIME: u64 = crate::token::MAX_LIFETIME;
+pub const MAX_TOKEN_LIFETIME: u64 = crate::identity::token::MAX_LIFETIME;
 
 /// Claims diagnostics read from a token: `(iss, sub, aud, tid, oid, exp)`.
 pub fn jwt_claims(token: &str) -> Option<(String, String, String, String, String, Option<i64>)> {
-    crate::jwt::claims(token).map(|c| (c.iss, c.sub, c.aud, c.tid, c.oid, c.exp))
+    crate::identity::jwt::claims(token).map(|c| (c.iss, c.sub, c.aud, c.tid, c.oid, c.exp))
 }
 
 // ---- error mappers -------------------------------------------------------------------------
@@ -172,7 +172,7 @@ pub fn imds_problem(
     body: &[u8],
     client_id: Option<&str>,
 ) -> Problem {
-    crate::imds::error_problem(
+    crate::identity::imds::error_problem(
         &response(status, headers, body),
         "https://vault.azure.net",
         client_id,
@@ -186,25 +186,25 @@ pub fn entra_problem(
     body: &[u8],
     assertion: &str,
 ) -> Problem {
-    let exchange = crate::settings::Exchange {
+    let exchange = crate::config::settings::Exchange {
         client_id: "c1c1c1c1-0000-0000-0000-000000000000".into(),
         app_client_id: "a9a9a9a9-0000-0000-0000-000000000000".into(),
-        authority: crate::origin::parse("https://login.microsoftonline.com")
+        authority: crate::net::origin::parse("https://login.microsoftonline.com")
             .expect("a valid origin"),
         audience: "api://AzureADTokenExchange".into(),
     };
-    let claims = crate::jwt::claims(assertion).unwrap_or_default();
-    let ctx = crate::entra::Context {
+    let claims = crate::identity::jwt::claims(assertion).unwrap_or_default();
+    let ctx = crate::identity::entra::Context {
         exchange: &exchange,
-        target: crate::entra::Target {
+        target: crate::identity::entra::Target {
             tenant_id: "bbbbbbbb-0000-0000-0000-000000000000",
             profile: "b",
-            slot: crate::settings::Slot::Default,
+            slot: crate::config::settings::Slot::Default,
         },
         resource: "https://vault.azure.net",
         assertion: &claims,
     };
-    crate::entra::error_problem(&response(status, headers, body), &ctx).into()
+    crate::identity::entra::error_problem(&response(status, headers, body), &ctx).into()
 }
 
 pub fn keyvault_problem(
@@ -213,14 +213,14 @@ pub fn keyvault_problem(
     body: &[u8],
     secret: &str,
 ) -> Problem {
-    let vault = crate::origin::parse("https://v.vault.azure.net").expect("a valid origin");
-    let target = crate::keyvault::Target {
-        cloud: crate::cloud::Cloud::Public,
+    let vault = crate::net::origin::parse("https://v.vault.azure.net").expect("a valid origin");
+    let target = crate::services::keyvault::Target {
+        cloud: crate::net::cloud::Cloud::Public,
         vault: &vault,
         name: secret,
         version: None,
     };
-    crate::keyvault::error_problem(
+    crate::services::keyvault::error_problem(
         &response(status, headers, body),
         &target,
         "the managed identity",
@@ -230,7 +230,7 @@ pub fn keyvault_problem(
 
 pub fn storage_error_code(status: u16, headers: &[(String, String)], body: &[u8]) -> String {
     let r = response(status, headers, body);
-    crate::blob::error_code(&r.head, &r.body)
+    crate::services::blob::error_code(&r.head, &r.body)
 }
 
 pub fn storage_problem(
@@ -240,17 +240,17 @@ pub fn storage_problem(
     container: &str,
     blob: &str,
 ) -> Problem {
-    let service = crate::settings::BlobService {
-        origin: crate::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
+    let service = crate::config::settings::BlobService {
+        origin: crate::net::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
         base_path: "/devstoreaccount1".into(),
     };
-    let target = crate::blob::Target {
-        cloud: crate::cloud::Cloud::Public,
+    let target = crate::services::blob::Target {
+        cloud: crate::net::cloud::Cloud::Public,
         service: &service,
         container,
         blob,
     };
-    crate::blob::error_problem(
+    crate::services::blob::error_problem(
         &response(status, headers, body),
         &target,
         "the managed identity",
@@ -260,11 +260,11 @@ pub fn storage_problem(
 
 /// The Storage path a validated blob name is sent to.
 pub fn blob_path(base_path: &str, container: &str, blob: &str) -> String {
-    let service = crate::settings::BlobService {
-        origin: crate::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
+    let service = crate::config::settings::BlobService {
+        origin: crate::net::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
         base_path: base_path.into(),
     };
-    crate::blob::blob_path(&service, container, blob)
+    crate::services::blob::blob_path(&service, container, blob)
 }
 
 // ---- the whole request ---------------------------------------------------------------------
@@ -322,12 +322,12 @@ impl Variables for Map {
 
 /// A response body that takes everything at once.
 struct Collect(Vec<u8>);
-impl crate::relay::Sink for Collect {
-    fn write(&mut self, bytes: &[u8], _wait: Duration) -> Result<(), crate::relay::Stop> {
+impl crate::services::relay::Sink for Collect {
+    fn write(&mut self, bytes: &[u8], _wait: Duration) -> Result<(), crate::services::relay::Stop> {
         self.0.extend_from_slice(bytes);
         Ok(())
     }
-    fn finish(&mut self, _wait: Duration) -> Result<(), crate::relay::Stop> {
+    fn finish(&mut self, _wait: Duration) -> Result<(), crate::services::relay::Stop> {
         Ok(())
     }
 }
@@ -373,7 +373,7 @@ pub fn decide(
         key_headers: key_headers.to_vec(),
     };
     let mut line = RequestLine {
-        time: crate::timefmt::rfc3339(StillClock.unix()),
+        time: crate::wire::timefmt::rfc3339(StillClock.unix()),
         ..RequestLine::default()
     };
     let (status, headers, body) = match app::handle(&incoming, &platform, &mut line) {
@@ -387,7 +387,7 @@ pub fn decide(
         ),
         Reply::Blob { plan, mut body } => {
             let mut sink = Collect(Vec::new());
-            crate::relay::relay(&plan, &mut body, &mut sink, &StillClock);
+            crate::services::relay::relay(&plan, &mut body, &mut sink, &StillClock);
             (
                 200,
                 app::blob_headers(&plan)
@@ -433,13 +433,17 @@ pub fn relay(
             .into_iter()
             .collect(),
     };
-    let plan = crate::relay::Plan::new(&head, limit, crate::relay::Bounds::DEFAULT)
-        .map_err(|p| p.status.as_u16())?;
+    let plan = crate::services::relay::Plan::new(
+        &head,
+        limit,
+        crate::config::settings::TransferBounds::DEFAULT,
+    )
+    .map_err(|p| p.status.as_u16())?;
     let mut sink = Collect(Vec::new());
     let mut body = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
     let complete = matches!(
-        crate::relay::relay(&plan, &mut body, &mut sink, &StillClock),
-        crate::relay::Outcome::Complete { .. }
+        crate::services::relay::relay(&plan, &mut body, &mut sink, &StillClock),
+        crate::services::relay::Outcome::Complete { .. }
     );
     Ok((sink.0, complete))
 }

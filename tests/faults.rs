@@ -446,7 +446,7 @@ fn a_refused_cached_token_is_dropped_and_retried_once() {
 }
 
 /// Spin 3.6.3's Redis store reports every compare-and-swap as failed, though an unconflicted
-/// one is written (src/platform.rs): the component still takes its leases there. A due token is
+/// one is written (src/edge/platform.rs): the component still takes its leases there. A due token is
 /// refreshed, and a dead fetcher's lapsed lease is taken over at once, not after the bounded
 /// wait (11 s here).
 #[test]

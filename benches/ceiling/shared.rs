@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each ceiling uses a part
 
 // The component's own date formatter, compiled in (the ceiling links nothing of tenant-bridge).
-#[path = "../../src/timefmt.rs"]
+#[path = "../../src/wire/timefmt.rs"]
 #[allow(dead_code)]
 mod timefmt;
 

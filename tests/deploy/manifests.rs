@@ -699,7 +699,7 @@ fn probes_use_the_live_and_health_routes_and_resources_are_limited() {
 /// Liveness asks the route that answers while the host serves (a configuration mistake never
 /// restarts a pod); readiness asks the configuration check. Neither sends a key.
 pub(crate) fn probes_are_split(app: &Value) {
-    let routes = read(&repo().join("src/routes.rs"));
+    let routes = read(&repo().join("src/request/routes.rs"));
     for (probe, path, route) in [
         ("liveness", "/api/livez", "\"livez\""),
         ("readiness", "/api/healthz", "\"healthz\""),
@@ -713,7 +713,7 @@ pub(crate) fn probes_are_split(app: &Value) {
         assert!(routes.contains(route), "the component serves {path}");
     }
     assert!(
-        read(&repo().join("src/app.rs")).contains("Endpoint::Live"),
+        read(&repo().join("src/request/app.rs")).contains("Endpoint::Live"),
         "livez answers before any configuration is read"
     );
 }
@@ -1009,7 +1009,7 @@ fn the_pull_secret_store_calls_the_token_route_with_a_function_key() {
     assert!(url.starts_with(&origin), "{url} is not {origin}…");
     let (path, query) = url[origin.len() - 1..].split_once('?').unwrap();
     assert_eq!(path, "/api/acr/token");
-    assert!(read(&repo().join("src/routes.rs")).contains("(\"acr/token\""));
+    assert!(read(&repo().join("src/request/routes.rs")).contains("(\"acr/token\""));
     assert_eq!(
         query,
         "registry={{ .remoteRef.key }}&repository={{ .remoteRef.property }}&tenant=registry"
@@ -1090,8 +1090,8 @@ fn the_pull_secret_is_a_dockerconfigjson_refreshed_well_before_expiry() {
     assert_eq!(auth["username"], "00000000-0000-0000-0000-000000000000");
     assert_eq!(auth["password"], "eyJ.token");
     assert_eq!(auth["auth"], "QUJD");
-    // The fields it uses are the ones the route returns (src/acr.rs, PullToken).
-    let acr = read(&repo().join("src/acr.rs"));
+    // The fields it uses are the ones the route returns (src/services/acr.rs, PullToken).
+    let acr = read(&repo().join("src/services/acr.rs"));
     for field in ["username", "password", "expires_on"] {
         assert!(
             acr.contains(&format!("pub {field}:")),
@@ -1249,7 +1249,7 @@ fn registry_pull_caller() -> String {
         .to_string()
 }
 
-/// Issue 20, defect 4: caller rules apply per profile (src/routes.rs, the profile's `callers`),
+/// Issue 20, defect 4: caller rules apply per profile (src/request/routes.rs, the profile's `callers`),
 /// so the registry-pull key, allowed on the default profile, could read every secret and blob
 /// of tenant B. It gets a profile of its own, whose only caller it is, and no other profile
 /// admits it.

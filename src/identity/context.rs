@@ -1,10 +1,11 @@
 //! What a request's services share: the transport, the token cache, the common settings, the
 //! clock, the request id and the deadline. Built once by the edge, passed down by reference.
 
-use crate::cache::Cache;
-use crate::clock::{Budget, Clock};
-use crate::settings::Common;
-use crate::upstream::Transport;
+use crate::config::settings::Common;
+use crate::identity::cache::Cache;
+use crate::net::clock::{Budget, Clock};
+use crate::net::retry::Calls;
+use crate::net::upstream::Transport;
 
 pub(crate) struct Context<'a, T: Transport> {
     pub http: &'a T,
@@ -21,5 +22,15 @@ impl<T: Transport> Context<'_, T> {
     /// Unix seconds now.
     pub(crate) fn now(&self) -> u64 {
         self.clock.unix()
+    }
+
+    /// What a retried service call needs of this request.
+    pub(crate) fn calls(&self) -> Calls<'_, T> {
+        Calls {
+            http: self.http,
+            clock: self.clock,
+            budget: self.budget,
+            request_id: self.request_id,
+        }
     }
 }

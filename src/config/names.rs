@@ -1,62 +1,11 @@
-//! Query parsing and validation of every caller-supplied name, before anything goes upstream.
+//! The Azure services' naming rules, checked on every caller-supplied name before anything goes
+//! upstream, and on the names the configuration holds (rules, profiles, registries).
 //!
 //! Names are checked against the services' own rules, and blob names additionally against
 //! anything a URL library or server could normalise into another target (`.`/`..` segments, also
 //! percent-encoded, empty segments, backslashes).
 
 use crate::errors::{truncate, Problem};
-
-/// Query parameters in order, percent-decoded (`+` is a space), looked up by name
-/// case-insensitively — as ASP.NET Core, so `?Key=` and `?Code=` work as in the original.
-pub(crate) struct Query {
-    pairs: Vec<(String, String)>,
-}
-
-impl Query {
-    /// Refuses a query that is not UTF-8 after percent-decoding (a 400, never a U+FFFD
-    /// replacement that would make `%FF` and `%FE` name the same blob).
-    pub(crate) fn parse(raw: &str) -> Result<Query, Problem> {
-        crate::urlenc::parse_query(raw)
-            .map(|pairs| Query { pairs })
-            .map_err(|n| {
-                Problem::bad_request(
-                    "invalid-encoding",
-                    format!("query parameter {n} is not UTF-8 after percent-decoding"),
-                )
-            })
-    }
-
-    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
-        self.pairs
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// Exactly one value, or a 400 naming the parameter.
-    pub(crate) fn required(&self, name: &str) -> Result<String, Problem> {
-        match self.optional(name)? {
-            Some(v) => Ok(v),
-            None => Err(Problem::bad_request(
-                "missing-parameter",
-                format!("query parameter '{name}' is required"),
-            )),
-        }
-    }
-
-    /// At most one value.
-    pub(crate) fn optional(&self, name: &str) -> Result<Option<String>, Problem> {
-        match self.all(name).as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(one.to_string())),
-            _ => Err(Problem::bad_request(
-                "duplicate-parameter",
-                format!("query parameter '{name}' is given more than once"),
-            )),
-        }
-    }
-}
 
 /// Key Vault secret names: `^[0-9A-Za-z-]{1,127}$`.
 pub(crate) fn secret_name(name: &str) -> Result<(), Problem> {
@@ -164,7 +113,7 @@ fn fully_percent_decoded(seg: &str) -> String {
     let mut current = seg.to_string();
     for _ in 0..4 {
         // A segment that stops being UTF-8 when decoded cannot be a dot; keep it as it is.
-        let Ok(next) = crate::urlenc::decode_component(&current.replace('+', "%2B")) else {
+        let Ok(next) = crate::wire::urlenc::decode_component(&current.replace('+', "%2B")) else {
             break;
         };
         if next == current {
@@ -223,10 +172,10 @@ pub(crate) fn repository_name(name: &str) -> Result<(), Problem> {
 
 /// A registry login server as callers name it: `host[:port]` (ACR's have no port; a port is
 /// for registries in tests and behind custom DNS).
-pub(crate) fn registry(name: &str) -> Result<crate::origin::Origin, Problem> {
+pub(crate) fn registry(name: &str) -> Result<crate::net::origin::Origin, Problem> {
     let plain = !name.is_empty() && !name.contains(['/', '?', '#', '@', '[']);
     plain
-        .then(|| crate::origin::parse(&format!("https://{name}")).ok())
+        .then(|| crate::net::origin::parse(&format!("https://{name}")).ok())
         .flatten()
         .filter(|o| o.host.contains('.'))
         .ok_or_else(|| {
@@ -271,21 +220,6 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_decodes_and_detects_duplicates() {
-        let q = Query::parse("key=a%2Db&version=&x=1&X=2&blob=a+b").unwrap();
-        assert_eq!(q.required("key").unwrap(), "a-b");
-        assert_eq!(q.optional("version").unwrap().as_deref(), Some(""));
-        assert_eq!(q.required("x").unwrap_err().code, "duplicate-parameter");
-        assert_eq!(q.required("nope").unwrap_err().code, "missing-parameter");
-        assert_eq!(q.required("blob").unwrap(), "a b");
-        assert_eq!(q.required("KEY").unwrap(), "a-b");
-        assert_eq!(
-            Query::parse("blob=%FF").err().unwrap().code,
-            "invalid-encoding"
-        );
-    }
 
     #[test]
     fn secret_names_and_versions() {

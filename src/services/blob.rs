@@ -2,16 +2,16 @@
 //! URL that no normalisation can redirect, the headers Storage requires, and what each refusal
 //! means.
 
-use crate::authorize::{authorize, Attempt};
-use crate::cloud::{Cloud, TokenService};
-use crate::context::Context;
-use crate::credential::Credential;
+use crate::config::settings::BlobService;
 use crate::errors::{truncate, Problem};
-use crate::settings::BlobService;
-use crate::upstream::{
+use crate::identity::context::Context;
+use crate::identity::credential::Credential;
+use crate::net::cloud::{Cloud, TokenService};
+use crate::net::upstream::{
     net_problem, read_small, retry_after, Head, Request, Response, Service, Transport,
 };
-use crate::urlenc::encode_component;
+use crate::services::bearer::{authorize, Attempt};
+use crate::wire::urlenc::encode_component;
 use http::StatusCode;
 
 /// Highest version Azurite 3.x accepts; OAuth needs ≥ 2017-11-09.
@@ -108,10 +108,10 @@ pub(crate) fn open<T: Transport, C: Credential>(
             let req = Request::get(Service::Blob, &service.origin, path.clone())
                 .header("authorization", format!("Bearer {}", token.secret))
                 .header("x-ms-version", API_VERSION)
-                .header("x-ms-date", crate::timefmt::http_date(ctx.now()))
+                .header("x-ms-date", crate::wire::timefmt::http_date(ctx.now()))
                 .header("x-ms-client-request-id", ctx.request_id);
             let (head, mut body) =
-                crate::retry::open(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+                crate::net::retry::open(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
             if head.status == StatusCode::OK {
                 return Ok(Attempt::Done((head, body)));
             }
@@ -146,7 +146,7 @@ pub(crate) fn open<T: Transport, C: Credential>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::parse as parse_origin;
+    use crate::net::origin::parse as parse_origin;
 
     fn svc(base: &str) -> BlobService {
         BlobService {

@@ -3,7 +3,7 @@
 //! ids — never the query string (it may carry `code`),
 //! a token, a key or a secret value.
 
-use crate::json::{self, Object};
+use crate::wire::json::{self, Object};
 
 #[derive(Default)]
 pub(crate) struct Upstream {

@@ -2,11 +2,11 @@
 //! shape, tolerant response parsing, and what each failure means for the operator.
 
 use crate::errors::{truncate, Problem};
-use crate::json::{self, Value};
-use crate::origin::Origin;
-use crate::token::Token;
-use crate::upstream::{retry_after, Request, Response, Service};
-use crate::urlenc::Form;
+use crate::identity::token::Token;
+use crate::net::origin::Origin;
+use crate::net::upstream::{retry_after, Request, Response, Service};
+use crate::wire::json::{self, Value};
+use crate::wire::urlenc::Form;
 
 pub(crate) const API_VERSION: &str = "2018-02-01";
 
@@ -126,7 +126,7 @@ fn non_empty(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::parse as parse_origin;
+    use crate::net::origin::parse as parse_origin;
     use http::StatusCode;
 
     #[test]
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn unknown_identity_tells_how_to_assign_it() {
         let resp = Response {
-            head: crate::upstream::Head {
+            head: crate::net::upstream::Head {
                 status: StatusCode::from_u16(400).unwrap(),
                 headers: vec![],
             },
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn transient_failures_are_503() {
         let resp = Response {
-            head: crate::upstream::Head {
+            head: crate::net::upstream::Head {
                 status: StatusCode::from_u16(410).unwrap(),
                 headers: vec![],
             },
@@ -185,7 +185,7 @@ mod tests {
         };
         assert_eq!(error_problem(&resp, "r", None).status.as_u16(), 503);
         let resp = Response {
-            head: crate::upstream::Head {
+            head: crate::net::upstream::Head {
                 status: StatusCode::from_u16(429).unwrap(),
                 headers: vec![("Retry-After".into(), "3".into())],
             },
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(t.expires_on, 1_800_086_000);
         // An absurd expiry is capped, not trusted.
         let t = parse_token(br#"{"access_token":"x","expires_on":"99999999999"}"#, now).unwrap();
-        assert_eq!(t.expires_on, now + crate::token::MAX_LIFETIME);
+        assert_eq!(t.expires_on, now + crate::identity::token::MAX_LIFETIME);
         assert!(t.refresh_at <= t.expires_on);
     }
 
@@ -216,7 +216,7 @@ mod tests {
     fn echoed_error_codes_are_bounded() {
         // fuzz/corpus/json_errors/crash-long-error
         let resp = Response {
-            head: crate::upstream::Head {
+            head: crate::net::upstream::Head {
                 status: StatusCode::from_u16(400).unwrap(),
                 headers: vec![],
             },

@@ -5,18 +5,18 @@
 //!
 //! The vault's token is cached per vault, so a warm request is one cache read and one GET.
 
-use crate::authorize::{authorize, Attempt};
-use crate::cache;
-use crate::cloud::{Cloud, TokenService};
-use crate::context::Context;
-use crate::credential::Credential;
 use crate::errors::{truncate, Problem};
-use crate::json::{self, Value};
-use crate::jwt;
-use crate::origin::Origin;
-use crate::retry;
-use crate::token::Token;
-use crate::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
+use crate::identity::cache;
+use crate::identity::context::Context;
+use crate::identity::credential::Credential;
+use crate::identity::jwt;
+use crate::identity::token::Token;
+use crate::net::cloud::{Cloud, TokenService};
+use crate::net::origin::Origin;
+use crate::net::retry;
+use crate::net::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
+use crate::services::bearer::{authorize, Attempt};
+use crate::wire::json::{self, Value};
 use http::StatusCode;
 use std::cell::RefCell;
 
@@ -219,7 +219,7 @@ impl<C: Credential> VaultCredential<'_, C> {
             secret_path(self.target.name, self.target.version),
         )
         .header(REQUEST_ID, ctx.request_id);
-        let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Err(error_problem(
                 &resp,
@@ -335,7 +335,7 @@ pub(crate) fn get_secret<T: Transport, C: Credential>(
             let req = Request::get(Service::KeyVault, target.vault, path.clone())
                 .header(REQUEST_ID, ctx.request_id)
                 .header("authorization", format!("Bearer {}", token.secret));
-            let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+            let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
             // Who the vault saw, for refusals only: it decodes the token.
             let who = || credential.principal(Some(&token.secret));
             match resp.status() {
@@ -373,8 +373,8 @@ fn tenant_variable(vault_variable: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::parse as parse_origin;
-    use crate::upstream::Head;
+    use crate::net::origin::parse as parse_origin;
+    use crate::net::upstream::Head;
 
     #[test]
     fn parses_real_challenge_forms() {

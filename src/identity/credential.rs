@@ -3,17 +3,17 @@
 //! federated one is the managed identity's assertion exchanged at a target tenant's Entra token
 //! endpoint for the multi-tenant app.
 
-use crate::cache;
-use crate::cloud::Cloud;
-use crate::context::Context;
-use crate::entra;
+use crate::config::settings::{Exchange, Identity};
 use crate::errors::Problem;
-use crate::imds;
-use crate::jwt;
-use crate::retry;
-use crate::settings::{Exchange, Identity};
-use crate::token::Token;
-use crate::upstream::{net_problem, NetError, Transport};
+use crate::identity::cache;
+use crate::identity::context::Context;
+use crate::identity::entra;
+use crate::identity::imds;
+use crate::identity::jwt;
+use crate::identity::token::Token;
+use crate::net::cloud::Cloud;
+use crate::net::retry;
+use crate::net::upstream::{net_problem, NetError, Transport};
 use http::StatusCode;
 
 pub(crate) trait Credential {
@@ -86,7 +86,7 @@ impl Credential for ManagedIdentity<'_> {
         let imds_origin = &self.identity.imds;
         let client_id = self.identity.client_id.as_deref();
         let req = imds::token_request(imds_origin, self.resource, client_id);
-        let resp = retry::send(ctx, &req)?.map_err(|e| match e {
+        let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| match e {
             NetError::ConnectionRefused | NetError::Dns | NetError::Timeout => {
                 imds::unreachable_problem(imds_origin)
             }
@@ -152,7 +152,7 @@ impl Credential for Federated<'_> {
         let assertion = assertion_credential.token(ctx)?;
         let req =
             entra::token_request(self.exchange, self.target, self.resource, &assertion.secret);
-        let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
         if resp.status() != StatusCode::OK {
             if entra::assertion_refused(&resp) {
                 // A stale or rejected assertion must not be presented again from the cache.

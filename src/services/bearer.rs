@@ -1,17 +1,17 @@
-//! The one authorize loop every service call with a bearer token goes through, as azure_core's
-//! bearer-token policy: get a token → send → on 401 forget the token (and let the credential
+//! The bearer-token policy: the one authorize loop every service call with a bearer token goes
+//! through, as azure_core's: get a token → send → on 401 forget the token (and let the credential
 //! learn from the challenge) → retry once. The host rule ([`may_send_to`]) is checked here,
 //! whatever the configuration says, and by the one call that posts a token in a form body (the
 //! registry's exchange).
 
-use crate::cloud::{self, TokenService};
-use crate::context::Context;
-use crate::credential::Credential;
+use crate::config::settings::Common;
 use crate::errors::Problem;
-use crate::origin::Origin;
-use crate::settings::Common;
-use crate::token::Token;
-use crate::upstream::Transport;
+use crate::identity::context::Context;
+use crate::identity::credential::Credential;
+use crate::identity::token::Token;
+use crate::net::cloud::{self, TokenService};
+use crate::net::origin::Origin;
+use crate::net::upstream::Transport;
 use http::StatusCode;
 
 /// What one authorised attempt produced.
@@ -77,21 +77,21 @@ pub(crate) fn may_send_to(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{Cloud, TrustedHosts};
-    use crate::settings::Identity;
+    use crate::config::settings::Identity;
+    use crate::net::cloud::{Cloud, TrustedHosts};
 
     fn common(trusted: &str) -> Common {
         Common {
             cloud: Cloud::Public,
             identity: Identity {
                 client_id: None,
-                imds: crate::origin::parse("http://169.254.169.254").unwrap(),
+                imds: crate::net::origin::parse("http://169.254.169.254").unwrap(),
             },
             trusted: TrustedHosts::parse(trusted).unwrap(),
             deadline_secs: 30,
             retry_base_ms: 800,
             max_blob_bytes: None,
-            transfer: crate::relay::Bounds::DEFAULT,
+            transfer: crate::config::settings::TransferBounds::DEFAULT,
             store_label: "default".into(),
         }
     }
@@ -99,7 +99,8 @@ mod tests {
     #[test]
     fn tokens_go_only_to_https_hosts_of_their_service() {
         let c = common("");
-        let at = |url: &str, service| may_send_to(&c, &crate::origin::parse(url).unwrap(), service);
+        let at =
+            |url: &str, service| may_send_to(&c, &crate::net::origin::parse(url).unwrap(), service);
         assert!(at("https://hub.azurecr.io", TokenService::Registry).is_ok());
         assert!(at("https://v.vault.azure.net", TokenService::Vault).is_ok());
         for (url, service) in [
@@ -118,7 +119,7 @@ mod tests {
         let c = common("127.0.0.1");
         assert!(may_send_to(
             &c,
-            &crate::origin::parse("https://127.0.0.1:10000").unwrap(),
+            &crate::net::origin::parse("https://127.0.0.1:10000").unwrap(),
             TokenService::Blob
         )
         .is_ok());

@@ -2,11 +2,12 @@
 //! method → configuration → caller key → parameters → tenant profile → least-privilege rules.
 //! Nothing here talks to a service, so every refusal is free of upstream calls.
 
-use crate::access;
-use crate::auth::{self, Caller};
+use crate::config::function_keys::{self, Caller};
+use crate::config::names;
+use crate::config::rules;
+use crate::config::settings::{Exchange, Need, Profile, Same, Service, Settings};
 use crate::errors::Problem;
-use crate::input::{self, Query};
-use crate::settings::{Exchange, Need, Profile, Same, Service, Settings};
+use crate::request::query::Query;
 use http::{Method, StatusCode};
 
 /// Which tenant an endpoint reads from.
@@ -116,7 +117,7 @@ pub(crate) enum Action<'s> {
     Registry {
         profile: &'s Profile,
         exchange: &'s Exchange,
-        registry: crate::origin::Origin,
+        registry: crate::net::origin::Origin,
         repositories: Vec<String>,
     },
 }
@@ -140,7 +141,7 @@ pub(crate) fn authenticate(
     if auth.disabled {
         return Ok(Caller::Anonymous);
     }
-    auth::authenticate(&auth.keys, key_headers, &query.all("code"))
+    function_keys::authenticate(&auth.keys, key_headers, &query.all("code"))
 }
 
 /// Parses the endpoint's parameters and checks them against the tenant's rules and callers.
@@ -153,10 +154,10 @@ pub(crate) fn permit<'s>(
     match endpoint {
         Endpoint::GetSecret(scope) => {
             let name = query.required("key")?;
-            input::secret_name(&name)?;
+            names::secret_name(&name)?;
             let version = query.optional("version")?.filter(|v| !v.is_empty());
             if let Some(v) = &version {
-                input::secret_version(v)?;
+                names::secret_version(v)?;
             }
             let tenant = tenant(scope, settings, caller, query)?;
             let (allowed, variable) = match tenant {
@@ -164,7 +165,7 @@ pub(crate) fn permit<'s>(
                 Tenant::Profile(p, _) => (p.secrets.allows(&name), p.slot.var("secrets")),
             };
             if !allowed {
-                return Err(access::denied(&variable, &format!("secret '{name}'")));
+                return Err(rules::denied(&variable, &format!("secret '{name}'")));
             }
             Ok(Action::Secret {
                 tenant,
@@ -175,8 +176,8 @@ pub(crate) fn permit<'s>(
         Endpoint::DownloadBlob(scope) => {
             let container = query.required("container")?;
             let blob = query.required("blob")?;
-            input::container_name(&container)?;
-            input::blob_name(&blob)?;
+            names::container_name(&container)?;
+            names::blob_name(&blob)?;
             let tenant = tenant(scope, settings, caller, query)?;
             let (allowed, variable) = match tenant {
                 Tenant::Same(s) => (
@@ -186,7 +187,7 @@ pub(crate) fn permit<'s>(
                 Tenant::Profile(p, _) => (p.blobs.allows(&container, &blob), p.slot.var("blobs")),
             };
             if !allowed {
-                return Err(access::denied(
+                return Err(rules::denied(
                     &variable,
                     &format!("blob '{blob}' in container '{container}'"),
                 ));
@@ -198,7 +199,7 @@ pub(crate) fn permit<'s>(
             })
         }
         Endpoint::RegistryToken => {
-            let registry = input::registry(&query.required("registry")?)?;
+            let registry = names::registry(&query.required("registry")?)?;
             let repositories: Vec<String> = query
                 .all("repository")
                 .into_iter()
@@ -217,11 +218,11 @@ pub(crate) fn permit<'s>(
                 ));
             }
             for r in &repositories {
-                input::repository_name(r)?;
+                names::repository_name(r)?;
             }
             let (profile, exchange) = cross(settings, caller, query)?;
             if !profile.registries.contains(&registry) {
-                return Err(access::denied(
+                return Err(rules::denied(
                     &profile.slot.var("registries"),
                     &format!("registry '{}'", registry.authority()),
                 ));
@@ -231,7 +232,7 @@ pub(crate) fn permit<'s>(
                 .iter()
                 .find(|r| !profile.repositories.allows(caller.name(), r))
             {
-                return Err(access::denied(
+                return Err(rules::denied(
                     &variable,
                     &format!("repository '{r}' for caller '{}'", caller.name()),
                 ));
@@ -292,7 +293,7 @@ fn cross<'s>(
 ) -> Result<(&'s Profile, &'s Exchange), Problem> {
     let name = query.optional("tenant")?;
     if let Some(n) = &name {
-        input::profile_name(n)?;
+        names::profile_name(n)?;
     }
     let profile = match &settings.profile {
         None => {
@@ -307,7 +308,7 @@ fn cross<'s>(
         Some(p) => p.as_ref().map_err(Clone::clone)?,
     };
     if !profile.callers.allows(caller.name()) {
-        return Err(access::denied(
+        return Err(rules::denied(
             &profile.slot.var("callers"),
             &format!(
                 "caller '{}' on tenant profile '{}'",
@@ -322,7 +323,7 @@ fn cross<'s>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{load, Variables};
+    use crate::config::settings::{load, Variables};
     use std::collections::HashMap;
 
     const K1: &str = "0123456789abcdef-1";
@@ -458,7 +459,7 @@ mod tests {
     fn a_maximal_blob_name_fits_the_url_limit() {
         let name: String = "\u{10348}".repeat(1024);
         let mut encoded = String::new();
-        crate::urlenc::encode_component(&name, &mut encoded);
+        crate::wire::urlenc::encode_component(&name, &mut encoded);
         let query = format!("container=abc&blob={encoded}&code={K1}");
         assert_eq!(
             status(decide(

@@ -1,15 +1,19 @@
-//! The Spin HTTP entry point: hand the request to [`crate::app`], write what it returns, log
+//! The Spin HTTP entry point: hand the request to [`crate::request::app`], write what it returns, log
 //! one line. It only moves bytes; every decision is made in host-testable code.
 
-use crate::app::{self, Incoming, Platform, Reply};
-use crate::clock::Clock;
-use crate::log::{RequestLine, Upstream};
-use crate::platform::{
+use crate::edge::platform::{
     self, KvCounts, KvStore, SpinTransport, SpinVariables, StreamingResponse, SystemClock,
 };
-use crate::relay::{self, Outcome};
-use crate::store::Store;
+use crate::identity::store::Store;
+use crate::net::clock::Clock;
+use crate::request::app::{self, Incoming, Platform, Reply};
+use crate::request::log::{RequestLine, Upstream};
+use crate::services::relay::{self, Outcome};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+/// How long a caller may take to accept a complete answer (a secret or a problem, a few KB at
+/// most) before the instance lets it go: not configurable, as it bounds no transfer.
+const ANSWER_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[spin_sdk::http_component]
 fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -46,7 +50,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
         request_id: &request_id,
     };
     let mut line = RequestLine {
-        time: crate::timefmt::rfc3339(clock.unix()),
+        time: crate::wire::timefmt::rfc3339(clock.unix()),
         request_id: request_id.clone(),
         method: method_text,
         route: "-".into(),
@@ -62,7 +66,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 line.status,
                 &answer.headers,
                 &answer.body,
-                relay::Bounds::DEFAULT.stall,
+                ANSWER_WRITE_WAIT,
             ) {
                 line.aborted = Some("could not write the response".into());
             }

@@ -6,10 +6,9 @@
 //! `retry-after-ms` and `x-ms-retry-after-ms`. Lost connections and timeouts are retried too;
 //! a denied destination, DNS or TLS failure never is (waiting does not fix configuration).
 
-use crate::clock::Budget;
-use crate::context::Context;
 use crate::errors::Problem;
-use crate::upstream::{
+use crate::net::clock::{Budget, Clock};
+use crate::net::upstream::{
     read_small, retry_after, BodyReader, Head, NetError, Request, Response, Service, Transport,
     SMALL_BODY_LIMIT,
 };
@@ -114,11 +113,20 @@ fn deadline_problem(req: &Request, budget: &Budget) -> Problem {
     budget.exhausted(&format!("{} at {}{hint}", req.service.name(), req.origin))
 }
 
+/// What a retried call needs of its request: the transport, the clock, the time budget and the
+/// request id (`x-ms-client-request-id`, the jitter's seed).
+pub(crate) struct Calls<'a, T: Transport> {
+    pub http: &'a T,
+    pub clock: &'a dyn Clock,
+    pub budget: Budget,
+    pub request_id: &'a str,
+}
+
 /// Sends `req` (each attempt bounded by the time that remains) until it
 /// succeeds, fails for good, or the deadline leaves no room for another try. Returns the last
 /// response head and body reader, or the last network error.
 pub(crate) fn open<T: Transport>(
-    ctx: &Context<T>,
+    ctx: &Calls<T>,
     req: &Request,
 ) -> Result<Result<(Head, T::Body), NetError>, Problem> {
     let mut jitter = Jitter::new(ctx.request_id);
@@ -180,7 +188,7 @@ pub(crate) fn open<T: Transport>(
 
 /// As [`open`], reading the whole (small) body. A body that stalls until the deadline is a 504.
 pub(crate) fn send<T: Transport>(
-    ctx: &Context<T>,
+    ctx: &Calls<T>,
     req: &Request,
 ) -> Result<Result<Response, NetError>, Problem> {
     let time_left = || ctx.budget.remaining(ctx.clock);

@@ -4,19 +4,19 @@
 //! (`/oauth2/token`). Lifetimes come from the tokens' own `exp`; a grant narrower than the
 //! request is refused, since the protocol lets a registry grant less than asked.
 
-use crate::authorize::{authorize, may_send_to, Attempt};
-use crate::cache;
-use crate::cloud::{Cloud, TokenService};
-use crate::context::Context;
-use crate::credential::{Credential, Federated};
 use crate::errors::{truncate, Problem};
-use crate::json::{self, Value};
-use crate::jwt;
-use crate::origin::Origin;
-use crate::retry;
-use crate::token::Token;
-use crate::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
-use crate::urlenc::Form;
+use crate::identity::cache;
+use crate::identity::context::Context;
+use crate::identity::credential::{Credential, Federated};
+use crate::identity::jwt;
+use crate::identity::token::Token;
+use crate::net::cloud::{Cloud, TokenService};
+use crate::net::origin::Origin;
+use crate::net::retry;
+use crate::net::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
+use crate::services::bearer::{authorize, may_send_to, Attempt};
+use crate::wire::json::{self, Value};
+use crate::wire::urlenc::Form;
 use http::StatusCode;
 
 /// The user name registry clients pair with an ACR token.
@@ -129,7 +129,7 @@ impl Credential for RefreshCredential<'_> {
             "/oauth2/exchange".into(),
             form,
         );
-        let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+        let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             // The registry refused this Entra token (revoked, a role granted since, a token the
             // registry no longer takes): the next request must get a new one, not reuse it
@@ -230,7 +230,7 @@ pub(crate) fn pull_token<T: Transport>(
                 .pair("refresh_token", &refresh.secret)
                 .finish();
             let req = Request::form(Service::Registry, registry, "/oauth2/token".into(), form);
-            let resp = retry::send(ctx, &req)?.map_err(|e| net_problem(&req, &e))?;
+            let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::UNAUTHORIZED => {
@@ -308,7 +308,7 @@ fn denied(registry: &Origin, repositories: &[String], why: &str) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::Head;
+    use crate::net::upstream::Head;
 
     fn resp(status: u16, body: &str) -> Response {
         Response {
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn network_refusals_and_outages_are_told_apart() {
-        let reg = crate::origin::parse("https://hub.azurecr.io").unwrap();
+        let reg = crate::net::origin::parse("https://hub.azurecr.io").unwrap();
         let p = common_problem(&resp(403, r#"{"errors":[{"code":"DENIED","message":"client with IP '1.2.3.4' is not allowed access"}]}"#), &reg, Cloud::Public).unwrap();
         assert_eq!(&*p.code, "registry-network");
         assert_eq!(
@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn registry_tokens_need_an_expiry() {
         use base64::Engine;
-        let reg = crate::origin::parse("https://hub.azurecr.io").unwrap();
+        let reg = crate::net::origin::parse("https://hub.azurecr.io").unwrap();
         let jwt = |payload: &str| {
             format!(
                 "e30.{}.c2ln",

@@ -12,11 +12,11 @@
 //! request options, so connect, first-byte and between-bytes timeouts could not be set. Here an
 //! unfinished response is abandoned, which the host turns into a broken transfer.
 
-use crate::clock::Clock;
-use crate::relay::{Sink, Stop};
-use crate::settings::Variables;
-use crate::store::{swap_outcome, CasReport, Store, Swap};
-use crate::upstream::{BodyReader, Head, NetError, Request, Transport};
+use crate::config::settings::Variables;
+use crate::identity::store::{swap_outcome, CasReport, Store, Swap};
+use crate::net::clock::Clock;
+use crate::net::upstream::{BodyReader, Head, NetError, Request, Transport};
+use crate::services::relay::{Sink, Stop};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read size for upstream bodies.
-const READ_CHUNK: u64 = crate::relay::READ_CHUNK as u64;
+const READ_CHUNK: u64 = crate::services::relay::READ_CHUNK as u64;
 
 /// The real clocks (`wasi:clocks` in the component); monotonic time counts from the request's
 /// start.
@@ -106,7 +106,7 @@ impl<'a> KvStore<'a> {
             }),
             Err(e) => {
                 // Through the JSON writer: a store error's Debug form carries quotes.
-                log(&crate::json::Object::new()
+                log(&crate::wire::json::Object::new()
                     .str("level", "warn")
                     .str("msg", &format!("token cache disabled: cannot open key-value store '{label}' ({e:?}); list it in key_value_stores and runtime-config.toml"))
                     .finish());
@@ -117,7 +117,7 @@ impl<'a> KvStore<'a> {
 
     fn warn<T>(&self, what: &str, e: impl std::fmt::Debug) -> Option<T> {
         if !self.warned.replace(true) {
-            log(&crate::json::Object::new()
+            log(&crate::wire::json::Object::new()
                 .str("level", "warn")
                 .str("msg", &format!("token cache {what} failed: {e:?}"))
                 .finish());

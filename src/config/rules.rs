@@ -65,7 +65,7 @@ impl SecretRules {
             .map(|(i, raw)| {
                 let p = Pattern::parse(raw)?;
                 let all = p.prefix && p.text.is_empty();
-                if !all && crate::input::secret_name(&p.text).is_err() {
+                if !all && crate::config::names::secret_name(&p.text).is_err() {
                     return Err(format!(
                         "entry {} is not a secret name or prefix (letters, digits and '-', at most 127)",
                         i + 1
@@ -90,7 +90,7 @@ pub(crate) struct BlobRules(Vec<(String, Option<Pattern>)>);
 impl BlobRules {
     pub(crate) fn parse(raw: &str) -> Result<BlobRules, String> {
         let container = |i: usize, c: &str| {
-            match crate::input::container_name(c) {
+            match crate::config::names::container_name(c) {
             Ok(()) => Ok(c.to_string()),
             Err(_) => Err(format!(
                 "entry {} does not start with a container name (3-63 lowercase letters, digits and '-')",
@@ -105,7 +105,7 @@ impl BlobRules {
                 None => Ok((container(i, rule)?, None)),
                 Some((c, pattern)) => {
                     let p = Pattern::parse(pattern)?;
-                    if !p.prefix && crate::input::blob_name(&p.text).is_err() {
+                    if !p.prefix && crate::config::names::blob_name(&p.text).is_err() {
                         return Err(format!("entry {} names no valid blob", i + 1));
                     }
                     Ok((container(i, c)?, Some(p)))

@@ -5,9 +5,9 @@
 //! problem's code ([`Report::anonymous`]); the whole report ([`Report::full`]) is for callers
 //! with a function key, and its problems go to the request's log line ([`Report::log_detail`]).
 
+use crate::config::settings::Settings;
 use crate::errors::Problem;
-use crate::json::{self, Object};
-use crate::settings::Settings;
+use crate::wire::json::{self, Object};
 
 struct Issue<'a> {
     code: &'a str,
@@ -228,7 +228,8 @@ pub(crate) fn report(settings: &Settings) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::{load, Need};
+    use crate::config::settings::tests::{cross, vars, TC};
+    use crate::config::settings::{load, Need};
     use std::collections::HashMap;
 
     fn check(pairs: &[(&'static str, &'static str)]) -> (bool, serde_json::Value) {
@@ -421,5 +422,67 @@ mod tests {
             !ready && body.to_string().contains("authority_host"),
             "{body}"
         );
+    }
+
+    /// Every variable that can be malformed: on its own, it makes the configuration unready
+    /// with a problem naming it (never echoing the value); health sees them all.
+    #[test]
+    fn every_malformed_variable_is_named_by_health() {
+        let base: Vec<(&'static str, &'static str)> = cross()
+            .into_iter()
+            .chain([
+                ("keyvault_endpoint", "https://a.vault.azure.net"),
+                ("blob_service_endpoint", "https://a.blob.core.windows.net"),
+                ("profile1_name", "c"),
+                ("profile1_tenant_id", TC),
+            ])
+            .collect();
+        let ready = report(&load(&vars(&base), Need::Health)).ready;
+        assert!(ready, "the base configuration is valid");
+        for (name, bad) in [
+            ("function_keys", "ops:short"),
+            ("auth_disabled", "perhaps"),
+            ("cloud", "mars"),
+            ("azure_client_id", "not-a-guid-value"),
+            ("imds_endpoint", "http://169.254.169.254/metadata"),
+            ("keyvault_endpoint", "https://a.vault.azure.net/secrets"),
+            ("blob_service_endpoint", "http://a.blob.core.windows.net"),
+            ("blob_service_path", "/../etc"),
+            ("app_client_id", "contoso-app-value"),
+            ("cross_tenant_id", "contoso.onmicrosoft.com"),
+            (
+                "cross_keyvault_endpoint",
+                "https://vault.evil-value.example",
+            ),
+            (
+                "cross_blob_service_endpoint",
+                "ftp://b.blob.core.windows.net",
+            ),
+            ("cross_blob_service_path", "a/./b"),
+            ("authority_host", "https://login.evil-value.example"),
+            ("request_deadline_secs", "0"),
+            ("retry_base_ms", "fast"),
+            ("max_blob_bytes", "-1"),
+            ("same_tenant_secrets", "bad name!"),
+            ("cross_tenant_secrets", "a*b*"),
+            ("same_tenant_blobs", "UPPER/x"),
+            ("cross_tenant_blobs", "c/../x"),
+            ("trusted_token_hosts", "*.com"),
+            ("cross_tenant_name", "Not A Name"),
+            ("cross_tenant_registries", "https://hub.azurecr.io"),
+            ("profile1_tenant_id", "tenant-c-value"),
+            ("profile1_keyvault_endpoint", ""),
+        ] {
+            let mut v = base.clone();
+            v.retain(|(n, _)| *n != name);
+            v.push((name, bad));
+            let report = report(&load(&vars(&v), Need::Health));
+            let (ready, text) = (report.ready, String::from_utf8(report.full).unwrap());
+            assert!(!ready, "{name}={bad:?} passed: {text}");
+            assert!(text.contains(name), "{name} not named: {text}");
+            if bad.len() > 8 {
+                assert!(!text.contains(bad), "{name}'s value echoed: {text}");
+            }
+        }
     }
 }

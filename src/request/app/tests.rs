@@ -3,11 +3,11 @@
 //! the integration tests in `tests/` prove the same through the compiled component.
 
 use super::*;
-use crate::cache;
-use crate::clock::fake::FakeClock;
-use crate::store::memory::{Counts, MemStore};
-use crate::upstream::scripted::Chunks;
-use crate::upstream::{BodyReader, Head, NetError, Request, Service};
+use crate::identity::cache;
+use crate::identity::store::memory::{Counts, MemStore};
+use crate::net::clock::fake::FakeClock;
+use crate::net::upstream::scripted::Chunks;
+use crate::net::upstream::{BodyReader, Head, NetError, Request, Service};
 use base64::Engine;
 use std::collections::{HashMap, VecDeque};
 
@@ -103,7 +103,7 @@ impl Azure {
             return self.overrides.borrow_mut().remove(i).1;
         }
         let n = self.serial();
-        let form = crate::urlenc::parse_query(std::str::from_utf8(&req.body).unwrap_or(""))
+        let form = crate::wire::urlenc::parse_query(std::str::from_utf8(&req.body).unwrap_or(""))
             .unwrap_or_default();
         let field = |k: &str| {
             form.iter()
@@ -366,7 +366,7 @@ fn each_profile_gets_its_own_tenants_tokens() {
     assert_eq!(b.body, b"secret-of-b.vault.azure.net");
     assert_eq!(c.body, b"secret-of-c.vault.azure.net");
     let tid = |bearer: &str| {
-        crate::jwt::claims(bearer.trim_start_matches("Bearer "))
+        crate::identity::jwt::claims(bearer.trim_start_matches("Bearer "))
             .unwrap()
             .tid
     };
@@ -624,7 +624,7 @@ fn a_pull_token_has_the_documented_shape_and_never_the_refresh_token() {
     assert_eq!(v["scope"], "repository:base/a:pull repository:base/b:pull");
     assert_eq!(v["expires_on"], NOW + 4_500);
     let password = v["password"].as_str().unwrap();
-    assert!(crate::jwt::claims(password).unwrap().access.len() == 2);
+    assert!(crate::identity::jwt::claims(password).unwrap().access.len() == 2);
     let exchange = azure
         .sent
         .borrow()
@@ -632,7 +632,8 @@ fn a_pull_token_has_the_documented_shape_and_never_the_refresh_token() {
         .find(|r| r.path_and_query == "/oauth2/exchange")
         .cloned()
         .unwrap();
-    let form = crate::urlenc::parse_query(std::str::from_utf8(&exchange.body).unwrap()).unwrap();
+    let form =
+        crate::wire::urlenc::parse_query(std::str::from_utf8(&exchange.body).unwrap()).unwrap();
     assert!(form.contains(&("tenant".to_string(), TB.to_string())));
     assert!(form.contains(&("service".to_string(), "hub.azurecr.io".to_string())));
     let refresh = store

@@ -25,11 +25,11 @@
 //! - A failed fetch is published to the waiters of that lease, so a misconfiguration costs one
 //!   upstream call per burst, not one per request.
 
-use crate::clock::Clock;
 use crate::errors::Problem;
-use crate::json::{self, Value};
-use crate::store::{Store, Swap};
-use crate::token::Token;
+use crate::identity::store::{Store, Swap};
+use crate::identity::token::Token;
+use crate::net::clock::Clock;
+use crate::wire::json::{self, Value};
 use std::time::Duration;
 
 /// Pause between refresh attempts after a failed refresh.
@@ -417,8 +417,8 @@ fn restore(p: &StoredProblem) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::fake::FakeClock;
-    use crate::store::memory::MemStore;
+    use crate::identity::store::memory::MemStore;
+    use crate::net::clock::fake::FakeClock;
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(c.token("k", &mut fetch).unwrap().secret, "t1");
         assert_eq!(
             store.counts(),
-            crate::store::memory::Counts {
+            crate::identity::store::memory::Counts {
                 reads: 1,
                 writes: 0
             }

@@ -2,7 +2,7 @@
 //! subject and audience a federated credential must carry; which tenant a token is for). Nothing
 //! is verified here: the services verify their tokens. Claims hold ids, never secrets.
 
-use crate::json::{self, Value};
+use crate::wire::json::{self, Value};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 

@@ -3,23 +3,23 @@
 //! (`handler`) gives it the platform's variables, transport, store and clock, and writes what it
 //! returns.
 
-use crate::acr::{self, RefreshCredential};
-use crate::blob;
-use crate::cache::Cache;
-use crate::clock::{Budget, Clock};
-use crate::context::Context;
-use crate::credential::{Credential, Federated, ManagedIdentity};
-use crate::entra;
+use crate::config::settings::{self, Common, Exchange, Profile, Variables};
 use crate::errors::{sensitive_headers, truncate, Answer, Problem};
-use crate::health;
-use crate::input::Query;
-use crate::keyvault::{self, VaultCredential};
-use crate::log::RequestLine;
-use crate::relay::Plan;
-use crate::routes::{self, Action, Endpoint, Tenant};
-use crate::settings::{self, Common, Exchange, Profile, Variables};
-use crate::store::Store;
-use crate::upstream::Transport;
+use crate::identity::cache::Cache;
+use crate::identity::context::Context;
+use crate::identity::credential::{Credential, Federated, ManagedIdentity};
+use crate::identity::entra;
+use crate::identity::store::Store;
+use crate::net::clock::{Budget, Clock};
+use crate::net::upstream::Transport;
+use crate::request::health;
+use crate::request::log::RequestLine;
+use crate::request::query::Query;
+use crate::request::routes::{self, Action, Endpoint, Tenant};
+use crate::services::acr::{self, RefreshCredential};
+use crate::services::blob;
+use crate::services::keyvault::{self, VaultCredential};
+use crate::services::relay::Plan;
 use http::{Method, StatusCode};
 use std::cell::RefCell;
 use std::time::Duration;

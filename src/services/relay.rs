@@ -5,10 +5,11 @@
 //! (Spin 3.6.3 sets no request timeout for WASIp2 components). The edge only moves bytes (as
 //! spin-fileserver keeps decisions out of its handler).
 
-use crate::base64_stream::{encoded_len, push_room, Base64Stream};
-use crate::clock::Clock;
+use crate::config::settings::TransferBounds;
 use crate::errors::Problem;
-use crate::upstream::{BodyReader, Head, NetError};
+use crate::net::clock::Clock;
+use crate::net::upstream::{BodyReader, Head, NetError};
+use crate::wire::base64_stream::{encoded_len, push_room, Base64Stream};
 use http::StatusCode;
 use std::time::Duration;
 
@@ -31,35 +32,22 @@ pub(crate) trait Sink {
     fn finish(&mut self, wait: Duration) -> Result<(), Stop>;
 }
 
-/// How long a transfer may take: every step (one read from Storage, one chunk handed to the
-/// caller) at most `stall` (`transfer_stall_secs`), the whole transfer at most `total`
-/// (`transfer_max_secs`). A chunk is up to [`READ_CHUNK`] of blob, so a caller must take about
-/// 340 KiB of base64 per `stall`: one that stops reading, or trickles, is cut off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Bounds {
-    pub stall: Duration,
-    pub total: Duration,
-}
-
-impl Bounds {
-    pub(crate) const DEFAULT: Bounds = Bounds {
-        stall: Duration::from_secs(30),
-        total: Duration::from_secs(3600),
-    };
-}
-
 /// What may be served: the blob's length as Storage announced it, if it did, and how long the
 /// transfer may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub blob_bytes: Option<u64>,
     pub limit: Option<u64>,
-    pub bounds: Bounds,
+    pub bounds: TransferBounds,
 }
 
 impl Plan {
     /// Refuses a blob over `max_blob_bytes` before anything is sent.
-    pub(crate) fn new(head: &Head, limit: Option<u64>, bounds: Bounds) -> Result<Plan, Problem> {
+    pub(crate) fn new(
+        head: &Head,
+        limit: Option<u64>,
+        bounds: TransferBounds,
+    ) -> Result<Plan, Problem> {
         let blob_bytes = head.content_length();
         // Past this, the base64 length does not fit a Content-Length (u64): no such blob exists,
         // so the announced length is a lie, and the relay could never finish it exactly.
@@ -229,9 +217,9 @@ pub(crate) fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::fake::FakeClock;
-    use crate::upstream::scripted::Chunks;
-    use crate::upstream::NetError;
+    use crate::net::clock::fake::FakeClock;
+    use crate::net::upstream::scripted::Chunks;
+    use crate::net::upstream::NetError;
     use base64::Engine;
     use std::collections::VecDeque;
 
@@ -265,7 +253,7 @@ mod tests {
     }
 
     fn plan_for(len: Option<u64>, limit: Option<u64>) -> Result<Plan, Problem> {
-        Plan::new(&head(len), limit, Bounds::DEFAULT)
+        Plan::new(&head(len), limit, TransferBounds::DEFAULT)
     }
 
     fn run(plan: &Plan, body: &mut impl BodyReader, sink: &mut Collect) -> Outcome {
@@ -434,13 +422,16 @@ mod tests {
         };
         assert!(reason.contains("transfer_stall_secs"), "{reason}");
         // Every hand-over waited at most the stall bound.
-        assert!(sink.waits.iter().all(|w| *w == Bounds::DEFAULT.stall));
+        assert!(sink
+            .waits
+            .iter()
+            .all(|w| *w == TransferBounds::DEFAULT.stall));
     }
 
     #[test]
     fn a_trickling_upstream_is_cut_off_at_the_total_bound() {
         let clock = FakeClock::default();
-        let bounds = Bounds {
+        let bounds = TransferBounds {
             stall: Duration::from_secs(30),
             total: Duration::from_secs(100),
         };

@@ -2,7 +2,7 @@
 //! Key Vault, Blob, registry) runs on the host target with a scripted transport.
 
 use crate::errors::Problem;
-use crate::origin::Origin;
+use crate::net::origin::Origin;
 use http::{Method, StatusCode};
 use std::time::Duration;
 
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn forms_carry_their_content_type() {
-        let o = crate::origin::parse("https://login.microsoftonline.com").unwrap();
+        let o = crate::net::origin::parse("https://login.microsoftonline.com").unwrap();
         let r = Request::form(Service::Entra, &o, "/t".into(), "a=b".into());
         assert_eq!(r.method, Method::POST);
         assert_eq!(r.headers[0].0, "content-type");

@@ -3,13 +3,13 @@
 //! endpoint. Errors are mapped by `error_codes`, never
 //! by text, to the setup step that is broken, with the concrete values that fix it.
 
+use crate::config::settings::Exchange;
 use crate::errors::{truncate, Problem};
-use crate::json::{self, Value};
-use crate::jwt::Claims;
-use crate::settings::Exchange;
-use crate::token::Token;
-use crate::upstream::{Request, Response, Service};
-use crate::urlenc::Form;
+use crate::identity::jwt::Claims;
+use crate::identity::token::Token;
+use crate::net::upstream::{Request, Response, Service};
+use crate::wire::json::{self, Value};
+use crate::wire::urlenc::Form;
 use http::StatusCode;
 
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -20,7 +20,7 @@ pub(crate) struct Target<'a> {
     pub tenant_id: &'a str,
     pub profile: &'a str,
     /// Where the profile's settings come from, so diagnostics name the variable to fix.
-    pub slot: crate::settings::Slot,
+    pub slot: crate::config::settings::Slot,
 }
 
 pub(crate) fn token_request(
@@ -119,7 +119,7 @@ pub(crate) fn error_problem(resp: &Response, ctx: &Context) -> Problem {
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Problem::throttled(
             "Entra ID",
-            crate::upstream::retry_after(&resp.head).unwrap_or(5),
+            crate::net::upstream::retry_after(&resp.head).unwrap_or(5),
         );
     }
     if status.is_server_error() {
@@ -217,13 +217,13 @@ fn or_none(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::origin::parse as parse_origin;
-    use crate::upstream::Head;
+    use crate::net::origin::parse as parse_origin;
+    use crate::net::upstream::Head;
 
     const TARGET: Target = Target {
         tenant_id: "bbbbbbbb-0000-0000-0000-000000000000",
         profile: "b",
-        slot: crate::settings::Slot::Default,
+        slot: crate::config::settings::Slot::Default,
     };
 
     fn exchange() -> Exchange {
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn form_is_encoded_correctly() {
         let r = token_request(&exchange(), TARGET, "https://vault.azure.net", "a.b+c/d=");
-        let form = crate::urlenc::parse_query(std::str::from_utf8(&r.body).unwrap()).unwrap();
+        let form = crate::wire::urlenc::parse_query(std::str::from_utf8(&r.body).unwrap()).unwrap();
         assert_eq!(
             r.path_and_query,
             "/bbbbbbbb-0000-0000-0000-000000000000/oauth2/v2.0/token"
