@@ -1,6 +1,7 @@
-//! The one place where failures become HTTP answers.
+//! Failures: every one is a [`Problem`], spoken by every layer; `request::answer` turns it into
+//! HTTP.
 //!
-//! Every failure is a [`Problem`]: an HTTP status, a stable machine `code` (callers and runbooks
+//! A problem has an HTTP status, a stable machine `code` (callers and runbooks
 //! branch on it), a short title and a `detail` an operator can act on. Bodies follow RFC 9457
 //! (`application/problem+json`). Details never carry tokens, keys, secret values or configured
 //! values a caller should not see: they are built from variable *names*, names the caller sent,
@@ -28,37 +29,6 @@ pub(crate) struct Problem {
     /// The detail an anonymous caller must not read (see [`Problem::withheld`]): written to the
     /// request's log line only.
     pub log_detail: Option<String>,
-}
-
-/// A complete answer: status, headers, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer {
-    pub status: StatusCode,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-/// Headers on every answer that carries a secret, a blob, a token or a problem: never cached,
-/// never sniffed.
-pub(crate) fn sensitive_headers(content_type: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("content-type", content_type.to_string()),
-        ("cache-control", "no-store".to_string()),
-        ("x-content-type-options", "nosniff".to_string()),
-    ]
-}
-
-impl Answer {
-    /// A complete body with its exact length.
-    pub(crate) fn new(status: StatusCode, content_type: &str, body: Vec<u8>) -> Answer {
-        let mut headers = sensitive_headers(content_type);
-        headers.push(("content-length", body.len().to_string()));
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
 }
 
 impl Problem {
@@ -214,25 +184,6 @@ impl Problem {
             .finish()
             .into_bytes()
     }
-
-    /// The HTTP answer for this problem.
-    pub(crate) fn answer(&self) -> Answer {
-        if self.status == StatusCode::UNAUTHORIZED {
-            // Functions answers a missing or wrong key with an empty 401.
-            let mut a = Answer::new(StatusCode::UNAUTHORIZED, "text/plain", Vec::new());
-            a.headers.retain(|(k, _)| *k != "content-type");
-            return a;
-        }
-        let mut a = Answer::new(self.status, PROBLEM_CONTENT_TYPE, self.body());
-        if self.status == StatusCode::METHOD_NOT_ALLOWED {
-            a.headers.push(("allow", "GET".to_string()));
-        }
-        if let Some(s) = self.retry_after {
-            a.headers
-                .push(("retry-after", s.clamp(1, MAX_RETRY_AFTER).to_string()));
-        }
-        a
-    }
 }
 
 /// Cuts caller-controlled text that is echoed in a detail, so bodies and logs stay bounded.
@@ -248,13 +199,6 @@ pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
 mod tests {
     use super::*;
 
-    fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
-        a.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     #[test]
     fn body_is_rfc9457_with_stable_code() {
         let p = Problem::not_found(
@@ -267,40 +211,6 @@ mod tests {
         assert_eq!(v["type"], "urn:tenant-bridge:problem:secret-not-found");
         assert_eq!(v["title"], "Not found");
         assert!(v["detail"].as_str().unwrap().contains("no secret"));
-    }
-
-    #[test]
-    fn every_problem_answer_is_no_store_and_nosniff_with_exact_length() {
-        for p in [
-            Problem::bad_request("missing-parameter", "x"),
-            Problem::throttled("Key Vault", 7),
-            Problem::method_not_allowed("POST"),
-            Problem::unauthorized(),
-        ] {
-            let a = p.answer();
-            assert_eq!(header(&a, "cache-control"), Some("no-store"));
-            assert_eq!(header(&a, "x-content-type-options"), Some("nosniff"));
-            assert_eq!(
-                header(&a, "content-length"),
-                Some(a.body.len().to_string().as_str())
-            );
-        }
-        assert_eq!(
-            header(&Problem::method_not_allowed("PUT").answer(), "allow"),
-            Some("GET")
-        );
-        let unauthorized = Problem::unauthorized().answer();
-        assert!(unauthorized.body.is_empty() && header(&unauthorized, "content-type").is_none());
-    }
-
-    #[test]
-    fn retry_after_is_capped() {
-        let a = Problem::throttled("Key Vault", 86_400).answer();
-        assert_eq!(
-            header(&a, "retry-after"),
-            Some(MAX_RETRY_AFTER.to_string().as_str())
-        );
-        assert_eq!(Problem::throttled("x", 0).retry_after, Some(1));
     }
 
     #[test]
@@ -318,7 +228,7 @@ mod tests {
             (p.status.as_u16(), &*p.code),
             (500, "configuration-invalid")
         );
-        let body = String::from_utf8(p.answer().body).unwrap();
+        let body = String::from_utf8(p.body()).unwrap();
         assert!(
             !body.contains("ops") && !body.contains("function_keys"),
             "{body}"

@@ -2,9 +2,10 @@
 //! whole request decision, with plain types so the crate's modules can stay private. Not an
 //! API for anything else.
 
-use crate::config::settings::Variables;
 use crate::identity::store::Store;
+use crate::net::clock::fake::FakeClock;
 use crate::net::clock::Clock;
+use crate::net::upstream::scripted::Chunks;
 use crate::net::upstream::{self, BodyReader, Head, NetError, Request, Response, Transport};
 use crate::request::app::{self, Incoming, Platform, Reply};
 use crate::request::log::RequestLine;
@@ -194,9 +195,9 @@ pub fn entra_problem(
         audience: "api://AzureADTokenExchange".into(),
     };
     let claims = crate::identity::jwt::claims(assertion).unwrap_or_default();
-    let ctx = crate::identity::entra::Context {
+    let ctx = crate::identity::entra::Diagnostics {
         exchange: &exchange,
-        target: crate::identity::entra::Target {
+        target: crate::identity::entra::TargetTenant {
             tenant_id: "bbbbbbbb-0000-0000-0000-000000000000",
             profile: "b",
             slot: crate::config::settings::Slot::Default,
@@ -214,7 +215,7 @@ pub fn keyvault_problem(
     secret: &str,
 ) -> Problem {
     let vault = crate::net::origin::parse("https://v.vault.azure.net").expect("a valid origin");
-    let target = crate::services::keyvault::Target {
+    let target = crate::services::keyvault::SecretAddress {
         cloud: crate::net::cloud::Cloud::Public,
         vault: &vault,
         name: secret,
@@ -244,7 +245,7 @@ pub fn storage_problem(
         origin: crate::net::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
         base_path: "/devstoreaccount1".into(),
     };
-    let target = crate::services::blob::Target {
+    let target = crate::services::blob::BlobAddress {
         cloud: crate::net::cloud::Cloud::Public,
         service: &service,
         container,
@@ -304,19 +305,12 @@ impl Transport for Refusing {
     ) -> Result<(Head, Empty), NetError> {
         self.0.borrow_mut().push(format!(
             "{} {} {} ({} bytes)",
-            req.service.name(),
+            req.peer.name(),
             req.method,
             req.path_and_query,
             req.body.len()
         ));
         Err(NetError::Denied)
-    }
-}
-
-struct Map(HashMap<String, String>);
-impl Variables for Map {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
     }
 }
 
@@ -332,16 +326,8 @@ impl crate::services::relay::Sink for Collect {
     }
 }
 
-struct StillClock;
-impl Clock for StillClock {
-    fn unix(&self) -> u64 {
-        1_800_000_000
-    }
-    fn monotonic(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn sleep(&self, _: Duration) {}
-}
+/// The fuzz door's fixed wall clock.
+const UNIX_NOW: u64 = 1_800_000_000;
 
 /// Runs one request through routing, settings, authentication, validation and the rules, with
 /// every upstream call refused.
@@ -353,17 +339,15 @@ pub fn decide(
     vars: &[(&str, &str)],
 ) -> Decision {
     let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::OPTIONS);
-    let vars = Map(vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect());
+    let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+    let clock = FakeClock::at(UNIX_NOW);
     let http = Refusing(RefCell::new(Vec::new()));
     let open_store = |_: &str| -> Option<Box<dyn Store>> { None };
     let platform = Platform {
         vars: &vars,
         http: &http,
         open_store: &open_store,
-        clock: &StillClock,
+        clock: &clock,
         request_id: "00000000-0000-4000-8000-000000000000",
     };
     let incoming = Incoming {
@@ -373,7 +357,7 @@ pub fn decide(
         key_headers: key_headers.to_vec(),
     };
     let mut line = RequestLine {
-        time: crate::wire::timefmt::rfc3339(StillClock.unix()),
+        time: crate::wire::timefmt::rfc3339(clock.unix()),
         ..RequestLine::default()
     };
     let (status, headers, body) = match app::handle(&incoming, &platform, &mut line) {
@@ -387,7 +371,7 @@ pub fn decide(
         ),
         Reply::Blob { plan, mut body } => {
             let mut sink = Collect(Vec::new());
-            crate::services::relay::relay(&plan, &mut body, &mut sink, &StillClock);
+            crate::services::relay::relay(&plan, &mut body, &mut sink, &clock);
             (
                 200,
                 app::blob_headers(&plan)
@@ -420,12 +404,6 @@ pub fn relay(
     limit: Option<u64>,
     chunks: &[&[u8]],
 ) -> Result<(Vec<u8>, bool), u16> {
-    struct Chunks(std::collections::VecDeque<Vec<u8>>);
-    impl BodyReader for Chunks {
-        fn next_chunk(&mut self, _wait: Duration) -> Result<Option<Vec<u8>>, NetError> {
-            Ok(self.0.pop_front())
-        }
-    }
     let head = Head {
         status: StatusCode::OK,
         headers: content_length
@@ -440,10 +418,10 @@ pub fn relay(
     )
     .map_err(|p| p.status.as_u16())?;
     let mut sink = Collect(Vec::new());
-    let mut body = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
+    let mut body = Chunks(chunks.iter().map(|c| Ok(c.to_vec())).collect());
     let complete = matches!(
-        crate::services::relay::relay(&plan, &mut body, &mut sink, &StillClock),
-        crate::services::relay::Outcome::Complete { .. }
+        crate::services::relay::relay(&plan, &mut body, &mut sink, &FakeClock::at(UNIX_NOW)),
+        crate::services::relay::Delivery::Complete { .. }
     );
     Ok((sink.0, complete))
 }

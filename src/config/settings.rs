@@ -13,7 +13,7 @@
 use crate::config::function_keys::{self, FunctionKey};
 use crate::config::rules::{BlobRules, Callers, RepositoryRules, SecretRules};
 use crate::errors::Problem;
-use crate::net::cloud::{self, Cloud, TokenService, TrustedHosts};
+use crate::net::cloud::{self, Cloud, Service, TrustedHosts};
 use crate::net::origin::{self, Origin};
 use std::time::Duration;
 
@@ -32,14 +32,6 @@ impl Variables for std::collections::HashMap<&str, &str> {
     fn get(&self, name: &str) -> Option<String> {
         std::collections::HashMap::get(self, name).map(|v| v.to_string())
     }
-}
-
-/// Which service a route reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Service {
-    Secret,
-    Blob,
-    Registry,
 }
 
 /// What a request needs from the configuration.
@@ -229,7 +221,7 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
             one = [s];
             &one
         }
-        Need::Health => &[Service::Secret, Service::Blob, Service::Registry],
+        Need::Health => &[Service::KeyVault, Service::Blob, Service::Registry],
     };
     // The sections below are written beside `common`, which they borrow (disjoint fields).
     let Ok(common) = &settings.common else {
@@ -437,7 +429,7 @@ impl Reader<'_> {
     fn token_endpoint(
         &self,
         name: &str,
-        service: TokenService,
+        service: Service,
         cloud: Cloud,
         trusted: &TrustedHosts,
     ) -> Result<Option<Origin>, Problem> {
@@ -457,9 +449,9 @@ impl Reader<'_> {
                     "its host is not a {} host of the {} cloud (*{}); tokens are sent only there \
                      (list other hosts in trusted_token_hosts, e.g. for Azurite or custom DNS)",
                     match service {
-                        TokenService::Vault => "Key Vault",
-                        TokenService::Blob => "Blob Storage",
-                        TokenService::Registry => "container registry",
+                        Service::KeyVault => "Key Vault",
+                        Service::Blob => "Blob Storage",
+                        Service::Registry => "container registry",
                     },
                     cloud.name(),
                     cloud.service_suffix(service)
@@ -500,8 +492,7 @@ impl Reader<'_> {
         cloud: Cloud,
         trusted: &TrustedHosts,
     ) -> Result<Option<BlobService>, Problem> {
-        let Some(origin) = self.token_endpoint(endpoint, TokenService::Blob, cloud, trusted)?
-        else {
+        let Some(origin) = self.token_endpoint(endpoint, Service::Blob, cloud, trusted)? else {
             return Ok(None);
         };
         Ok(Some(BlobService {
@@ -572,10 +563,10 @@ impl Reader<'_> {
         let mut same = Same::default();
         for service in services {
             match service {
-                Service::Secret => {
+                Service::KeyVault => {
                     same.vault = self.token_endpoint(
                         "keyvault_endpoint",
-                        TokenService::Vault,
+                        Service::KeyVault,
                         cloud,
                         trusted,
                     )?;
@@ -710,10 +701,10 @@ impl Reader<'_> {
         };
         for service in services {
             match service {
-                Service::Secret => {
+                Service::KeyVault => {
                     profile.vault = self.token_endpoint(
                         &slot.var("keyvault_endpoint"),
-                        TokenService::Vault,
+                        Service::KeyVault,
                         cloud,
                         trusted,
                     )?;
@@ -741,7 +732,7 @@ impl Reader<'_> {
                             .then(|| origin::parse(&format!("https://{server}")).ok())
                             .flatten()
                             .filter(|o| {
-                                cloud::may_receive(cloud, trusted, TokenService::Registry, &o.host)
+                                cloud::may_receive(cloud, trusted, Service::Registry, &o.host)
                             });
                         let Some(server) = parsed else {
                             return Err(Problem::config(
@@ -750,7 +741,7 @@ impl Reader<'_> {
                                     "entry {} is not a login server of the {} cloud (*{}) or a trusted host",
                                     profile.registries.len() + 1,
                                     cloud.name(),
-                                    cloud.service_suffix(TokenService::Registry)
+                                    cloud.service_suffix(Service::Registry)
                                 ),
                             ));
                         };
@@ -840,11 +831,11 @@ pub(crate) mod tests {
     #[test]
     fn a_blank_endpoint_is_an_error_not_unset() {
         let v = vars(&[("keyvault_endpoint", "")]);
-        let s = load(&v, Need::Same(Service::Secret));
+        let s = load(&v, Need::Same(Service::KeyVault));
         let e = s.same.unwrap().unwrap_err();
         assert!(e.detail.contains("keyvault_endpoint") && e.detail.contains("empty"));
         let v = vars(&[("keyvault_endpoint", UNSET)]);
-        let s = load(&v, Need::Same(Service::Secret));
+        let s = load(&v, Need::Same(Service::KeyVault));
         assert_eq!(s.same.unwrap().unwrap().vault, None);
     }
 
@@ -882,7 +873,7 @@ pub(crate) mod tests {
 
     #[test]
     fn defaults() {
-        let s = load(&vars(&[]), Need::Same(Service::Secret));
+        let s = load(&vars(&[]), Need::Same(Service::KeyVault));
         let c = s.common.unwrap();
         assert_eq!(c.cloud, Cloud::Public);
         assert_eq!(c.identity.imds.to_string(), "http://169.254.169.254");
@@ -900,7 +891,7 @@ pub(crate) mod tests {
         let mut pairs = cross();
         pairs.push(("profile1_name", "c"));
         let v = vars(&pairs);
-        let s = load(&v, Need::Cross(Service::Secret, None));
+        let s = load(&v, Need::Cross(Service::KeyVault, None));
         assert!(s.profile.unwrap().is_ok());
         let names = v.1.borrow().clone();
         let mut unique = names.clone();
@@ -991,7 +982,7 @@ pub(crate) mod tests {
     #[test]
     fn endpoints_unset_valid_invalid_and_private() {
         let same = |pairs: &[(&'static str, &'static str)]| {
-            load(&vars(pairs), Need::Same(Service::Secret))
+            load(&vars(pairs), Need::Same(Service::KeyVault))
                 .same
                 .unwrap()
         };
@@ -1067,7 +1058,7 @@ pub(crate) mod tests {
         let mut pairs = cross();
         pairs.push(("cloud", "usgov"));
         pairs.retain(|(k, _)| !k.contains("endpoint"));
-        let e = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+        let e = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .exchange
             .unwrap()
             .unwrap();
@@ -1075,14 +1066,14 @@ pub(crate) mod tests {
         assert_eq!(e.audience, "api://AzureADTokenExchangeUSGov");
         let mut pairs = cross();
         pairs.push(("authority_host", "https://login.evil.example"));
-        let p = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+        let p = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .exchange
             .unwrap()
             .unwrap_err();
         assert!(p.detail.contains("authority_host") && !p.detail.contains("evil"));
         pairs.push(("trusted_token_hosts", "login.evil.example"));
         pairs.push(("token_exchange_audience", "api://Custom"));
-        let e = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+        let e = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .exchange
             .unwrap()
             .unwrap();
@@ -1125,7 +1116,7 @@ pub(crate) mod tests {
             ("profile2_callers", "ops"),
         ]);
         let v = vars(&pairs);
-        let p = load(&v, Need::Cross(Service::Secret, Some("C")))
+        let p = load(&v, Need::Cross(Service::KeyVault, Some("C")))
             .profile
             .unwrap()
             .unwrap();
@@ -1134,7 +1125,7 @@ pub(crate) mod tests {
             ("c", Slot::Numbered(2), TC)
         );
         assert!(p.callers.allows("ops") && !p.callers.allows("billing"));
-        let b = load(&v, Need::Cross(Service::Secret, Some("b")))
+        let b = load(&v, Need::Cross(Service::KeyVault, Some("b")))
             .profile
             .unwrap()
             .unwrap();
@@ -1142,12 +1133,12 @@ pub(crate) mod tests {
             (b.slot, b.vault.unwrap().host.as_str()),
             (Slot::Default, "b.vault.azure.net")
         );
-        let d = load(&v, Need::Cross(Service::Secret, None))
+        let d = load(&v, Need::Cross(Service::KeyVault, None))
             .profile
             .unwrap()
             .unwrap();
         assert_eq!(d.name, "b");
-        assert!(load(&v, Need::Cross(Service::Secret, Some("x")))
+        assert!(load(&v, Need::Cross(Service::KeyVault, Some("x")))
             .profile
             .is_none());
     }
@@ -1212,7 +1203,7 @@ pub(crate) mod tests {
             ("function_keys", UNNAMED),
             ("cross_tenant_callers", "ops, key2"),
         ]);
-        let p = load(&vars(&pairs), Need::Cross(Service::Secret, None))
+        let p = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .profile
             .unwrap()
             .unwrap_err();
@@ -1241,7 +1232,7 @@ pub(crate) mod tests {
             ("function_keys", "ops:0123456789abcdef,ci:fedcba9876543210"),
             ("cross_tenant_callers", "ops, ci"),
         ]);
-        assert!(load(&vars(&pairs), Need::Cross(Service::Secret, None))
+        assert!(load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .profile
             .unwrap()
             .is_ok());

@@ -7,8 +7,8 @@ use crate::edge::platform::{
 use crate::identity::store::Store;
 use crate::net::clock::Clock;
 use crate::request::app::{self, Incoming, Platform, Reply};
-use crate::request::log::{RequestLine, Upstream};
-use crate::services::relay::{self, Outcome};
+use crate::request::log::RequestLine;
+use crate::services::relay::{self, Delivery};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
 /// How long a caller may take to accept a complete answer (a secret or a problem, a few KB at
@@ -76,9 +76,9 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
             match StreamingResponse::start(out, 200, &app::blob_headers(&plan)) {
                 None => line.aborted = Some("could not start the response".into()),
                 Some(mut response) => match relay::relay(&plan, &mut body, &mut response, &clock) {
-                    Outcome::Complete { sent } => line.bytes = sent,
+                    Delivery::Complete { sent } => line.bytes = sent,
                     // Dropping `response` unfinished breaks the transfer for the caller.
-                    Outcome::Abandoned { sent, reason } => {
+                    Delivery::Abandoned { sent, reason } => {
                         line.bytes = sent;
                         line.aborted = Some(reason);
                     }
@@ -91,18 +91,7 @@ fn handle(req: IncomingRequest, out: ResponseOutparam) {
     line.kv_reads = kv_counts.reads.get();
     line.kv_writes = kv_counts.writes.get();
     line.memory_kib = (core::arch::wasm32::memory_size::<0>() * 64) as u32;
-    line.upstream = transport
-        .attempts
-        .borrow()
-        .iter()
-        .map(|a| Upstream {
-            service: a.service,
-            host: a.host.clone(),
-            status: a.status,
-            request_id: a.request_id.clone(),
-            ms: a.millis,
-        })
-        .collect();
+    line.upstream = transport.attempts.take();
     line.duration_ms = clock.start.elapsed().as_millis();
     platform::log(&line.to_json());
 }

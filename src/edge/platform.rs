@@ -16,6 +16,7 @@ use crate::config::settings::Variables;
 use crate::identity::store::{swap_outcome, CasReport, Store, Swap};
 use crate::net::clock::Clock;
 use crate::net::upstream::{BodyReader, Head, NetError, Request, Transport};
+use crate::request::log::Upstream;
 use crate::services::relay::{Sink, Stop};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
@@ -167,19 +168,10 @@ impl Store for KvStore<'_> {
     }
 }
 
-/// One outbound attempt, for the request's log line.
-#[derive(Debug, Clone)]
-pub(crate) struct Attempt {
-    pub service: &'static str,
-    pub host: String,
-    pub status: Option<u16>,
-    pub request_id: Option<String>,
-    pub millis: u128,
-}
-
 #[derive(Default)]
 pub(crate) struct SpinTransport {
-    pub attempts: RefCell<Vec<Attempt>>,
+    /// Every attempt, for the request's log line.
+    pub attempts: RefCell<Vec<Upstream>>,
 }
 
 fn net_error(e: ErrorCode) -> NetError {
@@ -408,15 +400,15 @@ impl Transport for SpinTransport {
     fn open(&self, req: &Request, timeout: Duration) -> Result<(Head, SpinBody), NetError> {
         let started = Instant::now();
         let result = self.start(req, timeout);
-        self.attempts.borrow_mut().push(Attempt {
-            service: req.service.name(),
+        self.attempts.borrow_mut().push(Upstream {
+            service: req.peer.name(),
             host: req.origin.authority(),
             status: result.as_ref().ok().map(|(h, _)| h.status.as_u16()),
             request_id: result
                 .as_ref()
                 .ok()
                 .and_then(|(h, _)| upstream_request_id(h)),
-            millis: started.elapsed().as_millis(),
+            ms: started.elapsed().as_millis(),
         });
         let (head, body) = result?;
         let stream = body

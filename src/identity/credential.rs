@@ -118,7 +118,7 @@ pub(crate) struct Federated<'a> {
     pub identity: &'a Identity,
     pub exchange: &'a Exchange,
     pub cloud: Cloud,
-    pub target: entra::Target<'a>,
+    pub target: entra::TargetTenant<'a>,
     pub resource: &'a str,
 }
 
@@ -159,7 +159,7 @@ impl Credential for Federated<'_> {
                 assertion_credential.forget(ctx);
             }
             let claims = jwt::claims(&assertion.secret).unwrap_or_default();
-            let diag = entra::Context {
+            let diag = entra::Diagnostics {
                 exchange: self.exchange,
                 target: self.target,
                 resource: self.resource,

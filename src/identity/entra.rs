@@ -7,7 +7,7 @@ use crate::config::settings::Exchange;
 use crate::errors::{truncate, Problem};
 use crate::identity::jwt::Claims;
 use crate::identity::token::Token;
-use crate::net::upstream::{Request, Response, Service};
+use crate::net::upstream::{Peer, Request, Response};
 use crate::wire::json::{self, Value};
 use crate::wire::urlenc::Form;
 use http::StatusCode;
@@ -16,7 +16,7 @@ pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-
 
 /// The tenant an exchange targets: a profile's id and name (for diagnostics).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Target<'a> {
+pub(crate) struct TargetTenant<'a> {
     pub tenant_id: &'a str,
     pub profile: &'a str,
     /// Where the profile's settings come from, so diagnostics name the variable to fix.
@@ -25,7 +25,7 @@ pub(crate) struct Target<'a> {
 
 pub(crate) fn token_request(
     ex: &Exchange,
-    target: Target,
+    target: TargetTenant,
     resource: &str,
     assertion: &str,
 ) -> Request {
@@ -38,7 +38,7 @@ pub(crate) fn token_request(
         .pair("client_assertion", assertion)
         .finish();
     Request::form(
-        Service::Entra,
+        Peer::Entra,
         &ex.authority,
         format!("/{}/oauth2/v2.0/token", target.tenant_id),
         body,
@@ -97,9 +97,9 @@ impl ErrorBody {
 }
 
 /// What the diagnostics may print about the exchange: ids and claims, never tokens.
-pub(crate) struct Context<'a> {
+pub(crate) struct Diagnostics<'a> {
     pub exchange: &'a Exchange,
-    pub target: Target<'a>,
+    pub target: TargetTenant<'a>,
     pub resource: &'a str,
     /// Claims of the managed identity token that was presented.
     pub assertion: &'a Claims,
@@ -114,7 +114,7 @@ pub(crate) fn assertion_refused(resp: &Response) -> bool {
         .any(|c| matches!(c, 700024 | 700027 | 70021 | 700211 | 700212 | 700213))
 }
 
-pub(crate) fn error_problem(resp: &Response, ctx: &Context) -> Problem {
+pub(crate) fn error_problem(resp: &Response, ctx: &Diagnostics) -> Problem {
     let status = resp.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Problem::throttled(
@@ -220,7 +220,7 @@ mod tests {
     use crate::net::origin::parse as parse_origin;
     use crate::net::upstream::Head;
 
-    const TARGET: Target = Target {
+    const TARGET: TargetTenant = TargetTenant {
         tenant_id: "bbbbbbbb-0000-0000-0000-000000000000",
         profile: "b",
         slot: crate::config::settings::Slot::Default,
@@ -281,7 +281,7 @@ mod tests {
             tid: "aaaa".into(),
             ..Claims::default()
         };
-        let ctx = Context {
+        let ctx = Diagnostics {
             exchange: &ex,
             target: TARGET,
             resource: "https://vault.azure.net",
@@ -354,7 +354,7 @@ mod tests {
         // fuzz/corpus/json_errors/crash-entra-long-trace-id, crash-long-error
         let ex = exchange();
         let claims = Claims::default();
-        let ctx = Context {
+        let ctx = Diagnostics {
             exchange: &ex,
             target: TARGET,
             resource: "https://vault.azure.net",

@@ -4,7 +4,7 @@
 use crate::errors::{truncate, Problem};
 use crate::identity::token::Token;
 use crate::net::origin::Origin;
-use crate::net::upstream::{retry_after, Request, Response, Service};
+use crate::net::upstream::{retry_after, Peer, Request, Response};
 use crate::wire::json::{self, Value};
 use crate::wire::urlenc::Form;
 
@@ -20,7 +20,7 @@ pub(crate) fn token_request(imds: &Origin, resource: &str, client_id: Option<&st
         query = query.pair("client_id", id);
     }
     Request::get(
-        Service::Imds,
+        Peer::Imds,
         imds,
         format!("/metadata/identity/oauth2/token?{}", query.finish()),
     )

@@ -46,7 +46,7 @@ impl Budget {
     }
 }
 
-#[cfg(test)]
+// Not test-only: the fuzz door (fuzzing.rs) runs the relay with it too.
 pub(crate) mod fake {
     //! A clock that only moves when slept on, with a hook that runs at every sleep (another
     //! "instance" acting meanwhile).

@@ -66,41 +66,53 @@ impl Cloud {
     /// Hosts that may receive a token for `service` in this cloud: `*.suffix` entries.
     /// The private DNS zone a private endpoint of `service` registers in: what must be linked to
     /// the cluster's VNet for the service's name to resolve to the endpoint.
-    pub(crate) fn private_dns_zone(self, service: TokenService) -> &'static str {
+    pub(crate) fn private_dns_zone(self, service: Service) -> &'static str {
         match (self, service) {
-            (Cloud::Public, TokenService::Vault) => "privatelink.vaultcore.azure.net",
-            (Cloud::UsGov, TokenService::Vault) => "privatelink.vaultcore.usgovcloudapi.net",
-            (Cloud::China, TokenService::Vault) => "privatelink.vaultcore.azure.cn",
-            (Cloud::Public, TokenService::Blob) => "privatelink.blob.core.windows.net",
-            (Cloud::UsGov, TokenService::Blob) => "privatelink.blob.core.usgovcloudapi.net",
-            (Cloud::China, TokenService::Blob) => "privatelink.blob.core.chinacloudapi.cn",
-            (Cloud::Public, TokenService::Registry) => "privatelink.azurecr.io",
-            (Cloud::UsGov, TokenService::Registry) => "privatelink.azurecr.us",
-            (Cloud::China, TokenService::Registry) => "privatelink.azurecr.cn",
+            (Cloud::Public, Service::KeyVault) => "privatelink.vaultcore.azure.net",
+            (Cloud::UsGov, Service::KeyVault) => "privatelink.vaultcore.usgovcloudapi.net",
+            (Cloud::China, Service::KeyVault) => "privatelink.vaultcore.azure.cn",
+            (Cloud::Public, Service::Blob) => "privatelink.blob.core.windows.net",
+            (Cloud::UsGov, Service::Blob) => "privatelink.blob.core.usgovcloudapi.net",
+            (Cloud::China, Service::Blob) => "privatelink.blob.core.chinacloudapi.cn",
+            (Cloud::Public, Service::Registry) => "privatelink.azurecr.io",
+            (Cloud::UsGov, Service::Registry) => "privatelink.azurecr.us",
+            (Cloud::China, Service::Registry) => "privatelink.azurecr.cn",
         }
     }
 
-    pub(crate) fn service_suffix(self, service: TokenService) -> &'static str {
+    pub(crate) fn service_suffix(self, service: Service) -> &'static str {
         match (self, service) {
-            (Cloud::Public, TokenService::Vault) => ".vault.azure.net",
-            (Cloud::UsGov, TokenService::Vault) => ".vault.usgovcloudapi.net",
-            (Cloud::China, TokenService::Vault) => ".vault.azure.cn",
-            (Cloud::Public, TokenService::Blob) => ".blob.core.windows.net",
-            (Cloud::UsGov, TokenService::Blob) => ".blob.core.usgovcloudapi.net",
-            (Cloud::China, TokenService::Blob) => ".blob.core.chinacloudapi.cn",
-            (Cloud::Public, TokenService::Registry) => ".azurecr.io",
-            (Cloud::UsGov, TokenService::Registry) => ".azurecr.us",
-            (Cloud::China, TokenService::Registry) => ".azurecr.cn",
+            (Cloud::Public, Service::KeyVault) => ".vault.azure.net",
+            (Cloud::UsGov, Service::KeyVault) => ".vault.usgovcloudapi.net",
+            (Cloud::China, Service::KeyVault) => ".vault.azure.cn",
+            (Cloud::Public, Service::Blob) => ".blob.core.windows.net",
+            (Cloud::UsGov, Service::Blob) => ".blob.core.usgovcloudapi.net",
+            (Cloud::China, Service::Blob) => ".blob.core.chinacloudapi.cn",
+            (Cloud::Public, Service::Registry) => ".azurecr.io",
+            (Cloud::UsGov, Service::Registry) => ".azurecr.us",
+            (Cloud::China, Service::Registry) => ".azurecr.cn",
         }
     }
 }
 
-/// The services a bearer token is sent to, for the host rule.
+/// The Azure services tenant-bridge reads: what a route serves, which resource its tokens are
+/// for and which hosts may receive them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenService {
-    Vault,
+pub(crate) enum Service {
+    KeyVault,
     Blob,
     Registry,
+}
+
+impl Service {
+    /// The service's name in logs and problem details.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Service::KeyVault => "Key Vault",
+            Service::Blob => "Blob Storage",
+            Service::Registry => "the container registry",
+        }
+    }
 }
 
 /// Domains under which anyone can create a host name: the clouds' services (one trusted list
@@ -240,7 +252,7 @@ impl TrustedHosts {
 pub(crate) fn may_receive(
     cloud: Cloud,
     trusted: &TrustedHosts,
-    service: TokenService,
+    service: Service,
     host: &str,
 ) -> bool {
     let suffix = cloud.service_suffix(service);
@@ -272,45 +284,40 @@ mod tests {
         assert!(may_receive(
             c,
             &none,
-            TokenService::Blob,
+            Service::Blob,
             "acct.blob.core.windows.net"
         ));
         assert!(!may_receive(
             c,
             &none,
-            TokenService::Blob,
+            Service::Blob,
             "blob.core.windows.net"
         ));
         assert!(!may_receive(
             c,
             &none,
-            TokenService::Blob,
+            Service::Blob,
             "acct.blob.core.windows.net.evil.com"
         ));
         assert!(!may_receive(
             c,
             &none,
-            TokenService::Blob,
+            Service::Blob,
             "evilblob.core.windows.net"
         ));
         assert!(!may_receive(
             c,
             &none,
-            TokenService::Blob,
+            Service::Blob,
             "acct.vault.azure.net"
         ));
         assert!(!may_receive(
             Cloud::China,
             &none,
-            TokenService::Blob,
+            Service::Blob,
             "a.blob.core.windows.net"
         ));
-        assert!(may_receive(
-            c,
-            &none,
-            TokenService::Registry,
-            "hub.azurecr.io"
-        ));
+        assert!(may_receive(c, &none, Service::Registry, "hub.azurecr.io"));
         assert!(may_receive_assertion(c, &none, "login.microsoftonline.com"));
         assert!(!may_receive_assertion(c, &none, "login.microsoftonline.us"));
         assert!(!may_receive_assertion(c, &none, "evil.example"));
@@ -319,28 +326,23 @@ mod tests {
     #[test]
     fn trusted_hosts_extend_exactly() {
         let t = TrustedHosts::parse(" 127.0.0.1, *.Sandbox.test ").unwrap();
+        assert!(may_receive(Cloud::Public, &t, Service::Blob, "127.0.0.1"));
         assert!(may_receive(
             Cloud::Public,
             &t,
-            TokenService::Blob,
-            "127.0.0.1"
-        ));
-        assert!(may_receive(
-            Cloud::Public,
-            &t,
-            TokenService::Vault,
+            Service::KeyVault,
             "v.sandbox.test"
         ));
         assert!(!may_receive(
             Cloud::Public,
             &t,
-            TokenService::Vault,
+            Service::KeyVault,
             "sandbox.test"
         ));
         assert!(!may_receive(
             Cloud::Public,
             &t,
-            TokenService::Vault,
+            Service::KeyVault,
             "127.0.0.2"
         ));
         assert!(may_receive_assertion(Cloud::Public, &t, "127.0.0.1"));

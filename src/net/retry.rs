@@ -9,7 +9,7 @@
 use crate::errors::Problem;
 use crate::net::clock::{Budget, Clock};
 use crate::net::upstream::{
-    read_small, retry_after, BodyReader, Head, NetError, Request, Response, Service, Transport,
+    read_small, retry_after, BodyReader, Head, NetError, Peer, Request, Response, Transport,
     SMALL_BODY_LIMIT,
 };
 use std::time::Duration;
@@ -49,26 +49,26 @@ pub(crate) fn outcome_of(err: &NetError) -> Outcome {
 /// How long to wait before retry number `retry` (1-based), or `None` to stop. `server_hint` is
 /// the service's own Retry-After; `jitter` is in [0, 1).
 pub(crate) fn delay(
-    service: Service,
+    peer: Peer,
     outcome: Outcome,
     retry: u32,
     base: Duration,
     server_hint: Option<Duration>,
     jitter: f64,
 ) -> Option<Duration> {
-    let retryable = match (service, outcome) {
+    let retryable = match (peer, outcome) {
         (_, Outcome::Permanent) => false,
         (_, Outcome::Transient) => true,
-        (Service::Imds, Outcome::Status(s)) => matches!(s, 404 | 408 | 410 | 429 | 500..=599),
-        (Service::Entra, Outcome::Status(s)) => s == 429 || (500..=599).contains(&s),
-        (Service::KeyVault | Service::Blob | Service::Registry, Outcome::Status(s)) => {
+        (Peer::Imds, Outcome::Status(s)) => matches!(s, 404 | 408 | 410 | 429 | 500..=599),
+        (Peer::Entra, Outcome::Status(s)) => s == 429 || (500..=599).contains(&s),
+        (Peer::Service(_), Outcome::Status(s)) => {
             matches!(s, 408 | 429 | 500 | 502 | 503 | 504)
         }
     };
     if !retryable {
         return None;
     }
-    if service == Service::Imds && outcome == Outcome::Status(410) {
+    if peer == Peer::Imds && outcome == Outcome::Status(410) {
         // A fixed, slow pace: 12.5 × base, i.e. 10 s with the default 800 ms base.
         return (retry <= MAX_GONE_RETRIES).then(|| base.mul_f64(12.5).min(MAX_DELAY));
     }
@@ -105,12 +105,12 @@ impl Jitter {
 }
 
 fn deadline_problem(req: &Request, budget: &Budget) -> Problem {
-    let hint = if req.service == Service::Imds {
+    let hint = if req.peer == Peer::Imds {
         " (IMDS answers only on an Azure VM or AKS node; check that nothing blocks 169.254.169.254)"
     } else {
         ""
     };
-    budget.exhausted(&format!("{} at {}{hint}", req.service.name(), req.origin))
+    budget.exhausted(&format!("{} at {}{hint}", req.peer.name(), req.origin))
 }
 
 /// What a retried call needs of its request: the transport, the clock, the time budget and the
@@ -150,7 +150,7 @@ pub(crate) fn open<T: Transport>(
         };
         retry += 1;
         let Some(wait) = delay(
-            req.service,
+            req.peer,
             outcome,
             retry,
             ctx.budget.base,
@@ -193,7 +193,7 @@ pub(crate) fn send<T: Transport>(
 ) -> Result<Result<Response, NetError>, Problem> {
     let time_left = || ctx.budget.remaining(ctx.clock);
     let read = open(ctx, req)?.and_then(|(head, mut body)| {
-        read_small(req.service, head, &mut body, SMALL_BODY_LIMIT, &time_left)
+        read_small(req.peer, head, &mut body, SMALL_BODY_LIMIT, &time_left)
     });
     match read {
         Err(NetError::Timeout) if ctx.budget.remaining(ctx.clock).is_zero() => {
@@ -206,6 +206,7 @@ pub(crate) fn send<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::cloud::Service;
 
     const BASE: Duration = Duration::from_millis(800);
 
@@ -213,13 +214,13 @@ mod tests {
     fn imds_retries_what_the_docs_say() {
         for s in [404, 408, 429, 500, 503] {
             assert!(
-                delay(Service::Imds, Outcome::Status(s), 1, BASE, None, 0.5).is_some(),
+                delay(Peer::Imds, Outcome::Status(s), 1, BASE, None, 0.5).is_some(),
                 "{s}"
             );
         }
         for s in [400, 401, 403] {
             assert!(
-                delay(Service::Imds, Outcome::Status(s), 1, BASE, None, 0.5).is_none(),
+                delay(Peer::Imds, Outcome::Status(s), 1, BASE, None, 0.5).is_none(),
                 "{s}"
             );
         }
@@ -228,29 +229,69 @@ mod tests {
     #[test]
     fn gone_polls_slowly_up_to_seven_times() {
         assert_eq!(
-            delay(Service::Imds, Outcome::Status(410), 1, BASE, None, 0.0),
+            delay(Peer::Imds, Outcome::Status(410), 1, BASE, None, 0.0),
             Some(Duration::from_secs(10))
         );
-        assert!(delay(Service::Imds, Outcome::Status(410), 7, BASE, None, 0.0).is_some());
-        assert!(delay(Service::Imds, Outcome::Status(410), 8, BASE, None, 0.0).is_none());
+        assert!(delay(Peer::Imds, Outcome::Status(410), 7, BASE, None, 0.0).is_some());
+        assert!(delay(Peer::Imds, Outcome::Status(410), 8, BASE, None, 0.0).is_none());
     }
 
     #[test]
     fn services_retry_only_transient_statuses() {
-        assert!(delay(Service::Entra, Outcome::Status(400), 1, BASE, None, 0.5).is_none());
-        assert!(delay(Service::Entra, Outcome::Status(503), 1, BASE, None, 0.5).is_some());
-        assert!(delay(Service::KeyVault, Outcome::Status(404), 1, BASE, None, 0.5).is_none());
-        assert!(delay(Service::KeyVault, Outcome::Status(501), 1, BASE, None, 0.5).is_none());
-        assert!(delay(Service::Blob, Outcome::Status(503), 1, BASE, None, 0.5).is_some());
-        assert!(delay(Service::Blob, Outcome::Permanent, 1, BASE, None, 0.5).is_none());
-        assert!(delay(Service::Blob, Outcome::Transient, 1, BASE, None, 0.5).is_some());
+        assert!(delay(Peer::Entra, Outcome::Status(400), 1, BASE, None, 0.5).is_none());
+        assert!(delay(Peer::Entra, Outcome::Status(503), 1, BASE, None, 0.5).is_some());
+        assert!(delay(
+            Peer::Service(Service::KeyVault),
+            Outcome::Status(404),
+            1,
+            BASE,
+            None,
+            0.5
+        )
+        .is_none());
+        assert!(delay(
+            Peer::Service(Service::KeyVault),
+            Outcome::Status(501),
+            1,
+            BASE,
+            None,
+            0.5
+        )
+        .is_none());
+        assert!(delay(
+            Peer::Service(Service::Blob),
+            Outcome::Status(503),
+            1,
+            BASE,
+            None,
+            0.5
+        )
+        .is_some());
+        assert!(delay(
+            Peer::Service(Service::Blob),
+            Outcome::Permanent,
+            1,
+            BASE,
+            None,
+            0.5
+        )
+        .is_none());
+        assert!(delay(
+            Peer::Service(Service::Blob),
+            Outcome::Transient,
+            1,
+            BASE,
+            None,
+            0.5
+        )
+        .is_some());
     }
 
     #[test]
     fn backoff_doubles_with_bounded_jitter_and_stops() {
         let d = |retry, j| {
             delay(
-                Service::KeyVault,
+                Peer::Service(Service::KeyVault),
                 Outcome::Status(503),
                 retry,
                 BASE,
@@ -264,7 +305,7 @@ mod tests {
         assert_eq!(d(3, 0.0), (BASE * 4).mul_f64(0.8));
         assert!(d(4, 0.999) < (BASE * 8).mul_f64(1.2));
         assert!(delay(
-            Service::KeyVault,
+            Peer::Service(Service::KeyVault),
             Outcome::Status(503),
             MAX_RETRIES + 1,
             BASE,
@@ -278,17 +319,38 @@ mod tests {
     fn server_hints_win_when_longer_and_are_capped() {
         let hint = Some(Duration::from_secs(5));
         assert_eq!(
-            delay(Service::KeyVault, Outcome::Status(429), 1, BASE, hint, 0.5),
+            delay(
+                Peer::Service(Service::KeyVault),
+                Outcome::Status(429),
+                1,
+                BASE,
+                hint,
+                0.5
+            ),
             Some(Duration::from_secs(5))
         );
         let tiny = Some(Duration::from_millis(1));
         assert_eq!(
-            delay(Service::KeyVault, Outcome::Status(429), 1, BASE, tiny, 0.5),
+            delay(
+                Peer::Service(Service::KeyVault),
+                Outcome::Status(429),
+                1,
+                BASE,
+                tiny,
+                0.5
+            ),
             Some(BASE)
         );
         let huge = Some(Duration::from_secs(3600));
         assert_eq!(
-            delay(Service::KeyVault, Outcome::Status(429), 1, BASE, huge, 0.5),
+            delay(
+                Peer::Service(Service::KeyVault),
+                Outcome::Status(429),
+                1,
+                BASE,
+                huge,
+                0.5
+            ),
             Some(MAX_DELAY)
         );
     }

@@ -2,35 +2,39 @@
 //! Key Vault, Blob, registry) runs on the host target with a scripted transport.
 
 use crate::errors::Problem;
+use crate::net::cloud::Service;
 use crate::net::origin::Origin;
 use http::{Method, StatusCode};
 use std::time::Duration;
 
-/// Which service a call goes to; names the service in logs and problem details.
+/// Who a call goes to: the identity endpoints, or a service; names it in logs and problem
+/// details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Service {
+pub(crate) enum Peer {
     Imds,
     Entra,
-    KeyVault,
-    Blob,
-    Registry,
+    Service(Service),
 }
 
-impl Service {
+impl Peer {
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Service::Imds => "IMDS",
-            Service::Entra => "Entra ID",
-            Service::KeyVault => "Key Vault",
-            Service::Blob => "Blob Storage",
-            Service::Registry => "the container registry",
+            Peer::Imds => "IMDS",
+            Peer::Entra => "Entra ID",
+            Peer::Service(service) => service.name(),
         }
+    }
+}
+
+impl From<Service> for Peer {
+    fn from(service: Service) -> Peer {
+        Peer::Service(service)
     }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
-    pub service: Service,
+    pub peer: Peer,
     pub method: Method,
     pub origin: Origin,
     /// Already encoded: never re-parsed, so nothing can normalise it into another target.
@@ -41,9 +45,9 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    pub(crate) fn get(service: Service, origin: &Origin, path_and_query: String) -> Request {
+    pub(crate) fn get(peer: impl Into<Peer>, origin: &Origin, path_and_query: String) -> Request {
         Request {
-            service,
+            peer: peer.into(),
             method: Method::GET,
             origin: origin.clone(),
             path_and_query,
@@ -53,11 +57,16 @@ impl Request {
     }
 
     /// A form POST; `Content-Length` is set from the body by the transport.
-    pub(crate) fn form(service: Service, origin: &Origin, path: String, body: String) -> Request {
+    pub(crate) fn form(
+        peer: impl Into<Peer>,
+        origin: &Origin,
+        path: String,
+        body: String,
+    ) -> Request {
         Request {
             method: Method::POST,
             body: body.into_bytes(),
-            ..Request::get(service, origin, path)
+            ..Request::get(peer, origin, path)
         }
         .header("content-type", "application/x-www-form-urlencoded")
     }
@@ -144,7 +153,7 @@ pub(crate) trait Transport {
 /// `time_left` says is left of the request's deadline *then*, so a body that trickles or stalls
 /// ends as a timeout at the deadline, not a between-bytes timeout past it.
 pub(crate) fn read_small(
-    service: Service,
+    peer: Peer,
     head: Head,
     body: &mut impl BodyReader,
     limit: usize,
@@ -162,7 +171,7 @@ pub(crate) fn read_small(
         if buf.len() + chunk.len() > limit {
             return Err(NetError::Other(format!(
                 "{} answered with more than {limit} bytes",
-                service.name()
+                peer.name()
             )));
         }
         buf.extend_from_slice(&chunk);
@@ -172,7 +181,7 @@ pub(crate) fn read_small(
 
 /// What a failed connection means for the caller and what the operator should check.
 pub(crate) fn net_problem(req: &Request, err: &NetError) -> Problem {
-    let service = req.service.name();
+    let service = req.peer.name();
     let target = req.origin.to_string();
     match err {
         NetError::Denied => Problem::new(
@@ -225,9 +234,9 @@ pub(crate) fn retry_after(head: &Head) -> Option<u64> {
     Some(value.parse::<u64>().unwrap_or(1))
 }
 
-#[cfg(test)]
+// Not test-only: the fuzz door (fuzzing.rs) feeds the relay with it too.
 pub(crate) mod scripted {
-    //! A transport that answers from a script and records what it was asked, for host tests.
+    //! Scripted response bodies, for host tests and the fuzz door.
 
     use super::*;
     use std::collections::VecDeque;
@@ -273,7 +282,7 @@ mod tests {
     #[test]
     fn forms_carry_their_content_type() {
         let o = crate::net::origin::parse("https://login.microsoftonline.com").unwrap();
-        let r = Request::form(Service::Entra, &o, "/t".into(), "a=b".into());
+        let r = Request::form(Peer::Entra, &o, "/t".into(), "a=b".into());
         assert_eq!(r.method, Method::POST);
         assert_eq!(r.headers[0].0, "content-type");
         assert_eq!(r.body, b"a=b");
@@ -307,7 +316,13 @@ mod tests {
             waits: Vec::new(),
         };
         let left = || deadline.saturating_sub(now.get());
-        let got = read_small(Service::KeyVault, Head::default(), &mut body, 100, &left);
+        let got = read_small(
+            Peer::Service(Service::KeyVault),
+            Head::default(),
+            &mut body,
+            100,
+            &left,
+        );
         assert_eq!(got.unwrap_err(), NetError::Timeout);
         // 10 s, then 6 s, then 2 s (not 10 s each, as when every wait was fixed at the open).
         let secs: Vec<u64> = body.waits.iter().map(Duration::as_secs).collect();

@@ -4,7 +4,7 @@
 //! returns.
 
 use crate::config::settings::{self, Common, Exchange, Profile, Variables};
-use crate::errors::{sensitive_headers, truncate, Answer, Problem};
+use crate::errors::{truncate, Problem};
 use crate::identity::cache::Cache;
 use crate::identity::context::Context;
 use crate::identity::credential::{Credential, Federated, ManagedIdentity};
@@ -12,6 +12,7 @@ use crate::identity::entra;
 use crate::identity::store::Store;
 use crate::net::clock::{Budget, Clock};
 use crate::net::upstream::Transport;
+use crate::request::answer::{sensitive_headers, Answer};
 use crate::request::health;
 use crate::request::log::RequestLine;
 use crate::request::query::Query;
@@ -158,7 +159,7 @@ fn serve<T: Transport>(
                 Some(v) => format!("{vault}/secrets/{name}/{v}"),
                 None => format!("{vault}/secrets/{name}"),
             });
-            let target = keyvault::Target {
+            let target = keyvault::SecretAddress {
                 cloud,
                 vault,
                 name: &name,
@@ -212,7 +213,7 @@ fn serve<T: Transport>(
                 service.base_path,
                 truncate(&blob, 200)
             ));
-            let target = blob::Target {
+            let target = blob::BlobAddress {
                 cloud,
                 service,
                 container: &container,
@@ -269,7 +270,7 @@ fn federated<'a>(
         identity: &common.identity,
         exchange,
         cloud: common.cloud,
-        target: entra::Target {
+        target: entra::TargetTenant {
             tenant_id: &profile.tenant_id,
             profile: &profile.name,
             slot: profile.slot,
@@ -283,7 +284,7 @@ fn secret<T: Transport, C: Credential>(
     inner: C,
     expected_tenant: Option<&str>,
     variable: &str,
-    target: &keyvault::Target,
+    target: &keyvault::SecretAddress,
 ) -> Result<String, Problem> {
     let credential = VaultCredential {
         inner,

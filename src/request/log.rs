@@ -6,6 +6,7 @@
 use crate::wire::json::{self, Object};
 
 #[derive(Default)]
+/// One outbound attempt (the Spin transport records them as it makes them).
 pub(crate) struct Upstream {
     pub service: &'static str,
     pub host: String,

@@ -5,8 +5,9 @@
 use crate::config::function_keys::{self, Caller};
 use crate::config::names;
 use crate::config::rules;
-use crate::config::settings::{Exchange, Need, Profile, Same, Service, Settings};
+use crate::config::settings::{Exchange, Need, Profile, Same, Settings};
 use crate::errors::Problem;
+use crate::net::cloud::Service;
 use crate::request::query::Query;
 use http::{Method, StatusCode};
 
@@ -70,9 +71,9 @@ impl Endpoint {
     /// it only selects which profile's variables are read).
     pub(crate) fn need<'a>(self, tenant: Option<&'a str>) -> Need<'a> {
         match self {
-            Endpoint::GetSecret(Scope::Same) => Need::Same(Service::Secret),
+            Endpoint::GetSecret(Scope::Same) => Need::Same(Service::KeyVault),
             Endpoint::DownloadBlob(Scope::Same) => Need::Same(Service::Blob),
-            Endpoint::GetSecret(Scope::Cross) => Need::Cross(Service::Secret, tenant),
+            Endpoint::GetSecret(Scope::Cross) => Need::Cross(Service::KeyVault, tenant),
             Endpoint::DownloadBlob(Scope::Cross) => Need::Cross(Service::Blob, tenant),
             Endpoint::RegistryToken => Need::Cross(Service::Registry, tenant),
             Endpoint::Health | Endpoint::Live => Need::Health,

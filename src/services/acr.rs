@@ -10,10 +10,10 @@ use crate::identity::context::Context;
 use crate::identity::credential::{Credential, Federated};
 use crate::identity::jwt;
 use crate::identity::token::Token;
-use crate::net::cloud::{Cloud, TokenService};
+use crate::net::cloud::{Cloud, Service};
 use crate::net::origin::Origin;
 use crate::net::retry;
-use crate::net::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
+use crate::net::upstream::{net_problem, retry_after, Request, Response, Transport};
 use crate::services::bearer::{authorize, may_send_to, Attempt};
 use crate::wire::json::{self, Value};
 use crate::wire::urlenc::Form;
@@ -91,7 +91,7 @@ fn common_problem(resp: &Response, registry: &Origin, cloud: Cloud) -> Option<Pr
                 "{registry} refused the connection by its network rules ({code}): allow the cluster's network, or reach the \
                  registry through its private endpoint (private DNS zone {} linked to the cluster VNet, \
                  {} resolving to the endpoint's IP)",
-                cloud.private_dns_zone(TokenService::Registry),
+                cloud.private_dns_zone(Service::Registry),
                 registry.host
             ),
         ));
@@ -115,7 +115,7 @@ impl Credential for RefreshCredential<'_> {
         // The Entra token is cached on its own (single-flight, like every other token): a new
         // refresh token, or one per registry, must not cost a new Entra exchange each time.
         // The Entra token travels in the form body, not through `authorize`: check its host.
-        may_send_to(ctx.common, self.registry, TokenService::Registry)?;
+        may_send_to(ctx.common, self.registry, Service::Registry)?;
         let entra = self.entra.token(ctx)?;
         let form = Form::default()
             .pair("grant_type", "access_token")
@@ -217,83 +217,74 @@ pub(crate) fn pull_token<T: Transport>(
 ) -> Result<PullToken, Problem> {
     let registry = credential.registry;
     let (repositories, scope) = (&pull.repositories, &pull.scope);
-    authorize(
-        ctx,
-        credential,
-        registry,
-        TokenService::Registry,
-        |refresh| {
-            let form = Form::default()
-                .pair("grant_type", "refresh_token")
-                .pair("service", &registry.host)
-                .pair("scope", scope)
-                .pair("refresh_token", &refresh.secret)
-                .finish();
-            let req = Request::form(Service::Registry, registry, "/oauth2/token".into(), form);
-            let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
-            match resp.status() {
-                StatusCode::OK => {}
-                StatusCode::UNAUTHORIZED => {
-                    let (code, message) = first_error(&resp);
-                    return Ok(Attempt::Refused {
-                        problem: Problem::upstream(
-                            "registry-token-refused",
-                            format!("{registry} refused the refresh token ({code}: {message})"),
-                        ),
-                        challenge: None,
-                    });
-                }
-                _ => {
-                    return Err(
-                        common_problem(&resp, registry, ctx.common.cloud).unwrap_or_else(|| {
-                            let (code, message) = first_error(&resp);
-                            denied(
-                                registry,
-                                repositories,
-                                &format!("HTTP {}, {code}: {message}", resp.status().as_u16()),
-                            )
-                        }),
-                    )
-                }
+    authorize(ctx, credential, registry, Service::Registry, |refresh| {
+        let form = Form::default()
+            .pair("grant_type", "refresh_token")
+            .pair("service", &registry.host)
+            .pair("scope", scope)
+            .pair("refresh_token", &refresh.secret)
+            .finish();
+        let req = Request::form(Service::Registry, registry, "/oauth2/token".into(), form);
+        let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED => {
+                let (code, message) = first_error(&resp);
+                return Ok(Attempt::Refused {
+                    problem: Problem::upstream(
+                        "registry-token-refused",
+                        format!("{registry} refused the refresh token ({code}: {message})"),
+                    ),
+                    challenge: None,
+                });
             }
-            let access_token =
-                json::string_member(&resp.body, "access_token").ok_or_else(|| {
-                    Problem::upstream(
-                        "registry-failed",
-                        format!("{registry} answered without an access_token"),
-                    )
-                })?;
-            // One decode for both the lifetime and the granted access.
-            let claims = jwt::claims(&access_token);
-            let exp = expiry(claims.as_ref(), registry)?;
-            let token = Token::new(access_token, ctx.now(), exp, None);
-            let claims = claims.unwrap_or_default();
-            let missing: Vec<&str> = repositories
-                .iter()
-                .filter(|r| {
-                    !claims.access.iter().any(|a| {
-                        a.kind == "repository"
-                            && a.name == **r
-                            && a.actions.iter().any(|x| x == "pull")
-                    })
+            _ => {
+                return Err(
+                    common_problem(&resp, registry, ctx.common.cloud).unwrap_or_else(|| {
+                        let (code, message) = first_error(&resp);
+                        denied(
+                            registry,
+                            repositories,
+                            &format!("HTTP {}, {code}: {message}", resp.status().as_u16()),
+                        )
+                    }),
+                )
+            }
+        }
+        let access_token = json::string_member(&resp.body, "access_token").ok_or_else(|| {
+            Problem::upstream(
+                "registry-failed",
+                format!("{registry} answered without an access_token"),
+            )
+        })?;
+        // One decode for both the lifetime and the granted access.
+        let claims = jwt::claims(&access_token);
+        let exp = expiry(claims.as_ref(), registry)?;
+        let token = Token::new(access_token, ctx.now(), exp, None);
+        let claims = claims.unwrap_or_default();
+        let missing: Vec<&str> = repositories
+            .iter()
+            .filter(|r| {
+                !claims.access.iter().any(|a| {
+                    a.kind == "repository" && a.name == **r && a.actions.iter().any(|x| x == "pull")
                 })
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                return Err(denied(
-                    registry,
-                    repositories,
-                    &format!("no pull granted for {}", missing.join(", ")),
-                ));
-            }
-            Ok(Attempt::Done(PullToken {
-                username: TOKEN_USER,
-                password: token.secret,
-                expires_on: token.expires_on,
-                scope: scope.to_string(),
-            }))
-        },
-    )
+            })
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(denied(
+                registry,
+                repositories,
+                &format!("no pull granted for {}", missing.join(", ")),
+            ));
+        }
+        Ok(Attempt::Done(PullToken {
+            username: TOKEN_USER,
+            password: token.secret,
+            expires_on: token.expires_on,
+            scope: scope.to_string(),
+        }))
+    })
 }
 
 fn denied(registry: &Origin, repositories: &[String], why: &str) -> Problem {

@@ -9,7 +9,7 @@ use crate::errors::Problem;
 use crate::identity::context::Context;
 use crate::identity::credential::Credential;
 use crate::identity::token::Token;
-use crate::net::cloud::{self, TokenService};
+use crate::net::cloud::{self, Service};
 use crate::net::origin::Origin;
 use crate::net::upstream::Transport;
 use http::StatusCode;
@@ -29,7 +29,7 @@ pub(crate) fn authorize<T: Transport, C: Credential, R>(
     ctx: &Context<T>,
     credential: &C,
     destination: &Origin,
-    service: TokenService,
+    service: Service,
     mut send: impl FnMut(&Token) -> Result<Attempt<R>, Problem>,
 ) -> Result<R, Problem> {
     may_send_to(ctx.common, destination, service)?;
@@ -54,7 +54,7 @@ pub(crate) fn authorize<T: Transport, C: Credential, R>(
 pub(crate) fn may_send_to(
     common: &Common,
     destination: &Origin,
-    service: TokenService,
+    service: Service,
 ) -> Result<(), Problem> {
     if destination.https
         && cloud::may_receive(common.cloud, &common.trusted, service, &destination.host)
@@ -101,16 +101,13 @@ mod tests {
         let c = common("");
         let at =
             |url: &str, service| may_send_to(&c, &crate::net::origin::parse(url).unwrap(), service);
-        assert!(at("https://hub.azurecr.io", TokenService::Registry).is_ok());
-        assert!(at("https://v.vault.azure.net", TokenService::Vault).is_ok());
+        assert!(at("https://hub.azurecr.io", Service::Registry).is_ok());
+        assert!(at("https://v.vault.azure.net", Service::KeyVault).is_ok());
         for (url, service) in [
-            (
-                "https://hub.azurecr.io.evil.example",
-                TokenService::Registry,
-            ),
-            ("http://hub.azurecr.io", TokenService::Registry),
-            ("https://v.vault.azure.net", TokenService::Blob),
-            ("https://azurecr.io", TokenService::Registry),
+            ("https://hub.azurecr.io.evil.example", Service::Registry),
+            ("http://hub.azurecr.io", Service::Registry),
+            ("https://v.vault.azure.net", Service::Blob),
+            ("https://azurecr.io", Service::Registry),
         ] {
             let e = at(url, service).unwrap_err();
             assert_eq!(&*e.code, "token-destination-refused", "{url}");
@@ -120,7 +117,7 @@ mod tests {
         assert!(may_send_to(
             &c,
             &crate::net::origin::parse("https://127.0.0.1:10000").unwrap(),
-            TokenService::Blob
+            Service::Blob
         )
         .is_ok());
     }

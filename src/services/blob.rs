@@ -6,9 +6,9 @@ use crate::config::settings::BlobService;
 use crate::errors::{truncate, Problem};
 use crate::identity::context::Context;
 use crate::identity::credential::Credential;
-use crate::net::cloud::{Cloud, TokenService};
+use crate::net::cloud::{Cloud, Service};
 use crate::net::upstream::{
-    net_problem, read_small, retry_after, Head, Request, Response, Service, Transport,
+    net_problem, read_small, retry_after, Head, Request, Response, Transport,
 };
 use crate::services::bearer::{authorize, Attempt};
 use crate::wire::urlenc::encode_component;
@@ -47,14 +47,14 @@ pub(crate) fn error_code(head: &Head, body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) struct Target<'a> {
+pub(crate) struct BlobAddress<'a> {
     pub cloud: Cloud,
     pub service: &'a BlobService,
     pub container: &'a str,
     pub blob: &'a str,
 }
 
-pub(crate) fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
+pub(crate) fn error_problem(resp: &Response, target: &BlobAddress, who: &str) -> Problem {
     let code = error_code(&resp.head, &resp.body);
     let account = format!("{}{}", target.service.origin, target.service.base_path);
     let (container, blob) = (target.container, target.blob);
@@ -71,7 +71,7 @@ pub(crate) fn error_problem(resp: &Response, target: &Target, who: &str) -> Prob
                 "Blob Storage {account} refused the request (AuthorizationFailure): it did not arrive through an allowed network. Check that the \
                  private endpoint connection is approved and that {} resolves to its IP (private DNS zone {})",
                 target.service.origin.host,
-                target.cloud.private_dns_zone(TokenService::Blob)
+                target.cloud.private_dns_zone(Service::Blob)
             ),
         ),
         (401, _) | (403, "AuthenticationFailed") => Problem::upstream(
@@ -95,52 +95,46 @@ fn non_empty(s: &str) -> &str {
 pub(crate) fn open<T: Transport, C: Credential>(
     ctx: &Context<T>,
     credential: &C,
-    target: &Target,
+    target: &BlobAddress,
 ) -> Result<(Head, T::Body), Problem> {
     let service = target.service;
     let path = blob_path(service, target.container, target.blob);
-    authorize(
-        ctx,
-        credential,
-        &service.origin,
-        TokenService::Blob,
-        |token| {
-            let req = Request::get(Service::Blob, &service.origin, path.clone())
-                .header("authorization", format!("Bearer {}", token.secret))
-                .header("x-ms-version", API_VERSION)
-                .header("x-ms-date", crate::wire::timefmt::http_date(ctx.now()))
-                .header("x-ms-client-request-id", ctx.request_id);
-            let (head, mut body) =
-                crate::net::retry::open(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
-            if head.status == StatusCode::OK {
-                return Ok(Attempt::Done((head, body)));
-            }
-            // An error document; if it cannot be read, the status and headers still tell enough.
-            let time_left = || ctx.budget.remaining(ctx.clock);
-            let resp = read_small(
-                Service::Blob,
-                head.clone(),
-                &mut body,
-                ERROR_BODY_LIMIT,
-                &time_left,
-            )
-            .unwrap_or(Response {
-                head,
-                body: Vec::new(),
+    authorize(ctx, credential, &service.origin, Service::Blob, |token| {
+        let req = Request::get(Service::Blob, &service.origin, path.clone())
+            .header("authorization", format!("Bearer {}", token.secret))
+            .header("x-ms-version", API_VERSION)
+            .header("x-ms-date", crate::wire::timefmt::http_date(ctx.now()))
+            .header("x-ms-client-request-id", ctx.request_id);
+        let (head, mut body) =
+            crate::net::retry::open(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
+        if head.status == StatusCode::OK {
+            return Ok(Attempt::Done((head, body)));
+        }
+        // An error document; if it cannot be read, the status and headers still tell enough.
+        let time_left = || ctx.budget.remaining(ctx.clock);
+        let resp = read_small(
+            Service::Blob.into(),
+            head.clone(),
+            &mut body,
+            ERROR_BODY_LIMIT,
+            &time_left,
+        )
+        .unwrap_or(Response {
+            head,
+            body: Vec::new(),
+        });
+        let problem = error_problem(&resp, target, &credential.principal(Some(&token.secret)));
+        // A refused token: Storage answers 401; Azurite 403 AuthenticationFailed.
+        if resp.status() == StatusCode::UNAUTHORIZED
+            || error_code(&resp.head, &resp.body) == "AuthenticationFailed"
+        {
+            return Ok(Attempt::Refused {
+                problem,
+                challenge: None,
             });
-            let problem = error_problem(&resp, target, &credential.principal(Some(&token.secret)));
-            // A refused token: Storage answers 401; Azurite 403 AuthenticationFailed.
-            if resp.status() == StatusCode::UNAUTHORIZED
-                || error_code(&resp.head, &resp.body) == "AuthenticationFailed"
-            {
-                return Ok(Attempt::Refused {
-                    problem,
-                    challenge: None,
-                });
-            }
-            Err(problem)
-        },
-    )
+        }
+        Err(problem)
+    })
 }
 
 #[cfg(test)]
@@ -182,7 +176,7 @@ mod tests {
     #[test]
     fn maps_storage_refusals() {
         let s = svc("/acct");
-        let t = Target {
+        let t = BlobAddress {
             cloud: Cloud::Public,
             service: &s,
             container: "c",
@@ -227,7 +221,7 @@ mod tests {
     fn echoed_error_codes_are_bounded() {
         // fuzz/corpus/storage_error/crash-long-error-code-header, crash-long-xml-code
         let s = svc("/acct");
-        let t = Target {
+        let t = BlobAddress {
             cloud: Cloud::Public,
             service: &s,
             container: "c",

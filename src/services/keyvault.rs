@@ -11,10 +11,10 @@ use crate::identity::context::Context;
 use crate::identity::credential::Credential;
 use crate::identity::jwt;
 use crate::identity::token::Token;
-use crate::net::cloud::{Cloud, TokenService};
+use crate::net::cloud::{Cloud, Service};
 use crate::net::origin::Origin;
 use crate::net::retry;
-use crate::net::upstream::{net_problem, retry_after, Request, Response, Service, Transport};
+use crate::net::upstream::{net_problem, retry_after, Request, Response, Transport};
 use crate::services::bearer::{authorize, Attempt};
 use crate::wire::json::{self, Value};
 use http::StatusCode;
@@ -127,7 +127,7 @@ fn error_code(body: &[u8]) -> (String, String) {
 }
 
 /// The secret a request asks for, for error details.
-pub(crate) struct Target<'a> {
+pub(crate) struct SecretAddress<'a> {
     pub cloud: Cloud,
     pub vault: &'a Origin,
     pub name: &'a str,
@@ -135,7 +135,7 @@ pub(crate) struct Target<'a> {
 }
 
 /// Maps a Key Vault answer other than 200.
-pub(crate) fn error_problem(resp: &Response, target: &Target, who: &str) -> Problem {
+pub(crate) fn error_problem(resp: &Response, target: &SecretAddress, who: &str) -> Problem {
     let (code, message) = error_code(&resp.body);
     let vault = target.vault;
     let name = target.name;
@@ -162,7 +162,7 @@ pub(crate) fn error_problem(resp: &Response, target: &Target, who: &str) -> Prob
                 "Key Vault {vault} refused the connection (ForbiddenByFirewall): the request did not arrive through an allowed network. \
                  Check that {} resolves to the private endpoint's IP (private DNS zone {} linked to the cluster VNet)",
                 vault.host,
-                target.cloud.private_dns_zone(TokenService::Vault)
+                target.cloud.private_dns_zone(Service::KeyVault)
             ),
         ),
         (403, "ForbiddenByConnection") => Problem::upstream(
@@ -202,7 +202,7 @@ pub(crate) struct VaultCredential<'a, C: Credential> {
     pub expected_tenant: Option<&'a str>,
     /// Shown in mismatch details: which variable chose the vault.
     pub vault_variable: &'a str,
-    pub target: &'a Target<'a>,
+    pub target: &'a SecretAddress<'a>,
     /// A challenge already in hand (the one a refusal carried), used instead of probing.
     pub pending: RefCell<Option<Challenge>>,
 }
@@ -326,38 +326,32 @@ pub(crate) fn get_secret<T: Transport, C: Credential>(
 ) -> Result<String, Problem> {
     let target = credential.target;
     let path = secret_path(target.name, target.version);
-    authorize(
-        ctx,
-        credential,
-        target.vault,
-        TokenService::Vault,
-        |token| {
-            let req = Request::get(Service::KeyVault, target.vault, path.clone())
-                .header(REQUEST_ID, ctx.request_id)
-                .header("authorization", format!("Bearer {}", token.secret));
-            let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
-            // Who the vault saw, for refusals only: it decodes the token.
-            let who = || credential.principal(Some(&token.secret));
-            match resp.status() {
-                StatusCode::OK => json::string_member(&resp.body, "value")
-                    .map(Attempt::Done)
-                    .ok_or_else(|| {
-                        Problem::upstream(
-                            "keyvault-failed",
-                            format!(
-                                "Key Vault {} answered 200 without a secret value",
-                                target.vault
-                            ),
-                        )
-                    }),
-                StatusCode::UNAUTHORIZED => Ok(Attempt::Refused {
-                    problem: error_problem(&resp, target, &who()),
-                    challenge: resp.header("www-authenticate").map(str::to_string),
+    authorize(ctx, credential, target.vault, Service::KeyVault, |token| {
+        let req = Request::get(Service::KeyVault, target.vault, path.clone())
+            .header(REQUEST_ID, ctx.request_id)
+            .header("authorization", format!("Bearer {}", token.secret));
+        let resp = retry::send(&ctx.calls(), &req)?.map_err(|e| net_problem(&req, &e))?;
+        // Who the vault saw, for refusals only: it decodes the token.
+        let who = || credential.principal(Some(&token.secret));
+        match resp.status() {
+            StatusCode::OK => json::string_member(&resp.body, "value")
+                .map(Attempt::Done)
+                .ok_or_else(|| {
+                    Problem::upstream(
+                        "keyvault-failed",
+                        format!(
+                            "Key Vault {} answered 200 without a secret value",
+                            target.vault
+                        ),
+                    )
                 }),
-                _ => Err(error_problem(&resp, target, &who())),
-            }
-        },
-    )
+            StatusCode::UNAUTHORIZED => Ok(Attempt::Refused {
+                problem: error_problem(&resp, target, &who()),
+                challenge: resp.header("www-authenticate").map(str::to_string),
+            }),
+            _ => Err(error_problem(&resp, target, &who())),
+        }
+    })
 }
 
 /// The tenant id variable of the profile whose vault is `vault_variable`
@@ -467,7 +461,7 @@ mod tests {
     #[test]
     fn maps_errors_honestly() {
         let vault = parse_origin("https://v.vault.azure.net").unwrap();
-        let target = Target {
+        let target = SecretAddress {
             cloud: Cloud::Public,
             vault: &vault,
             name: "s",
@@ -487,7 +481,7 @@ mod tests {
                 && p.detail.contains("https://v.vault.azure.net")
         );
         // The private DNS zone named is the cloud's own.
-        let gov = Target {
+        let gov = SecretAddress {
             cloud: Cloud::UsGov,
             ..target
         };
@@ -523,7 +517,7 @@ mod tests {
     fn echoed_error_codes_are_bounded() {
         // fuzz/corpus/json_errors/crash-keyvault-long-code
         let vault = parse_origin("https://v.vault.azure.net").unwrap();
-        let target = Target {
+        let target = SecretAddress {
             cloud: Cloud::Public,
             vault: &vault,
             name: "s",

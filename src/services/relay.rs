@@ -77,7 +77,7 @@ impl Plan {
 
 /// How a relay ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Delivery {
     /// Every byte went out; finish the body.
     Complete { sent: u64 },
     /// Stop and abandon the body (the host resets the transfer); the reason is for the log.
@@ -121,7 +121,7 @@ pub(crate) fn relay(
     body: &mut impl BodyReader,
     sink: &mut impl Sink,
     clock: &dyn Clock,
-) -> Outcome {
+) -> Delivery {
     let time = Clockwork {
         clock,
         ends: clock.monotonic().saturating_add(plan.bounds.total),
@@ -136,7 +136,7 @@ pub(crate) fn relay(
         .map_or(READ_CHUNK, |n| (n.max(1)).min(READ_CHUNK as u64) as usize);
     let mut out = vec![0u8; push_room(step)];
     let (mut received, mut sent) = (0u64, 0u64);
-    let abandon = |sent, reason: String| Outcome::Abandoned { sent, reason };
+    let abandon = |sent, reason: String| Delivery::Abandoned { sent, reason };
     let out_of_time = || {
         format!(
             "transfer ran past {} s (transfer_max_secs)",
@@ -209,7 +209,7 @@ pub(crate) fn relay(
         return abandon(sent, out_of_time());
     };
     match sink.finish(wait) {
-        Ok(()) => Outcome::Complete { sent },
+        Ok(()) => Delivery::Complete { sent },
         Err(stop) => abandon(sent, stopped(stop, time.stall)),
     }
 }
@@ -256,7 +256,7 @@ mod tests {
         Plan::new(&head(len), limit, TransferBounds::DEFAULT)
     }
 
-    fn run(plan: &Plan, body: &mut impl BodyReader, sink: &mut Collect) -> Outcome {
+    fn run(plan: &Plan, body: &mut impl BodyReader, sink: &mut Collect) -> Delivery {
         relay(plan, body, sink, &FakeClock::default())
     }
 
@@ -304,7 +304,7 @@ mod tests {
             &mut sink,
         );
         assert!(sink.finished);
-        assert_eq!(out, Outcome::Complete { sent: 1336 });
+        assert_eq!(out, Delivery::Complete { sent: 1336 });
         assert_eq!(
             sink.bytes,
             base64::engine::general_purpose::STANDARD
@@ -328,7 +328,7 @@ mod tests {
             &mut body(&[b"123456", b"78901"]),
             &mut Collect::default(),
         );
-        assert!(matches!(out, Outcome::Abandoned { .. }));
+        assert!(matches!(out, Delivery::Abandoned { .. }));
     }
 
     #[test]
@@ -336,24 +336,27 @@ mod tests {
         let plan = plan_for(Some(10), None).unwrap();
         assert!(matches!(
             run(&plan, &mut body(&[b"12345"]), &mut Collect::default()),
-            Outcome::Abandoned { .. }
+            Delivery::Abandoned { .. }
         ));
         assert!(matches!(
             run(&plan, &mut body(&[b"12345678901"]), &mut Collect::default()),
-            Outcome::Abandoned { .. }
+            Delivery::Abandoned { .. }
         ));
         let mut broken = Chunks(VecDeque::from([
             Ok(b"123".to_vec()),
             Err(NetError::Broken("reset".into())),
         ]));
         let out = run(&plan, &mut broken, &mut Collect::default());
-        assert!(matches!(out, Outcome::Abandoned { sent: 4, .. }), "{out:?}");
+        assert!(
+            matches!(out, Delivery::Abandoned { sent: 4, .. }),
+            "{out:?}"
+        );
         let mut stalled = Chunks(VecDeque::from([
             Ok(b"123".to_vec()),
             Err(NetError::Timeout),
         ]));
         let out = run(&plan, &mut stalled, &mut Collect::default());
-        let Outcome::Abandoned { reason, .. } = out else {
+        let Delivery::Abandoned { reason, .. } = out else {
             panic!("{out:?}")
         };
         assert!(
@@ -372,7 +375,7 @@ mod tests {
         let out = run(&plan, &mut body(&[b"abc", b"def"]), &mut sink);
         assert_eq!(
             out,
-            Outcome::Abandoned {
+            Delivery::Abandoned {
                 sent: 4,
                 reason: "caller went away".into()
             }
@@ -385,7 +388,7 @@ mod tests {
         let mut sink = Collect::default();
         assert_eq!(
             run(&plan, &mut body(&[]), &mut sink),
-            Outcome::Complete { sent: 0 }
+            Delivery::Complete { sent: 0 }
         );
         assert!(sink.bytes.is_empty());
     }
@@ -417,7 +420,7 @@ mod tests {
             ..Collect::default()
         };
         let out = run(&plan, &mut body(&[b"abc", b"def"]), &mut sink);
-        let Outcome::Abandoned { sent: 4, reason } = out else {
+        let Delivery::Abandoned { sent: 4, reason } = out else {
             panic!("{out:?}")
         };
         assert!(reason.contains("transfer_stall_secs"), "{reason}");
@@ -443,7 +446,7 @@ mod tests {
             waits: Vec::new(),
         };
         let out = relay(&plan, &mut body, &mut Collect::default(), &clock);
-        let Outcome::Abandoned { reason, .. } = out else {
+        let Delivery::Abandoned { reason, .. } = out else {
             panic!("{out:?}")
         };
         assert!(reason.contains("transfer_max_secs"), "{reason}");

@@ -6,8 +6,9 @@ use super::*;
 use crate::identity::cache;
 use crate::identity::store::memory::{Counts, MemStore};
 use crate::net::clock::fake::FakeClock;
+use crate::net::cloud::Service;
 use crate::net::upstream::scripted::Chunks;
-use crate::net::upstream::{BodyReader, Head, NetError, Request, Service};
+use crate::net::upstream::{BodyReader, Head, NetError, Peer, Request};
 use base64::Engine;
 use std::collections::{HashMap, VecDeque};
 
@@ -69,7 +70,7 @@ impl Azure {
         self.sent
             .borrow()
             .iter()
-            .map(|r| format!("{} {}", r.service.name(), r.origin.host))
+            .map(|r| format!("{} {}", r.peer.name(), r.origin.host))
             .collect()
     }
     fn clear(&self) {
@@ -112,8 +113,8 @@ impl Azure {
                 .unwrap_or_default()
         };
         let bearer = req.headers.iter().any(|(k, _)| *k == "authorization");
-        match req.service {
-            Service::Imds => {
+        match req.peer {
+            Peer::Imds => {
                 let resource = req
                     .path_and_query
                     .split("resource=")
@@ -127,7 +128,7 @@ impl Azure {
                 );
                 (200, vec![], serde_json::json!({"access_token": token, "expires_on": (NOW + 86_400).to_string(), "expires_in": "86400"}).to_string())
             }
-            Service::Entra => {
+            Peer::Entra => {
                 let tenant = req
                     .path_and_query
                     .split('/')
@@ -139,7 +140,7 @@ impl Azure {
                 );
                 (200, vec![], serde_json::json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}).to_string())
             }
-            Service::KeyVault => {
+            Peer::Service(Service::KeyVault) => {
                 let tenant = self
                     .vault_tenants
                     .get(req.origin.host.as_str())
@@ -163,8 +164,10 @@ impl Azure {
                     )
                 }
             }
-            Service::Blob => (200, vec![("content-length", "5".into())], "hello".into()),
-            Service::Registry if req.path_and_query == "/oauth2/exchange" => {
+            Peer::Service(Service::Blob) => {
+                (200, vec![("content-length", "5".into())], "hello".into())
+            }
+            Peer::Service(Service::Registry) if req.path_and_query == "/oauth2/exchange" => {
                 let rt = jwt(
                     serde_json::json!({"n": n, "exp": NOW + 10_800, "tenant": field("tenant")}),
                 );
@@ -174,7 +177,7 @@ impl Azure {
                     serde_json::json!({"refresh_token": rt}).to_string(),
                 )
             }
-            Service::Registry => {
+            Peer::Service(Service::Registry) => {
                 let access: Vec<serde_json::Value> = field("scope")
                     .split(' ')
                     .filter_map(|s| s.split(':').nth(1).map(|name| serde_json::json!({"type": "repository", "name": name, "actions": ["pull"]})))
