@@ -6,6 +6,7 @@
 //! percent-encoded, empty segments, backslashes).
 
 use crate::errors::{truncate, Problem};
+use crate::net::origin::Origin;
 
 /// Key Vault secret names: `^[0-9A-Za-z-]{1,127}$`.
 pub(crate) fn secret_name(name: &str) -> Result<(), Problem> {
@@ -172,30 +173,40 @@ pub(crate) fn repository_name(name: &str) -> Result<(), Problem> {
 
 /// A registry login server as callers name it: `host[:port]` (ACR's have no port; a port is
 /// for registries in tests and behind custom DNS).
-pub(crate) fn registry(name: &str) -> Result<crate::net::origin::Origin, Problem> {
+pub(crate) fn registry(name: &str) -> Result<Origin, Problem> {
+    registry_server(name).ok_or_else(|| {
+        Problem::bad_request(
+            "invalid-registry-name",
+            format!(
+                "'{}' is not a registry login server like myregistry.azurecr.io",
+                printable(name)
+            ),
+        )
+    })
+}
+
+/// A registry login server as callers and `*_registries` name it: a bare host name with a dot
+/// and an optional port (`myregistry.azurecr.io`), as the HTTPS origin it is.
+pub(crate) fn registry_server(name: &str) -> Option<Origin> {
     let plain = !name.is_empty() && !name.contains(['/', '?', '#', '@', '[']);
     plain
         .then(|| crate::net::origin::parse(&format!("https://{name}")).ok())
         .flatten()
         .filter(|o| o.host.contains('.'))
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "invalid-registry-name",
-                format!(
-                    "'{}' is not a registry login server like myregistry.azurecr.io",
-                    printable(name)
-                ),
-            )
-        })
+}
+
+/// Tenant profile names (`tenant=`, `*_name`): 1-32 letters, digits, `-` and `_`, compared in
+/// lowercase.
+pub(crate) fn is_profile_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `tenant=` values: profile names.
 pub(crate) fn profile_name(name: &str) -> Result<(), Problem> {
-    let ok = (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if is_profile_name(name) {
         Ok(())
     } else {
         Err(Problem::bad_request(

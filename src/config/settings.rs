@@ -11,6 +11,7 @@
 //! "unset" default is the placeholder [`UNSET`], a valid origin in a TLD that never resolves.
 
 use crate::config::function_keys::{self, FunctionKey};
+use crate::config::names;
 use crate::config::rules::{BlobRules, Callers, RepositoryRules, SecretRules};
 use crate::errors::Problem;
 use crate::net::cloud::{self, Cloud, Service, TrustedHosts};
@@ -118,9 +119,12 @@ pub(crate) struct Exchange {
     pub audience: String,
 }
 
-/// Where a profile's variables live: the `cross_*` variables or slot `profileN_*`.
+/// Where a tenant's variables live: the managed identity's own tenant (`keyvault_endpoint`,
+/// `same_tenant_*`), the default profile (`cross_*`) or slot `profileN_*`. Every tenant-scoped
+/// variable name comes from [`Slot::var`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
+    Same,
     Default,
     Numbered(u8),
 }
@@ -129,6 +133,10 @@ impl Slot {
     /// The variable of `field` in this slot (`field` as in `profileN_<field>`).
     pub(crate) fn var(self, field: &str) -> String {
         match self {
+            Slot::Same => match field {
+                "secrets" | "blobs" => format!("same_tenant_{field}"),
+                other => other.into(),
+            },
             Slot::Numbered(n) => format!("profile{n}_{field}"),
             Slot::Default => match field {
                 "name" | "callers" | "secrets" | "blobs" | "registries" | "repositories" => {
@@ -184,14 +192,11 @@ pub(crate) struct Settings {
 /// The variables spin.toml's `allowed_outbound_hosts` templates: each must resolve to an
 /// origin, used or not, or Spin denies every outbound request of the component.
 pub(crate) fn outbound_variables() -> Vec<String> {
-    let mut vars: Vec<String> = [
-        "imds_endpoint",
-        "keyvault_endpoint",
-        "blob_service_endpoint",
-    ]
-    .map(String::from)
-    .into();
-    for slot in std::iter::once(Slot::Default).chain((1..=PROFILE_SLOTS).map(Slot::Numbered)) {
+    let mut vars = vec!["imds_endpoint".to_string()];
+    for slot in [Slot::Same, Slot::Default]
+        .into_iter()
+        .chain((1..=PROFILE_SLOTS).map(Slot::Numbered))
+    {
         vars.push(slot.var("keyvault_endpoint"));
         vars.push(slot.var("blob_service_endpoint"));
     }
@@ -311,13 +316,6 @@ fn is_guid(v: &str) -> bool {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// Profile names: what callers put in `tenant=`.
-fn valid_profile_name(v: &str) -> bool {
-    (1..=32).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Reads and parses variables; every error names the variable, never its value.
@@ -561,25 +559,26 @@ impl Reader<'_> {
         trusted: &TrustedHosts,
     ) -> Result<Same, Problem> {
         let mut same = Same::default();
+        let slot = Slot::Same;
         for service in services {
             match service {
                 Service::KeyVault => {
                     same.vault = self.token_endpoint(
-                        "keyvault_endpoint",
+                        &slot.var("keyvault_endpoint"),
                         Service::KeyVault,
                         cloud,
                         trusted,
                     )?;
-                    same.secrets = self.rules("same_tenant_secrets", SecretRules::parse)?;
+                    same.secrets = self.rules(&slot.var("secrets"), SecretRules::parse)?;
                 }
                 Service::Blob => {
                     same.blob = self.blob_service(
-                        "blob_service_endpoint",
-                        "blob_service_path",
+                        &slot.var("blob_service_endpoint"),
+                        &slot.var("blob_service_path"),
                         cloud,
                         trusted,
                     )?;
-                    same.blobs = self.rules("same_tenant_blobs", BlobRules::parse)?;
+                    same.blobs = self.rules(&slot.var("blobs"), BlobRules::parse)?;
                 }
                 Service::Registry => {}
             }
@@ -648,6 +647,7 @@ impl Reader<'_> {
                     .to_ascii_lowercase(),
             ),
             Slot::Numbered(_) => self.get(&slot.var("name")).map(|n| n.to_ascii_lowercase()),
+            Slot::Same => None,
         }
     }
 
@@ -677,7 +677,7 @@ impl Reader<'_> {
         trusted: &TrustedHosts,
     ) -> Result<Profile, Problem> {
         let name = name.unwrap_or_else(|| self.profile_name(slot).unwrap_or_default());
-        if !valid_profile_name(&name) {
+        if !names::is_profile_name(&name) {
             return Err(Problem::config(
                 &slot.var("name"),
                 "a profile name is 1-32 lowercase letters, digits, '-' or '_'",
@@ -728,12 +728,9 @@ impl Reader<'_> {
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
                     {
-                        let parsed = (!server.contains("://"))
-                            .then(|| origin::parse(&format!("https://{server}")).ok())
-                            .flatten()
-                            .filter(|o| {
-                                cloud::may_receive(cloud, trusted, Service::Registry, &o.host)
-                            });
+                        let parsed = names::registry_server(server).filter(|o| {
+                            cloud::may_receive(cloud, trusted, Service::Registry, &o.host)
+                        });
                         let Some(server) = parsed else {
                             return Err(Problem::config(
                                 &var,
@@ -783,7 +780,7 @@ impl Reader<'_> {
                 continue;
             };
             // An invalid name is reported by its variable: health never echoes a value.
-            let name = if valid_profile_name(&raw) {
+            let name = if names::is_profile_name(&raw) {
                 raw.clone()
             } else {
                 slot.var("name")
