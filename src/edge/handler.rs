@@ -6,8 +6,9 @@ use crate::edge::platform::{
 };
 use crate::identity::store::Store;
 use crate::net::clock::Clock;
-use crate::request::app::{self, Incoming, Platform, Reply};
+use crate::request::app::{self, Platform, Reply};
 use crate::request::log::RequestLine;
+use crate::request::routes::Incoming;
 use crate::services::relay::{self, Delivery};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 

@@ -185,3 +185,33 @@ impl Credential for Federated<'_> {
         )
     }
 }
+
+/// The credential of the tenant a request reads: the managed identity's own token, or a
+/// federated one for a target tenant. One value per tenant, so each service is called once.
+pub(crate) enum TenantCredential<'a> {
+    Own(ManagedIdentity<'a>),
+    Federated(Federated<'a>),
+}
+
+impl Credential for TenantCredential<'_> {
+    fn cache_key(&self) -> Option<String> {
+        match self {
+            TenantCredential::Own(c) => c.cache_key(),
+            TenantCredential::Federated(c) => c.cache_key(),
+        }
+    }
+
+    fn fetch<T: Transport>(&self, ctx: &Context<T>) -> Result<Token, Problem> {
+        match self {
+            TenantCredential::Own(c) => c.fetch(ctx),
+            TenantCredential::Federated(c) => c.fetch(ctx),
+        }
+    }
+
+    fn principal(&self, token: Option<&str>) -> String {
+        match self {
+            TenantCredential::Own(c) => c.principal(token),
+            TenantCredential::Federated(c) => c.principal(token),
+        }
+    }
+}

@@ -1,15 +1,93 @@
-//! From an incoming request to a permitted action, in the order callers can rely on: route →
-//! method → configuration → caller key → parameters → tenant profile → least-privilege rules.
-//! Nothing here talks to a service, so every refusal is free of upstream calls.
+//! From an incoming request to a decision, in the order callers can rely on: route → method →
+//! configuration → caller key → parameters → tenant profile → least-privilege rules
+//! ([`decide`]). Nothing here talks to a service, so every refusal is free of upstream calls.
 
 use crate::config::function_keys::{self, Caller};
 use crate::config::names;
-use crate::config::rules;
-use crate::config::settings::{Exchange, Need, Profile, Same, Settings};
+use crate::config::rules::{self, BlobRules, SecretRules};
+use crate::config::settings::{
+    self, BlobService, Common, Exchange, Need, Profile, Same, Settings, Slot, Variables,
+};
 use crate::errors::Problem;
+use crate::identity::credential::{Federated, ManagedIdentity, TenantCredential};
+use crate::identity::entra::TargetTenant;
 use crate::net::cloud::Service;
+use crate::net::origin::Origin;
+use crate::request::health::{self, Report};
+use crate::request::log::RequestLine;
 use crate::request::query::Query;
 use http::{Method, StatusCode};
+
+/// What the edge knows about the incoming request.
+pub(crate) struct Incoming<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// Every `x-functions-key` header value.
+    pub key_headers: Vec<String>,
+}
+
+/// What a request comes to, decided before any upstream call.
+// One per request, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Decision {
+    /// `/api/livez`.
+    Live,
+    /// `/api/healthz`: the readiness report, whole only for an authenticated caller.
+    Health { report: Report, authenticated: bool },
+    /// A permitted action and the settings every action needs.
+    Act { common: Common, action: Action },
+}
+
+/// The one path of a request to its decision: route, settings, caller, permit. Fills the log
+/// line's route and caller as they become known.
+pub(crate) fn decide(
+    req: &Incoming,
+    vars: &dyn Variables,
+    line: &mut RequestLine,
+) -> Result<Decision, Problem> {
+    let endpoint = route(req.method, req.path, req.query)?;
+    line.route = endpoint.name().to_string();
+    if endpoint == Endpoint::Live {
+        return Ok(Decision::Live);
+    }
+    let query = Query::parse(req.query)?;
+    let settings = settings::load(vars, endpoint.need(query.all("tenant").first().copied()));
+    if endpoint == Endpoint::Health {
+        let caller = authenticate(&settings, &req.key_headers, &query).ok();
+        line.caller = caller.as_ref().map(|c| c.name().to_string());
+        return Ok(Decision::Health {
+            report: health::report(&settings),
+            authenticated: caller.is_some(),
+        });
+    }
+    let caller = authenticate(&settings, &req.key_headers, &query)?;
+    line.caller = Some(caller.name().to_string());
+    let Settings {
+        common,
+        same,
+        exchange,
+        profile,
+        ..
+    } = settings;
+    // The settings every route needs come first: without them no section was loaded, and the
+    // caller must hear which variable is wrong, not that a section is missing.
+    let common = common?;
+    let sections = Sections {
+        same,
+        exchange,
+        profile,
+    };
+    let action = permit(endpoint, sections, &caller, &query)?;
+    Ok(Decision::Act { common, action })
+}
+
+/// The route's settings sections, taken out of [`Settings`] for the action to own.
+struct Sections {
+    same: Option<Result<Same, Problem>>,
+    exchange: Option<Result<Exchange, Problem>>,
+    profile: Option<Result<Profile, Problem>>,
+}
 
 /// Which tenant an endpoint reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,36 +182,131 @@ pub(crate) fn route(method: &Method, path: &str, query: &str) -> Result<Endpoint
 
 /// What a permitted request will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action<'s> {
+pub(crate) enum Action {
     Secret {
-        tenant: Tenant<'s>,
+        tenant: Tenant,
         name: String,
         version: Option<String>,
     },
     Blob {
-        tenant: Tenant<'s>,
+        tenant: Tenant,
         container: String,
         blob: String,
     },
     Registry {
-        profile: &'s Profile,
-        exchange: &'s Exchange,
-        registry: crate::net::origin::Origin,
+        profile: Profile,
+        exchange: Exchange,
+        registry: Origin,
         repositories: Vec<String>,
     },
 }
 
 /// The tenant an action reads from, with its settings: a profile comes with the exchange
-/// settings that reach it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tenant<'s> {
-    Same(&'s Same),
-    Profile(&'s Profile, &'s Exchange),
+/// settings that reach it. The one place that tells the two apart.
+// One per request, moved once: boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tenant {
+    Same(Same),
+    Profile(Profile, Exchange),
+}
+
+impl Tenant {
+    /// For the log line: `same-tenant` or the profile's name.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Tenant::Same(_) => "same-tenant",
+            Tenant::Profile(p, _) => &p.name,
+        }
+    }
+
+    /// Where the tenant's variables live.
+    pub(crate) fn slot(&self) -> Slot {
+        match self {
+            Tenant::Same(_) => Slot::Same,
+            Tenant::Profile(p, _) => p.slot,
+        }
+    }
+
+    pub(crate) fn vault(&self) -> Option<&Origin> {
+        match self {
+            Tenant::Same(s) => s.vault.as_ref(),
+            Tenant::Profile(p, _) => p.vault.as_ref(),
+        }
+    }
+
+    pub(crate) fn blob(&self) -> Option<&BlobService> {
+        match self {
+            Tenant::Same(s) => s.blob.as_ref(),
+            Tenant::Profile(p, _) => p.blob.as_ref(),
+        }
+    }
+
+    fn secrets(&self) -> &SecretRules {
+        match self {
+            Tenant::Same(s) => &s.secrets,
+            Tenant::Profile(p, _) => &p.secrets,
+        }
+    }
+
+    fn blobs(&self) -> &BlobRules {
+        match self {
+            Tenant::Same(s) => &s.blobs,
+            Tenant::Profile(p, _) => &p.blobs,
+        }
+    }
+
+    /// The directory a profile targets; `None` for the managed identity's own tenant.
+    pub(crate) fn tenant_id(&self) -> Option<&str> {
+        match self {
+            Tenant::Same(_) => None,
+            Tenant::Profile(p, _) => Some(&p.tenant_id),
+        }
+    }
+
+    /// The tenant's credential for `resource`: the managed identity's own token, or the
+    /// federated exchange at the profile's tenant.
+    pub(crate) fn credential<'a>(
+        &'a self,
+        common: &'a Common,
+        resource: &'a str,
+    ) -> TenantCredential<'a> {
+        match self {
+            Tenant::Same(_) => TenantCredential::Own(ManagedIdentity {
+                identity: &common.identity,
+                cloud: common.cloud,
+                resource,
+            }),
+            Tenant::Profile(profile, exchange) => {
+                TenantCredential::Federated(federated(common, profile, exchange, resource))
+            }
+        }
+    }
+}
+
+/// A profile's token for `resource`, by the federated exchange.
+pub(crate) fn federated<'a>(
+    common: &'a Common,
+    profile: &'a Profile,
+    exchange: &'a Exchange,
+    resource: &'a str,
+) -> Federated<'a> {
+    Federated {
+        identity: &common.identity,
+        exchange,
+        cloud: common.cloud,
+        target: TargetTenant {
+            tenant_id: &profile.tenant_id,
+            profile: &profile.name,
+            slot: profile.slot,
+        },
+        resource,
+    }
 }
 
 /// Authenticates the caller (key in `x-functions-key` or `code`). Unusable key settings are a
 /// 500 whose detail (it may name a key) goes to the log only: nobody is authenticated yet.
-pub(crate) fn authenticate(
+fn authenticate(
     settings: &Settings,
     key_headers: &[String],
     query: &Query,
@@ -146,12 +319,12 @@ pub(crate) fn authenticate(
 }
 
 /// Parses the endpoint's parameters and checks them against the tenant's rules and callers.
-pub(crate) fn permit<'s>(
+fn permit(
     endpoint: Endpoint,
-    settings: &'s Settings,
+    sections: Sections,
     caller: &Caller,
     query: &Query,
-) -> Result<Action<'s>, Problem> {
+) -> Result<Action, Problem> {
     match endpoint {
         Endpoint::GetSecret(scope) => {
             let name = query.required("key")?;
@@ -160,13 +333,12 @@ pub(crate) fn permit<'s>(
             if let Some(v) = &version {
                 names::secret_version(v)?;
             }
-            let tenant = tenant(scope, settings, caller, query)?;
-            let (allowed, variable) = match tenant {
-                Tenant::Same(s) => (s.secrets.allows(&name), "same_tenant_secrets".to_string()),
-                Tenant::Profile(p, _) => (p.secrets.allows(&name), p.slot.var("secrets")),
-            };
-            if !allowed {
-                return Err(rules::denied(&variable, &format!("secret '{name}'")));
+            let tenant = tenant(scope, sections, caller, query)?;
+            if !tenant.secrets().allows(&name) {
+                return Err(rules::denied(
+                    &tenant.slot().var("secrets"),
+                    &format!("secret '{name}'"),
+                ));
             }
             Ok(Action::Secret {
                 tenant,
@@ -179,17 +351,10 @@ pub(crate) fn permit<'s>(
             let blob = query.required("blob")?;
             names::container_name(&container)?;
             names::blob_name(&blob)?;
-            let tenant = tenant(scope, settings, caller, query)?;
-            let (allowed, variable) = match tenant {
-                Tenant::Same(s) => (
-                    s.blobs.allows(&container, &blob),
-                    "same_tenant_blobs".to_string(),
-                ),
-                Tenant::Profile(p, _) => (p.blobs.allows(&container, &blob), p.slot.var("blobs")),
-            };
-            if !allowed {
+            let tenant = tenant(scope, sections, caller, query)?;
+            if !tenant.blobs().allows(&container, &blob) {
                 return Err(rules::denied(
-                    &variable,
+                    &tenant.slot().var("blobs"),
                     &format!("blob '{blob}' in container '{container}'"),
                 ));
             }
@@ -221,20 +386,19 @@ pub(crate) fn permit<'s>(
             for r in &repositories {
                 names::repository_name(r)?;
             }
-            let (profile, exchange) = cross(settings, caller, query)?;
+            let (profile, exchange) = cross(sections, caller, query)?;
             if !profile.registries.contains(&registry) {
                 return Err(rules::denied(
                     &profile.slot.var("registries"),
                     &format!("registry '{}'", registry.authority()),
                 ));
             }
-            let variable = profile.slot.var("repositories");
             if let Some(r) = repositories
                 .iter()
                 .find(|r| !profile.repositories.allows(caller.name(), r))
             {
                 return Err(rules::denied(
-                    &variable,
+                    &profile.slot.var("repositories"),
                     &format!("repository '{r}' for caller '{}'", caller.name()),
                 ));
             }
@@ -250,27 +414,25 @@ pub(crate) fn permit<'s>(
 }
 
 /// A settings section the route needs: loaded by `settings::load` for this endpoint.
-fn section<T>(s: &Option<Result<T, Problem>>) -> Result<&T, Problem> {
-    match s {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(p)) => Err(p.clone()),
-        None => Err(Problem::new(
+fn section<T>(s: Option<Result<T, Problem>>) -> Result<T, Problem> {
+    s.unwrap_or_else(|| {
+        Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "configuration-invalid",
             "Configuration error",
             "a settings section this route needs was not loaded",
-        )),
-    }
+        ))
+    })
 }
 
 /// The tenant of a request: the same-tenant settings, or the selected profile if it exists and
 /// the caller may use it.
-fn tenant<'s>(
+fn tenant(
     scope: Scope,
-    settings: &'s Settings,
+    sections: Sections,
     caller: &Caller,
     query: &Query,
-) -> Result<Tenant<'s>, Problem> {
+) -> Result<Tenant, Problem> {
     match scope {
         Scope::Same => {
             if query.optional("tenant")?.is_some() {
@@ -279,24 +441,24 @@ fn tenant<'s>(
                     "the same-tenant endpoints take no 'tenant' parameter",
                 ));
             }
-            section(&settings.same).map(Tenant::Same)
+            section(sections.same).map(Tenant::Same)
         }
-        Scope::Cross => cross(settings, caller, query).map(|(p, x)| Tenant::Profile(p, x)),
+        Scope::Cross => cross(sections, caller, query).map(|(p, x)| Tenant::Profile(p, x)),
     }
 }
 
 /// The profile a cross-tenant request selects, if it exists and the caller may use it, and the
 /// exchange settings that reach it.
-fn cross<'s>(
-    settings: &'s Settings,
+fn cross(
+    sections: Sections,
     caller: &Caller,
     query: &Query,
-) -> Result<(&'s Profile, &'s Exchange), Problem> {
+) -> Result<(Profile, Exchange), Problem> {
     let name = query.optional("tenant")?;
     if let Some(n) = &name {
         names::profile_name(n)?;
     }
-    let profile = match &settings.profile {
+    let profile = match sections.profile {
         None => {
             return Err(Problem::not_found(
                 "tenant-not-found",
@@ -306,7 +468,7 @@ fn cross<'s>(
                 ),
             ))
         }
-        Some(p) => p.as_ref().map_err(Clone::clone)?,
+        Some(p) => p?,
     };
     if !profile.callers.allows(caller.name()) {
         return Err(rules::denied(
@@ -318,13 +480,13 @@ fn cross<'s>(
             ),
         ));
     }
-    Ok((profile, section(&settings.exchange)?))
+    Ok((profile, section(sections.exchange)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::settings::{load, Variables};
+    use crate::config::settings::load;
     use std::collections::HashMap;
 
     const K1: &str = "0123456789abcdef-1";
@@ -347,40 +509,41 @@ mod tests {
         v
     }
 
-    /// The whole decision for one request.
-    fn decide(
+    /// The whole decision for one request, as [`decide`] takes it.
+    fn outcome(
         path: &str,
         query: &str,
         key: Option<&str>,
         vars: &dyn Variables,
     ) -> Result<String, Problem> {
-        let endpoint = route(&Method::GET, path, query)?;
-        let q = Query::parse(query)?;
-        let tenant = q.all("tenant").first().copied();
-        let settings = load(vars, endpoint.need(tenant));
-        let headers: Vec<String> = key.map(|k| vec![k.to_string()]).unwrap_or_default();
-        let caller = authenticate(&settings, &headers, &q)?;
-        let action = permit(endpoint, &settings, &caller, &q)?;
+        let req = Incoming {
+            method: &Method::GET,
+            path,
+            query,
+            key_headers: key.map(|k| vec![k.to_string()]).unwrap_or_default(),
+        };
+        let mut line = RequestLine::default();
+        let action = match decide(&req, vars, &mut line)? {
+            Decision::Act { action, .. } => action,
+            Decision::Live | Decision::Health { .. } => return Ok("probe".into()),
+        };
+        let caller = line.caller.unwrap_or_default();
         Ok(match action {
             Action::Secret { tenant, name, .. } => {
-                format!("{} {name} {}", caller.name(), label(tenant))
+                format!("{caller} {name} {}", label(tenant))
             }
             Action::Blob {
                 tenant,
                 container,
                 blob,
-            } => format!("{} {container}/{blob} {}", caller.name(), label(tenant)),
+            } => format!("{caller} {container}/{blob} {}", label(tenant)),
             Action::Registry {
                 profile,
                 registry,
                 repositories,
                 ..
             } => {
-                format!(
-                    "{} {registry} {repositories:?} {}",
-                    caller.name(),
-                    profile.name
-                )
+                format!("{caller} {registry} {repositories:?} {}", profile.name)
             }
         })
     }
@@ -422,7 +585,7 @@ mod tests {
     #[test]
     fn order_is_route_method_auth_input() {
         let v = vars(&[]);
-        assert_eq!(status(decide("/nope", "", None, &v)), 404);
+        assert_eq!(status(outcome("/nope", "", None, &v)), 404);
         assert_eq!(
             route(&Method::POST, "/api/GetSecretSameTenant", "")
                 .unwrap_err()
@@ -438,15 +601,20 @@ mod tests {
             414
         );
         assert_eq!(
-            status(decide("/api/GetSecretSameTenant", "key=../x", None, &v)),
+            status(outcome("/api/GetSecretSameTenant", "key=../x", None, &v)),
             401
         );
         assert_eq!(
-            status(decide("/api/GetSecretSameTenant", "key=../x", Some(K2), &v)),
+            status(outcome(
+                "/api/GetSecretSameTenant",
+                "key=../x",
+                Some(K2),
+                &v
+            )),
             400
         );
         assert_eq!(
-            status(decide(
+            status(outcome(
                 "/api/GetSecretSameTenant",
                 "Key=ok&Code=0123456789abcdef-2",
                 None,
@@ -463,7 +631,7 @@ mod tests {
         crate::wire::urlenc::encode_component(&name, &mut encoded);
         let query = format!("container=abc&blob={encoded}&code={K1}");
         assert_eq!(
-            status(decide(
+            status(outcome(
                 "/api/DownloadBlobSameTenant",
                 &query,
                 None,
@@ -476,7 +644,7 @@ mod tests {
     #[test]
     fn profiles_are_selected_checked_and_refused_before_any_call() {
         let v = vars(&[]);
-        let secret = |q: &str, key| decide("/api/GetSecretCrossTenant", q, Some(key), &v);
+        let secret = |q: &str, key| outcome("/api/GetSecretCrossTenant", q, Some(key), &v);
         assert!(secret("key=s", K1).unwrap().contains("profile b"));
         assert!(secret("key=s&tenant=b", K1).unwrap().contains("profile b"));
         assert!(secret("key=s&tenant=C", K1).unwrap().contains("profile c"));
@@ -489,7 +657,7 @@ mod tests {
         assert_eq!(status(secret("key=s&tenant=a.b", K1)), 400);
         assert_eq!(status(secret("key=s&tenant=b&tenant=c", K1)), 400);
         assert_eq!(
-            status(decide(
+            status(outcome(
                 "/api/GetSecretSameTenant",
                 "key=s&tenant=b",
                 Some(K1),
@@ -506,7 +674,7 @@ mod tests {
             ("profile1_secrets", "TEST-SECRET-001"),
             ("cross_tenant_blobs", "seed/greeting.txt, public"),
         ]);
-        let d = |path, q: &str| decide(path, q, Some(K1), &v);
+        let d = |path, q: &str| outcome(path, q, Some(K1), &v);
         assert_eq!(status(d("/api/GetSecretSameTenant", "key=app-x")), 200);
         let p = d("/api/GetSecretSameTenant", "key=other").unwrap_err();
         assert!(p.detail.contains("same_tenant_secrets") && !p.detail.contains("app-*"));
@@ -558,7 +726,7 @@ mod tests {
             ("cross_tenant_registries", "hub.azurecr.io"),
             ("cross_tenant_repositories", "base/*, ops=infra/tools"),
         ]);
-        let d = |q: &str, key| decide("/api/acr/token", q, Some(key), &v);
+        let d = |q: &str, key| outcome("/api/acr/token", q, Some(key), &v);
         assert!(d(
             "registry=HUB.azurecr.io&repository=base/alpine&repository=base/nginx",
             K2
@@ -602,12 +770,12 @@ mod tests {
     #[test]
     fn configuration_problems_are_500s_naming_the_variable() {
         let v = vars(&[("profile1_tenant_id", "not-a-guid")]);
-        let p = decide("/api/GetSecretCrossTenant", "key=s&tenant=c", Some(K1), &v).unwrap_err();
+        let p = outcome("/api/GetSecretCrossTenant", "key=s&tenant=c", Some(K1), &v).unwrap_err();
         assert_eq!(p.status.as_u16(), 500);
         assert!(p.detail.contains("profile1_tenant_id") && !p.detail.contains("not-a-guid"));
         // Before authentication the detail (it may name a key) is for the log only.
         let v = vars(&[("function_keys", "ops:too-short")]);
-        let p = decide("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
+        let p = outcome("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
         assert_eq!(
             (p.status.as_u16(), &*p.code),
             (500, "configuration-invalid")
@@ -615,10 +783,10 @@ mod tests {
         assert!(!p.detail.contains("ops") && !p.detail.contains("function_keys"));
         assert!(p.log_detail.unwrap().contains("'ops'"));
         let v = vars(&[("function_keys", "")]);
-        let p = decide("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
+        let p = outcome("/api/GetSecretSameTenant", "key=s", Some(K1), &v).unwrap_err();
         assert!(p.log_detail.unwrap().contains("function_keys"));
         let v = vars(&[("app_client_id", "")]);
-        let p = decide("/api/GetSecretCrossTenant", "key=s", Some(K1), &v).unwrap_err();
+        let p = outcome("/api/GetSecretCrossTenant", "key=s", Some(K1), &v).unwrap_err();
         assert!(p.detail.contains("app_client_id"));
     }
 

@@ -5,6 +5,7 @@
 //!
 //! The vault's token is cached per vault, so a warm request is one cache read and one GET.
 
+use crate::config::settings::Slot;
 use crate::errors::{truncate, Problem};
 use crate::identity::cache;
 use crate::identity::context::Context;
@@ -200,8 +201,9 @@ pub(crate) struct VaultCredential<'a, C: Credential> {
     /// The tenant the profile targets; `None` for the managed identity's own tenant (then the
     /// token's own tenant is what the vault must name).
     pub expected_tenant: Option<&'a str>,
-    /// Shown in mismatch details: which variable chose the vault.
-    pub vault_variable: &'a str,
+    /// Where the tenant's variables live, for mismatch details: which variable chose the vault
+    /// and which names the tenant.
+    pub slot: Slot,
     pub target: &'a SecretAddress<'a>,
     /// A challenge already in hand (the one a refusal carried), used instead of probing.
     pub pending: RefCell<Option<Challenge>>,
@@ -245,7 +247,7 @@ impl<C: Credential> VaultCredential<'_, C> {
                 truncate(&challenge.resource, 100),
                 self.cloud.name(),
                 self.cloud.vault_resource(),
-                self.vault_variable
+                self.slot.var("keyvault_endpoint")
             ),
         ))
     }
@@ -261,14 +263,22 @@ impl<C: Credential> VaultCredential<'_, C> {
                  point {} at a vault of that tenant or correct {}",
                 self.vault,
                 truncate(&challenge.tenant, 40),
-                self.vault_variable,
-                tenant_variable(self.vault_variable)
+                self.slot.var("keyvault_endpoint"),
+                self.tenant_variable()
             ),
         ))
     }
 }
 
 impl<C: Credential> VaultCredential<'_, C> {
+    /// The variable naming the tenant the vault must belong to (the same tenant has none).
+    fn tenant_variable(&self) -> String {
+        match self.slot {
+            Slot::Same => "the tenant id".into(),
+            profile => profile.var("tenant_id"),
+        }
+    }
+
     fn tenant_unreadable(&self, challenge: &Challenge) -> Problem {
         Problem::upstream(
             "keyvault-tenant-mismatch",
@@ -352,16 +362,6 @@ pub(crate) fn get_secret<T: Transport, C: Credential>(
             _ => Err(error_problem(&resp, target, &who())),
         }
     })
-}
-
-/// The tenant id variable of the profile whose vault is `vault_variable`
-/// (`cross_keyvault_endpoint` -> `cross_tenant_id`, `profile2_keyvault_endpoint` ->
-/// `profile2_tenant_id`; the same-tenant vault has none).
-fn tenant_variable(vault_variable: &str) -> String {
-    match vault_variable.strip_suffix("keyvault_endpoint") {
-        Some(prefix) if !prefix.is_empty() => format!("{prefix}tenant_id"),
-        _ => "the tenant id".to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ fn run(azure: &Azure, store: &MemStore, vars: &HashMap<&str, &str>, path_and_que
         request_id: "req-1",
     };
     let incoming = Incoming {
-        method: &Method::GET,
+        method: &http::Method::GET,
         path,
         query,
         key_headers: vec!["0123456789abcdef".into()],
