@@ -100,9 +100,10 @@ pub(crate) struct BlobService {
     pub base_path: String,
 }
 
-/// The same-tenant endpoints and their rules (only what the route needs is read).
+/// A tenant's Key Vault and Blob service and the rules over them, for the managed identity's
+/// own tenant and every profile alike (only what the route needs is read).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Same {
+pub(crate) struct TenantServices {
     pub vault: Option<Origin>,
     pub blob: Option<BlobService>,
     pub secrets: SecretRules,
@@ -155,10 +156,7 @@ pub(crate) struct Profile {
     pub name: String,
     pub slot: Slot,
     pub tenant_id: String,
-    pub vault: Option<Origin>,
-    pub blob: Option<BlobService>,
-    pub secrets: SecretRules,
-    pub blobs: BlobRules,
+    pub services: TenantServices,
     pub callers: Callers,
     /// Allowed registry login servers.
     pub registries: Vec<Origin>,
@@ -177,7 +175,7 @@ pub(crate) struct ProfileState {
 pub(crate) struct Settings {
     pub auth: Result<Auth, Problem>,
     pub common: Result<Common, Problem>,
-    pub same: Option<Result<Same, Problem>>,
+    pub same: Option<Result<TenantServices, Problem>>,
     pub exchange: Option<Result<Exchange, Problem>>,
     /// For `Need::Cross`: the selected profile, or `None` when no profile has the name asked
     /// for. For `Need::Health`: unused.
@@ -234,7 +232,9 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
     };
     let (cloud, trusted) = (common.cloud, &common.trusted);
     match need {
-        Need::Same(_) => settings.same = Some(r.same(services, cloud, trusted)),
+        Need::Same(_) => {
+            settings.same = Some(r.tenant_services(Slot::Same, services, cloud, trusted))
+        }
         Need::Cross(_, name) => {
             settings.exchange = Some(r.exchange(common, cloud, trusted));
             settings.profile = r.select(name).map(|(slot, name)| {
@@ -249,7 +249,7 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
                 .iter()
                 .filter_map(|name| r.endpoint(name).err())
                 .collect();
-            settings.same = Some(r.same(services, cloud, trusted));
+            settings.same = Some(r.tenant_services(Slot::Same, services, cloud, trusted));
             settings.profiles = r
                 .all_profiles(services, cloud, trusted)
                 .into_iter()
@@ -552,38 +552,39 @@ impl Reader<'_> {
         })
     }
 
-    fn same(
+    /// The Key Vault and Blob settings of the tenant in `slot`, for the services asked.
+    fn tenant_services(
         &self,
+        slot: Slot,
         services: &[Service],
         cloud: Cloud,
         trusted: &TrustedHosts,
-    ) -> Result<Same, Problem> {
-        let mut same = Same::default();
-        let slot = Slot::Same;
+    ) -> Result<TenantServices, Problem> {
+        let mut read = TenantServices::default();
         for service in services {
             match service {
                 Service::KeyVault => {
-                    same.vault = self.token_endpoint(
+                    read.vault = self.token_endpoint(
                         &slot.var("keyvault_endpoint"),
                         Service::KeyVault,
                         cloud,
                         trusted,
                     )?;
-                    same.secrets = self.rules(&slot.var("secrets"), SecretRules::parse)?;
+                    read.secrets = self.rules(&slot.var("secrets"), SecretRules::parse)?;
                 }
                 Service::Blob => {
-                    same.blob = self.blob_service(
+                    read.blob = self.blob_service(
                         &slot.var("blob_service_endpoint"),
                         &slot.var("blob_service_path"),
                         cloud,
                         trusted,
                     )?;
-                    same.blobs = self.rules(&slot.var("blobs"), BlobRules::parse)?;
+                    read.blobs = self.rules(&slot.var("blobs"), BlobRules::parse)?;
                 }
                 Service::Registry => {}
             }
         }
-        Ok(same)
+        Ok(read)
     }
 
     fn exchange(
@@ -691,34 +692,14 @@ impl Reader<'_> {
             name,
             slot,
             tenant_id,
-            vault: None,
-            blob: None,
-            secrets: SecretRules::default(),
-            blobs: BlobRules::default(),
+            services: self.tenant_services(slot, services, cloud, trusted)?,
             callers: Callers::parse(&self.get(&slot.var("callers")).unwrap_or_default()),
             registries: Vec::new(),
             repositories: RepositoryRules::default(),
         };
         for service in services {
             match service {
-                Service::KeyVault => {
-                    profile.vault = self.token_endpoint(
-                        &slot.var("keyvault_endpoint"),
-                        Service::KeyVault,
-                        cloud,
-                        trusted,
-                    )?;
-                    profile.secrets = self.rules(&slot.var("secrets"), SecretRules::parse)?;
-                }
-                Service::Blob => {
-                    profile.blob = self.blob_service(
-                        &slot.var("blob_service_endpoint"),
-                        &slot.var("blob_service_path"),
-                        cloud,
-                        trusted,
-                    )?;
-                    profile.blobs = self.rules(&slot.var("blobs"), BlobRules::parse)?;
-                }
+                Service::KeyVault | Service::Blob => {}
                 Service::Registry => {
                     let var = slot.var("registries");
                     for server in self
@@ -1127,7 +1108,7 @@ pub(crate) mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (b.slot, b.vault.unwrap().host.as_str()),
+            (b.slot, b.services.vault.unwrap().host.as_str()),
             (Slot::Default, "b.vault.azure.net")
         );
         let d = load(&v, Need::Cross(Service::KeyVault, None))

@@ -131,7 +131,7 @@ fn act<T: Transport>(
         } => {
             line.tenant = Some(tenant.name().to_string());
             let slot = tenant.slot();
-            let vault = tenant.vault().ok_or_else(|| {
+            let vault = tenant.services().vault.as_ref().ok_or_else(|| {
                 Problem::config_missing(
                     &slot.var("keyvault_endpoint"),
                     "the Key Vault URL, e.g. https://myvault.vault.azure.net",
@@ -169,7 +169,7 @@ fn act<T: Transport>(
             blob,
         } => {
             line.tenant = Some(tenant.name().to_string());
-            let service = tenant.blob().ok_or_else(|| {
+            let service = tenant.services().blob.as_ref().ok_or_else(|| {
                 Problem::config_missing(
                     &tenant.slot().var("blob_service_endpoint"),
                     "the Blob service URL, e.g. https://myaccount.blob.core.windows.net",

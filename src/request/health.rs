@@ -136,10 +136,10 @@ pub(crate) fn report(settings: &Settings) -> Report {
         .map(|state| match &state.profile {
             Ok(p) => {
                 let mut serves = Vec::new();
-                if p.vault.is_some() {
+                if p.services.vault.is_some() {
                     serves.push("GetSecretCrossTenant");
                 }
-                if p.blob.is_some() {
+                if p.services.blob.is_some() {
                     serves.push("DownloadBlobCrossTenant");
                 }
                 if !p.registries.is_empty() {

@@ -4,9 +4,9 @@
 
 use crate::config::function_keys::{self, Caller};
 use crate::config::names;
-use crate::config::rules::{self, BlobRules, SecretRules};
+use crate::config::rules;
 use crate::config::settings::{
-    self, BlobService, Common, Exchange, Need, Profile, Same, Settings, Slot, Variables,
+    self, Common, Exchange, Need, Profile, Settings, Slot, TenantServices, Variables,
 };
 use crate::errors::Problem;
 use crate::identity::credential::{Federated, ManagedIdentity, TenantCredential};
@@ -84,7 +84,7 @@ pub(crate) fn decide(
 
 /// The route's settings sections, taken out of [`Settings`] for the action to own.
 struct Sections {
-    same: Option<Result<Same, Problem>>,
+    same: Option<Result<TenantServices, Problem>>,
     exchange: Option<Result<Exchange, Problem>>,
     profile: Option<Result<Profile, Problem>>,
 }
@@ -207,7 +207,7 @@ pub(crate) enum Action {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Tenant {
-    Same(Same),
+    Same(TenantServices),
     Profile(Profile, Exchange),
 }
 
@@ -228,31 +228,11 @@ impl Tenant {
         }
     }
 
-    pub(crate) fn vault(&self) -> Option<&Origin> {
+    /// Its Key Vault and Blob service and the rules over them.
+    pub(crate) fn services(&self) -> &TenantServices {
         match self {
-            Tenant::Same(s) => s.vault.as_ref(),
-            Tenant::Profile(p, _) => p.vault.as_ref(),
-        }
-    }
-
-    pub(crate) fn blob(&self) -> Option<&BlobService> {
-        match self {
-            Tenant::Same(s) => s.blob.as_ref(),
-            Tenant::Profile(p, _) => p.blob.as_ref(),
-        }
-    }
-
-    fn secrets(&self) -> &SecretRules {
-        match self {
-            Tenant::Same(s) => &s.secrets,
-            Tenant::Profile(p, _) => &p.secrets,
-        }
-    }
-
-    fn blobs(&self) -> &BlobRules {
-        match self {
-            Tenant::Same(s) => &s.blobs,
-            Tenant::Profile(p, _) => &p.blobs,
+            Tenant::Same(s) => s,
+            Tenant::Profile(p, _) => &p.services,
         }
     }
 
@@ -334,7 +314,7 @@ fn permit(
                 names::secret_version(v)?;
             }
             let tenant = tenant(scope, sections, caller, query)?;
-            if !tenant.secrets().allows(&name) {
+            if !tenant.services().secrets.allows(&name) {
                 return Err(rules::denied(
                     &tenant.slot().var("secrets"),
                     &format!("secret '{name}'"),
@@ -352,7 +332,7 @@ fn permit(
             names::container_name(&container)?;
             names::blob_name(&blob)?;
             let tenant = tenant(scope, sections, caller, query)?;
-            if !tenant.blobs().allows(&container, &blob) {
+            if !tenant.services().blobs.allows(&container, &blob) {
                 return Err(rules::denied(
                     &tenant.slot().var("blobs"),
                     &format!("blob '{blob}' in container '{container}'"),
