@@ -8,14 +8,14 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use tenant_bridge_testkit::acr::{
+use tenant_bridge_testkit::fakes::acr::{
     AcrNetwork, Role, RoleMode, TokenKind, ACR_RESOURCE, REFRESH_LIFETIME_SECS, TOKEN_USER,
 };
+use tenant_bridge_testkit::fakes::http::{Fault, Recorded};
+use tenant_bridge_testkit::fakes::login_server::LoginServer;
 use tenant_bridge_testkit::host::OutboundRecord;
-use tenant_bridge_testkit::http::{Fault, Recorded};
-use tenant_bridge_testkit::jwt;
-use tenant_bridge_testkit::login_server::LoginServer;
-use tenant_bridge_testkit::skopeo::{Creds, Skopeo};
+use tenant_bridge_testkit::launchers::skopeo::{Creds, Skopeo};
+use tenant_bridge_testkit::trust::jwt;
 use tenant_bridge_testkit::world::seed_image;
 
 fn registry_world() -> World {
@@ -140,7 +140,7 @@ fn a_minted_token_lets_skopeo_pull_the_allowed_repository_and_no_other() {
     );
     assert!(blob(&seeded.layer_digest()) == seeded.layer, "layer");
     assert!(
-        blob(&tenant_bridge_testkit::oci::digest(&seeded.config)) == seeded.config,
+        blob(&tenant_bridge_testkit::fakes::oci::digest(&seeded.config)) == seeded.config,
         "config"
     );
     // skopeo presented the password with Basic authentication at the realm, as docker does.

@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use tenant_bridge_testkit::entra::FederatedCredential;
-use tenant_bridge_testkit::http::Recorded;
-use tenant_bridge_testkit::keyvault::VaultNetwork;
+use tenant_bridge_testkit::fakes::entra::FederatedCredential;
+use tenant_bridge_testkit::fakes::http::Recorded;
+use tenant_bridge_testkit::fakes::keyvault::VaultNetwork;
 
 const SECRET_B: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";
 
@@ -91,7 +91,7 @@ fn the_exchange_follows_the_exact_sequence() {
 }
 
 fn tid_of(r: &Recorded) -> Option<String> {
-    tenant_bridge_testkit::jwt::decode_unverified(r.bearer()?)?
+    tenant_bridge_testkit::trust::jwt::decode_unverified(r.bearer()?)?
         .get("tid")?
         .as_str()
         .map(str::to_string)
@@ -382,7 +382,7 @@ fn cross_tenant_needs_a_user_assigned_identity() {
 #[test]
 fn storage_refusals_in_tenant_b() {
     use std::sync::Arc;
-    use tenant_bridge_testkit::http::{FakeServer, Reply};
+    use tenant_bridge_testkit::fakes::http::{FakeServer, Reply};
     for (code, problem, hints) in [
         (
             "AuthorizationPermissionMismatch",

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tenant_bridge_testkit::http::{FakeServer, Fault, Recorded, Reply};
+use tenant_bridge_testkit::fakes::http::{FakeServer, Fault, Recorded, Reply};
 
 const SECRET_A: &str = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
 const SECRET_B: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";

@@ -999,7 +999,7 @@ fn run_local_with_a_stub_spin_hands_spin_up_the_sandbox_through_the_fakes_only_b
     tenant_bridge_testkit::spin_rules::check_env_file(&given_env, &cwd.join("spin.toml"))
         .unwrap_or_else(|e| panic!("spin up's variables: {e}"));
     let manifest = std::fs::read_to_string(cwd.join("spin.toml")).unwrap();
-    tenant_bridge_testkit::host::manifest_check(&manifest, &given)
+    tenant_bridge_testkit::spin_rules::manifest_check(&manifest, &given)
         .unwrap_or_else(|e| panic!("spin up would refuse spin.toml with these variables: {e:#}"));
     s.stop_and_check_nothing_left();
     let _ = std::fs::remove_dir_all(&stub);

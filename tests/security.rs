@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use tenant_bridge_testkit::http::Fault;
+use tenant_bridge_testkit::fakes::http::Fault;
 
 fn assert_no_upstream(w: &World) {
     assert!(w.outbound().is_empty(), "called out: {:?}", w.outbound());

@@ -44,7 +44,7 @@ fn each_profile_reads_its_own_tenant_and_tokens_never_cross() {
             .iter()
             .filter_map(|r| r.bearer())
             .map(|t| {
-                tenant_bridge_testkit::jwt::decode_unverified(t)
+                tenant_bridge_testkit::trust::jwt::decode_unverified(t)
                     .and_then(|c| c.get("tid").and_then(|v| v.as_str()).map(str::to_string))
             })
             .collect();

@@ -19,17 +19,17 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use tenant_bridge_testkit::acr::TokenKind;
-use tenant_bridge_testkit::azurite::Azurite;
-use tenant_bridge_testkit::entra::FakeEntra;
+use tenant_bridge_testkit::fakes::acr::TokenKind;
+use tenant_bridge_testkit::fakes::entra::FakeEntra;
+use tenant_bridge_testkit::fakes::imds::FakeImds;
+use tenant_bridge_testkit::fakes::keyvault::FakeVault;
+use tenant_bridge_testkit::fakes::login_server::LoginServer;
+use tenant_bridge_testkit::fakes::storage_gate::{StorageAccount, StorageGate};
 use tenant_bridge_testkit::host::{HostConfig, HostLogs, OutboundRecord, RunningHost};
-use tenant_bridge_testkit::imds::FakeImds;
-use tenant_bridge_testkit::jwt::{self, Signer};
-use tenant_bridge_testkit::keyvault::FakeVault;
-use tenant_bridge_testkit::login_server::LoginServer;
-use tenant_bridge_testkit::pki::TestPki;
-use tenant_bridge_testkit::redis::RedisServer;
-use tenant_bridge_testkit::storage_gate::{StorageAccount, StorageGate};
+use tenant_bridge_testkit::launchers::azurite::Azurite;
+use tenant_bridge_testkit::launchers::redis::RedisServer;
+use tenant_bridge_testkit::trust::jwt::{self, Signer};
+use tenant_bridge_testkit::trust::pki::TestPki;
 use tenant_bridge_testkit::world::Tenants;
 use tokio::runtime::Runtime;
 

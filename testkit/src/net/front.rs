@@ -49,7 +49,7 @@ impl Front {
         let addr = listener.local_addr().expect("front address");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let routes = Arc::new(routes);
-        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+        let task = tokio::spawn(crate::net::accept::serve_each(listener, move |stream| {
             serve(stream, acceptor.clone(), routes.clone())
         }));
         Front { addr, task }

@@ -9,12 +9,9 @@
 //! `[[client_tls]]` says), and a name -> IP map instead of DNS. See README.md (`host`) for the
 //! contract.
 
-mod allowed;
 mod kv;
 mod logs;
-mod manifest;
 mod outbound;
-mod resolver;
 mod spin_api;
 
 use std::collections::HashMap;
@@ -45,17 +42,12 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub use kv::{KvHandle, KvOps};
 
-/// Loads a manifest as `spin up` would (with `provided` variable values): Spin's rules for
-/// names, templates, routes, stores and `allowed_outbound_hosts`.
-pub fn manifest_check(text: &str, provided: &HashMap<String, String>) -> anyhow::Result<()> {
-    manifest::load_str(text, provided).map(|_| ())
-}
-
 use logs::LogSink;
-use manifest::Route;
 use outbound::{Outbound, OutboundHooks};
 use spin_api::{SpinState, SpinView};
 
+use crate::spin_rules::manifest::{self, Route};
+use crate::spin_rules::variables::Resolver;
 use crate::spin_rules::{LoadedClientTls, RuntimeConfig};
 
 /// How to run the component.
@@ -257,7 +249,7 @@ impl RunningHost {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(crate::accept::serve_each(listener, move |sock| {
+        let task = tokio::spawn(crate::net::accept::serve_each(listener, move |sock| {
             let server = server.clone();
             async move {
                 let svc = hyper::service::service_fn(move |req| server.clone().handle(req));
@@ -387,7 +379,7 @@ struct Server {
     pre: ProxyPre<InstanceState>,
     route: Route,
     component_id: String,
-    variables: Arc<resolver::Resolver>,
+    variables: Arc<Resolver>,
     /// Where each instance's stdio also goes, as under `spin up` (see `logs::SpinStdio`).
     log_dir: Option<PathBuf>,
     follow: Option<Arc<std::fs::File>>,

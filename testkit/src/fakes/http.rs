@@ -202,7 +202,7 @@ impl FakeServer {
         let state = Arc::new(ServerState::default());
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let served = state.clone();
-        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+        let task = tokio::spawn(crate::net::accept::serve_each(listener, move |stream| {
             serve_conn(stream, acceptor.clone(), handler.clone(), served.clone())
         }));
         FakeServer { addr, state, task }
@@ -403,30 +403,6 @@ async fn handle(
     }
     let body = Full::new(Bytes::from(reply.body)).map_err(|never| match never {});
     Ok(resp.body(UnsyncBoxBody::new(body))?)
-}
-
-/// A random UUID v4 string (request ids, trace ids).
-pub fn uuid() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("getrandom");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// `n` random bytes as lowercase hex.
-pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).expect("getrandom");
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// (year, month, day, hour, minute, second) in UTC of a unix time.

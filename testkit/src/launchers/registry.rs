@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::azurite::{free_port, kill_group, spawn_tied_to_process};
+use crate::launchers::azurite::{free_port, kill_group, spawn_tied_to_process};
 
 /// How the registry authenticates.
 #[derive(Clone, Debug)]
@@ -92,7 +92,7 @@ fn write_config(dir: &Path, port: u16, cfg: &RegistryConfig) -> io::Result<PathB
          auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    \
          rootcertbundle: {bundle}\n",
         data = yaml_string(&data.to_string_lossy()),
-        secret = yaml_string(&crate::http::random_hex(16)),
+        secret = yaml_string(&crate::trust::ids::random_hex(16)),
         realm = yaml_string(&cfg.realm),
         service = yaml_string(&cfg.service),
         issuer = yaml_string(&cfg.issuer),
@@ -124,7 +124,7 @@ impl Registry {
         let dir = std::env::temp_dir().join(format!(
             "tenant-bridge-registry-{}-{}",
             std::process::id(),
-            crate::http::random_hex(6)
+            crate::trust::ids::random_hex(6)
         ));
         std::fs::create_dir_all(&dir).expect("registry temp dir");
         let mut last_err = String::new();

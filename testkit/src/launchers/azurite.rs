@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::jwt::{now, Signer};
-use crate::pki::TestPki;
+use crate::trust::jwt::{now, Signer};
+use crate::trust::pki::TestPki;
 
 /// `x-ms-version` used for seeding (the same the component sends).
 pub const X_MS_VERSION: &str = "2025-11-05";
@@ -180,7 +180,7 @@ impl Azurite {
         let dir = std::env::temp_dir().join(format!(
             "tenant-bridge-azurite-{}-{}",
             std::process::id(),
-            crate::http::random_hex(6)
+            crate::trust::ids::random_hex(6)
         ));
         std::fs::create_dir_all(&dir).expect("azurite temp dir");
         let pair = pki.server_cert(&["127.0.0.1", "localhost"]);

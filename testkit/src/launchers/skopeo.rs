@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::registry::find_on_path;
+use crate::launchers::registry::find_on_path;
 
 /// The `skopeo` executable, or a panic naming the package.
 pub fn skopeo_bin() -> PathBuf {
@@ -70,7 +70,7 @@ impl Skopeo {
         let home = std::env::temp_dir().join(format!(
             "tenant-bridge-skopeo-{}-{}",
             std::process::id(),
-            crate::http::random_hex(6)
+            crate::trust::ids::random_hex(6)
         ));
         std::fs::create_dir_all(home.join("certs")).expect("skopeo cert dir");
         std::fs::create_dir_all(home.join("run")).expect("skopeo runtime dir");

@@ -16,18 +16,18 @@
 use std::collections::HashMap;
 
 use super::allowed::{self, AllowedList};
-use super::manifest::Part;
+use super::template::{self, Part};
 
 /// One declared application variable.
 #[derive(Debug, Clone)]
-pub(crate) struct AppVariable {
+pub struct AppVariable {
     pub name: String,
     pub default: Option<String>,
 }
 
 /// The app's variables, the component's templates and its `allowed_outbound_hosts` entries.
 #[derive(Debug)]
-pub(crate) struct Resolver {
+pub struct Resolver {
     pub variables: Vec<AppVariable>,
     /// What the test provided, by variable name (stands for the process environment).
     pub provided: HashMap<String, String>,
@@ -50,7 +50,7 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 
 impl Resolver {
     /// One application variable through the provider chain, then its default.
-    pub(crate) fn variable(&self, name: &str) -> Result<String, String> {
+    pub fn variable(&self, name: &str) -> Result<String, String> {
         let var = self
             .variables
             .iter()
@@ -68,7 +68,7 @@ impl Resolver {
     }
 
     /// Every application variable, as the outbound-networking factor prepares them.
-    pub(crate) fn prepare(&self) -> Result<HashMap<String, String>, String> {
+    pub fn prepare(&self) -> Result<HashMap<String, String>, String> {
         let mut values = HashMap::with_capacity(self.variables.len());
         for v in &self.variables {
             values.insert(v.name.clone(), self.variable(&v.name)?);
@@ -77,7 +77,7 @@ impl Resolver {
     }
 
     /// A component variable, rendered from its template; `None` when it is not declared.
-    pub(crate) fn component_variable(&self, key: &str) -> Option<Result<String, String>> {
+    pub fn component_variable(&self, key: &str) -> Option<Result<String, String>> {
         let parts = self.component.get(key)?;
         let mut out = String::new();
         for p in parts {
@@ -94,11 +94,11 @@ impl Resolver {
 
     /// `allowed_outbound_hosts` as one instance sees it: every variable prepared, each entry
     /// rendered and parsed (an entry that fails denies every request, as in Spin).
-    pub(crate) fn allowed_hosts(&self) -> AllowedList {
+    pub fn allowed_hosts(&self) -> AllowedList {
         let values = self.prepare()?;
         let mut rendered = Vec::with_capacity(self.allowed_hosts.len());
         for parts in &self.allowed_hosts {
-            rendered.push(super::manifest::render(parts, &values)?);
+            rendered.push(template::render(parts, &values)?);
         }
         allowed::parse_list(&rendered)
     }

@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use super::allowed;
-use super::resolver::{AppVariable, Resolver};
+use super::template::{parse_template, render, Part};
+use super::variables::{AppVariable, Resolver};
 
 #[derive(Deserialize)]
 struct RawManifest {
@@ -57,54 +58,12 @@ struct RawComponent {
     variables: BTreeMap<String, String>,
 }
 
-/// `{{ name }}` templates, split like `spin_expressions::Template`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Part {
-    Lit(String),
-    Var(String),
-}
-
-pub(crate) fn parse_template(s: &str) -> anyhow::Result<Vec<Part>> {
-    let mut parts = Vec::new();
-    let mut rest = s;
-    while !rest.is_empty() {
-        if let Some(expr_rest) = rest.strip_prefix("{{") {
-            let Some((expr, after)) = expr_rest.split_once("}}") else {
-                bail!("invalid variable template {s:?}: unmatched '{{{{' in template");
-            };
-            parts.push(Part::Var(expr.trim().to_string()));
-            rest = after;
-        } else if let Some(idx) = rest.find("{{") {
-            parts.push(Part::Lit(rest[..idx].to_string()));
-            rest = &rest[idx..];
-        } else {
-            parts.push(Part::Lit(rest.to_string()));
-            rest = "";
-        }
-    }
-    Ok(parts)
-}
-
 fn is_literal(parts: &[Part]) -> bool {
     parts.iter().all(|p| matches!(p, Part::Lit(_)))
 }
 
-pub(crate) fn render(parts: &[Part], values: &HashMap<String, String>) -> Result<String, String> {
-    let mut out = String::new();
-    for p in parts {
-        match p {
-            Part::Lit(l) => out.push_str(l),
-            Part::Var(v) => match values.get(v) {
-                Some(val) => out.push_str(val),
-                None => return Err(format!("invalid variable name: {v}")),
-            },
-        }
-    }
-    Ok(out)
-}
-
 /// `spin_expressions::Key::validate`.
-pub(crate) fn validate_key(key: &str) -> Result<(), String> {
+pub fn validate_key(key: &str) -> Result<(), String> {
     let reason = if key.is_empty() {
         "must not be empty".to_string()
     } else if let Some(c) = key
@@ -126,7 +85,7 @@ pub(crate) fn validate_key(key: &str) -> Result<(), String> {
 
 /// How an HTTP trigger route matches a request path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     /// `/prefix/...` (or `/...`): the prefix itself and everything below it.
     Wildcard(String),
     Exact(String),
@@ -140,7 +99,7 @@ impl Route {
         }
     }
 
-    pub(crate) fn matches(&self, path: &str) -> bool {
+    pub fn matches(&self, path: &str) -> bool {
         let path = path.trim_end_matches('/');
         match self {
             Route::Wildcard(prefix) => {
@@ -157,7 +116,7 @@ impl Route {
 
 /// The loaded app: one HTTP-triggered component, variables resolved.
 #[derive(Debug)]
-pub(crate) struct App {
+pub struct App {
     pub component_id: String,
     pub route: Route,
     pub key_value_stores: Vec<String>,
@@ -171,13 +130,13 @@ fn normalise_provided(name: &str) -> String {
     n.to_ascii_lowercase()
 }
 
-pub(crate) fn load(path: &Path, provided: &HashMap<String, String>) -> anyhow::Result<App> {
+pub fn load(path: &Path, provided: &HashMap<String, String>) -> anyhow::Result<App> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading manifest {}", path.display()))?;
     load_str(&text, provided).with_context(|| format!("loading manifest {}", path.display()))
 }
 
-pub(crate) fn load_str(text: &str, provided: &HashMap<String, String>) -> anyhow::Result<App> {
+pub fn load_str(text: &str, provided: &HashMap<String, String>) -> anyhow::Result<App> {
     let raw: RawManifest = toml::from_str(text).context("invalid spin.toml")?;
     if raw.spin_manifest_version.as_integer() != Some(2)
         && raw.spin_manifest_version.as_str() != Some("2")

@@ -54,8 +54,9 @@ use base64::Engine as _;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use serde_json::{json, Value};
 
-use crate::http::{uuid, FakeServer, Fault, Recorded, Reply};
-use crate::jwt::{self, now, Signer, Verifier};
+use crate::fakes::http::{FakeServer, Fault, Recorded, Reply};
+use crate::trust::ids::uuid;
+use crate::trust::jwt::{self, now, Signer, Verifier};
 
 /// The Entra resource (audience) of registry tokens in every cloud.
 pub const ACR_RESOURCE: &str = "https://containerregistry.azure.net";

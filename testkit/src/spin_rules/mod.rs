@@ -7,7 +7,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+pub mod allowed;
+pub mod manifest;
 mod runtime_config;
+pub mod template;
+pub mod variables;
 
 pub use runtime_config::{
     check_kebab_id, check_tls_host, BlockedNetwork, ClientTls, LoadedClientTls, OutboundHttp,
@@ -77,7 +81,13 @@ pub fn check_manifest(text: &str) -> Result<(), String> {
                 .collect()
         })
         .unwrap_or_default();
-    crate::host::manifest_check(text, &provided).map_err(|e| format!("{e:#}"))
+    manifest_check(text, &provided).map_err(|e| format!("{e:#}"))
+}
+
+/// Loads a manifest as `spin up` would (with `provided` variable values): Spin's rules for
+/// names, templates, routes, stores and `allowed_outbound_hosts`.
+pub fn manifest_check(text: &str, provided: &HashMap<String, String>) -> anyhow::Result<()> {
+    manifest::load_str(text, provided).map(|_| ())
 }
 
 #[cfg(test)]

@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::acr::{AcrConfig, FakeAcr};
-use crate::connect_proxy::ConnectProxy;
-use crate::front::{Front, Route};
-use crate::oci::Image;
-use crate::pki::TestPki;
-use crate::registry::{Registry, RegistryConfig};
+use crate::fakes::acr::{AcrConfig, FakeAcr};
+use crate::fakes::oci::Image;
+use crate::launchers::registry::{Registry, RegistryConfig};
+use crate::net::connect_proxy::ConnectProxy;
+use crate::net::front::{Front, Route};
+use crate::trust::pki::TestPki;
 
 /// Who seeds images (the subject of the push tokens the fake mints for the tests).
 pub const SEEDER: &str = "registry-owner";
@@ -60,7 +60,8 @@ impl LoginServer {
         );
         let proxy =
             ConnectProxy::start(HashMap::from([(format!("{host}:{port}"), front.addr())])).await;
-        let client = crate::http::client_trusting(&pki.ca_pem(), &[(host.as_str(), front.addr())]);
+        let client =
+            crate::fakes::http::client_trusting(&pki.ca_pem(), &[(host.as_str(), front.addr())]);
         LoginServer {
             acr,
             registry,

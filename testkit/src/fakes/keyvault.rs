@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
-use crate::http::{FakeServer, Fault, Recorded, Reply};
-use crate::jwt::{self, now, JwtError, Verifier};
-use crate::pki::TestPki;
+use crate::fakes::http::{FakeServer, Fault, Recorded, Reply};
+use crate::trust::jwt::{self, now, JwtError, Verifier};
+use crate::trust::pki::TestPki;
 
 pub const API_VERSION: &str = "7.5";
 pub const RESOURCE: &str = "https://vault.azure.net";
@@ -129,7 +129,7 @@ impl FakeVault {
 
     /// Adds a new version (32 hex) of `name` and returns its id; the latest version wins.
     pub fn set_secret(&self, name: &str, value: &str) -> String {
-        let version = crate::http::random_hex(16);
+        let version = crate::trust::ids::random_hex(16);
         self.state.values.lock().unwrap().push(value.to_string());
         let mut secrets = self.state.secrets.lock().unwrap();
         let s = secrets
@@ -238,7 +238,7 @@ fn handle(state: &State, r: &Recorded) -> Reply {
         reply = reply.header("x-ms-client-request-id", id);
     }
     reply
-        .header("x-ms-request-id", &crate::http::uuid())
+        .header("x-ms-request-id", &crate::trust::ids::uuid())
         .header("x-ms-keyvault-service-version", "1.9.2600.1")
         .header("x-ms-keyvault-region", "westeurope")
         .header("cache-control", "no-cache")

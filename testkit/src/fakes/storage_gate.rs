@@ -35,8 +35,8 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::jwt::{self, Verifier};
-use crate::pki::TestPki;
+use crate::trust::jwt::{self, Verifier};
+use crate::trust::pki::TestPki;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
@@ -115,7 +115,7 @@ impl StorageGate {
         let addr = listener.local_addr().expect("gate address");
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.rustls_server_config(&["127.0.0.1"]));
         let st = state.clone();
-        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+        let task = tokio::spawn(crate::net::accept::serve_each(listener, move |stream| {
             serve(stream, acceptor.clone(), st.clone())
         }));
         StorageGate { addr, state, task }
@@ -191,7 +191,7 @@ fn storage_error(
     detail: Option<&str>,
     challenge_tenant: Option<&str>,
 ) -> hyper::Response<Body> {
-    let request_id = crate::http::uuid();
+    let request_id = crate::trust::ids::uuid();
     let time = iso8601_now();
     let detail = detail
         .map(|d| format!("<AuthenticationErrorDetail>{d}</AuthenticationErrorDetail>"))
@@ -206,7 +206,10 @@ fn storage_error(
             "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0".to_string(),
         ),
         ("x-ms-request-id", request_id),
-        ("x-ms-version", crate::azurite::X_MS_VERSION.to_string()),
+        (
+            "x-ms-version",
+            crate::launchers::azurite::X_MS_VERSION.to_string(),
+        ),
         ("x-ms-error-code", code.to_string()),
         (
             "date",

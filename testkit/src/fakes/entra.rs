@@ -38,9 +38,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
-use crate::http::{entra_timestamp, uuid, FakeServer, Fault, Recorded, Reply};
-use crate::jwt::{self, now, JwtError, Signer, Verifier};
-use crate::pki::TestPki;
+use crate::fakes::http::{entra_timestamp, FakeServer, Fault, Recorded, Reply};
+use crate::trust::ids::uuid;
+use crate::trust::jwt::{self, now, JwtError, Signer, Verifier};
+use crate::trust::pki::TestPki;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 pub const TOKEN_LIFETIME_SECS: i64 = 3599;
@@ -571,7 +572,7 @@ fn route(state: &State, ctx: &Ctx, r: &Recorded) -> Reply {
         "idp": format!("https://sts.windows.net/{tenant}/"),
         "idtyp": "app",
         "ver": "1.0",
-        "uti": crate::http::random_hex(11),
+        "uti": crate::trust::ids::random_hex(11),
     }));
     Reply::json(
         200,

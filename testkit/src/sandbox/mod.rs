@@ -38,9 +38,9 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::azurite::Azurite;
-use crate::jwt::Signer;
-use crate::pki::TestPki;
+use crate::launchers::azurite::Azurite;
+use crate::trust::jwt::Signer;
+use crate::trust::pki::TestPki;
 use crate::world::{self, Tenants};
 use served::{Served, TokenCache};
 
@@ -117,7 +117,7 @@ pub fn can_serve_component() -> bool {
 
 /// The repository root (the testkit's parent directory).
 pub fn repo_root() -> PathBuf {
-    crate::azurite::testkit_dir()
+    crate::launchers::azurite::testkit_dir()
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
@@ -706,7 +706,7 @@ fn curl_line(base_url: &str, key: &str, path: &str) -> String {
 /// Forwards every connection on `listener` to the testkit host at `target` (which listens on a
 /// port of its own choosing). A connection the host breaks is reset towards the client too.
 async fn forward(listener: TcpListener, target: SocketAddr) {
-    crate::accept::serve_each(listener, move |mut client| async move {
+    crate::net::accept::serve_each(listener, move |mut client| async move {
         let _ = client.set_nodelay(true);
         let Ok(mut upstream) = TcpStream::connect(target).await else {
             let _ = client.set_zero_linger();
@@ -726,7 +726,7 @@ async fn forward(listener: TcpListener, target: SocketAddr) {
 type CtlBody = Full<Bytes>;
 
 async fn serve_control(listener: TcpListener, control: Arc<Control>) {
-    crate::accept::serve_each(listener, move |sock| {
+    crate::net::accept::serve_each(listener, move |sock| {
         let control = control.clone();
         async move {
             let svc =

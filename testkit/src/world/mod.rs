@@ -12,15 +12,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use crate::acr::{AcrConfig, Role, ACR_RESOURCE};
-use crate::azurite::Azurite;
-use crate::entra::{AppRegistration, EntraDirectory, FakeEntra, FederatedCredential};
-use crate::imds::{FakeImds, ImdsConfig};
-use crate::jwt::{Signer, Verifier};
-use crate::keyvault::{FakeVault, VaultConfig, VaultNetwork};
-use crate::login_server::LoginServer;
-use crate::oci::Image;
-use crate::pki::TestPki;
+use crate::fakes::acr::{AcrConfig, Role, ACR_RESOURCE};
+use crate::fakes::entra::{AppRegistration, EntraDirectory, FakeEntra, FederatedCredential};
+use crate::fakes::imds::{FakeImds, ImdsConfig};
+use crate::fakes::keyvault::{FakeVault, VaultConfig, VaultNetwork};
+use crate::fakes::login_server::LoginServer;
+use crate::fakes::oci::Image;
+use crate::launchers::azurite::Azurite;
+use crate::trust::jwt::{Signer, Verifier};
+use crate::trust::pki::TestPki;
 
 pub const TENANT_A: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
 pub const TENANT_B: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";

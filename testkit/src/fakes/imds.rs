@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use crate::http::{FakeServer, Fault, Recorded, Reply};
-use crate::jwt::{now, Signer};
+use crate::fakes::http::{FakeServer, Fault, Recorded, Reply};
+use crate::trust::jwt::{now, Signer};
 
 pub const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 pub const API_VERSION: &str = "2018-02-01";
@@ -311,7 +311,7 @@ fn handle(state: &State, r: &Recorded) -> Reply {
         "sub": object_id,
         "idtyp": "app",
         "ver": if v2 { "2.0" } else { "1.0" },
-        "uti": crate::http::random_hex(11),
+        "uti": crate::trust::ids::random_hex(11),
         "xms_mirid": format!("/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{object_id}"),
     });
     let obj = claims.as_object_mut().expect("object");

@@ -35,7 +35,7 @@ impl ConnectProxy {
         let map = Arc::new(map);
         let tunnels = Arc::new(Mutex::new(Vec::new()));
         let seen = tunnels.clone();
-        let task = tokio::spawn(crate::accept::serve_each(listener, move |stream| {
+        let task = tokio::spawn(crate::net::accept::serve_each(listener, move |stream| {
             tunnel(stream, map.clone(), seen.clone())
         }));
         ConnectProxy {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 /// One parsed `allowed_outbound_hosts` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct AllowedHost {
+pub struct AllowedHost {
     scheme: SchemeCfg,
     host: HostCfg,
     port: PortCfg,
@@ -51,7 +51,7 @@ fn well_known_port(scheme: &str) -> Option<u16> {
 
 impl AllowedHost {
     /// Spin's `AllowedHostConfig::parse`.
-    pub(crate) fn parse(entry: &str) -> Result<AllowedHost, String> {
+    pub fn parse(entry: &str) -> Result<AllowedHost, String> {
         let url = entry.trim();
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(match url {
@@ -80,7 +80,7 @@ impl AllowedHost {
     }
 
     /// Spin's `AllowedHostConfig::allows` for an absolute URL.
-    pub(crate) fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+    pub fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
         let scheme_ok = match &self.scheme {
             SchemeCfg::Any => true,
             SchemeCfg::One(s) => s == scheme,
@@ -222,10 +222,10 @@ fn cidr_contains(net: IpAddr, len: u8, ip: IpAddr) -> bool {
 
 /// A component's list, as Spin holds it at request time: either every entry parsed, or the
 /// error of the first that did not (then every request is denied).
-pub(crate) type AllowedList = Result<Vec<AllowedHost>, String>;
+pub type AllowedList = Result<Vec<AllowedHost>, String>;
 
 /// Spin's `AllowedHostsConfig::parse` over already-resolved entries.
-pub(crate) fn parse_list<S: AsRef<str>>(entries: &[S]) -> AllowedList {
+pub fn parse_list<S: AsRef<str>>(entries: &[S]) -> AllowedList {
     if entries.len() == 1 && entries[0].as_ref() == "insecure:allow-all" {
         return Err("'insecure:allow-all' is not allowed - use '*://*:*' instead if you really want to allow all outbound traffic".into());
     }
@@ -236,7 +236,7 @@ pub(crate) fn parse_list<S: AsRef<str>>(entries: &[S]) -> AllowedList {
 }
 
 /// Whether `uri` (absolute) is allowed by `list`.
-pub(crate) fn allows(list: &[AllowedHost], uri: &http::Uri) -> bool {
+pub fn allows(list: &[AllowedHost], uri: &http::Uri) -> bool {
     let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
     let Some(host) = uri.host() else {
         return false;
