@@ -1,6 +1,9 @@
 //! The three-tenant world: who is who in tenants A, B and C, the Entra directory that links them, the
-//! strict fakes of both tenants, and the seed data. Shared by the integration tests
-//! (`tests/common`) and the local sandbox (`bin/sandbox.rs`), so both run the same world.
+//! strict fakes of both tenants, and the seed data. Shared by the integration tests, the
+//! benchmark ([`suite`]: a world per test around the component in the host) and the local
+//! sandbox (`bin/sandbox.rs`), so all run the same world. [`scan`] is the log scanner that
+//! checks every log a world writes; [`load`] the endpoint table and load driver of the load
+//! tests and the benchmark.
 //!
 //! Tenant A holds the user-assigned managed identity and the multi-tenant app registration whose
 //! federated credential trusts it; tenant B holds a service principal of that app. Each tenant
@@ -21,6 +24,12 @@ use crate::fakes::oci::Image;
 use crate::launchers::azurite::Azurite;
 use crate::trust::jwt::{Signer, Verifier};
 use crate::trust::pki::TestPki;
+
+#[cfg(feature = "host")]
+pub mod load;
+pub mod scan;
+#[cfg(feature = "host")]
+pub mod suite;
 
 pub const TENANT_A: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
 pub const TENANT_B: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";

@@ -1,14 +1,13 @@
 //! Faults and the token cache, through the compiled component: each case asserts the status,
 //! the body and the exact number of upstream attempts.
 
-mod common;
-
-use common::*;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenant_bridge_testkit::fakes::http::{FakeServer, Fault, Recorded, Reply};
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 const SECRET_A: &str = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
 const SECRET_B: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";

@@ -1,9 +1,8 @@
 //! Least-privilege rules, limits and the audit line, through the compiled component.
 
-mod common;
-
-use common::*;
 use tenant_bridge_testkit::fakes::http::Fault;
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 fn assert_no_upstream(w: &World) {
     assert!(w.outbound().is_empty(), "called out: {:?}", w.outbound());
@@ -389,7 +388,7 @@ fn a_token_without_a_readable_tenant_never_reaches_the_vault() {
     );
 }
 
-/// The log scanner itself (`tests/common/scan.rs`, run on every host's log when a world ends)
+/// The log scanner itself (`tenant_bridge_testkit::world::scan`, run on every host's log when a world ends)
 /// finds what a leak looks like in a JSON log line: a value with escapes, a token cut anywhere, a
 /// slice of a configured key, a secret percent-encoded — and passes the line that leaks nothing.
 #[test]

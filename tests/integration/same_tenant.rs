@@ -1,9 +1,8 @@
 //! Same-tenant endpoints through the compiled component: secrets from the fake Key Vault, blobs
 //! from Azurite, the managed identity from the fake IMDS.
 
-mod common;
-
-use common::*;
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 #[test]
 fn secret_is_returned_exactly_as_plain_text() {
@@ -14,7 +13,7 @@ fn secret_is_returned_exactly_as_plain_text() {
     assert_eq!(r.status, 200, "{}", r.text());
     // The reply that carries the value carries nothing else secret (a token, a key), and the
     // log has no part of the value, escaped or not (the vault's values are known to the
-    // scanner; it is shown to find this one in tests/security.rs).
+    // scanner; it is shown to find this one in the `security` module).
     w.assert_no_leak(&r, &[]);
     assert_eq!(r.text(), value);
     assert_eq!(

@@ -2,12 +2,11 @@
 //! exchanged at tenant B's (fake, strict) Entra endpoint, and tenant B's token reads tenant B's
 //! vault and Azurite account. Each misconfiguration yields a diagnostic naming the fix.
 
-mod common;
-
-use common::*;
 use tenant_bridge_testkit::fakes::entra::FederatedCredential;
 use tenant_bridge_testkit::fakes::http::Recorded;
 use tenant_bridge_testkit::fakes::keyvault::VaultNetwork;
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 const SECRET_B: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";
 

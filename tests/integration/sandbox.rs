@@ -11,8 +11,6 @@
 //! set, so that wasmtime is not compiled a second time; run-local's `spin up` path builds the
 //! fakes-only `sandbox-fakes` (no wasmtime), as it does for a user.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
@@ -21,13 +19,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{
-    base64, root, rt, wasm, SECRET_VALUE_A, SECRET_VALUE_B, SECRET_VALUE_C, SEED_A, SEED_B,
-    VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST,
-};
 use serde_json::Value;
 use tenant_bridge_testkit::host::{HostConfig, RunningHost};
 use tenant_bridge_testkit::sandbox::{runtime_config_json, DEFAULT_KEY};
+use tenant_bridge_testkit::world::scan::Scanner;
+use tenant_bridge_testkit::world::suite::{base64, complete_log, root, rt, wasm};
+use tenant_bridge_testkit::world::{
+    SECRET_VALUE_A, SECRET_VALUE_B, SECRET_VALUE_C, SEED_A, SEED_B, VAULT_A_HOST, VAULT_B_HOST,
+    VAULT_C_HOST,
+};
 
 const KEY: &str = "sandbox-test-key";
 const SECRET_SAME: &str = "/api/GetSecretSameTenant?key=TEST-SECRET-001";
@@ -77,7 +77,7 @@ fn sandbox_bin() -> PathBuf {
                 "-p",
                 "tenant-bridge",
                 "--test",
-                "sandbox",
+                "integration",
                 "-p",
                 "tenant-bridge-testkit",
                 "--bin",
@@ -91,7 +91,8 @@ fn sandbox_bin() -> PathBuf {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            // The testkit's binary, not this test target (also named `sandbox`).
+            // The testkit's binary, not a test target (the testkit's unit tests of bin/sandbox.rs
+            // are also named `sandbox`).
             .filter(|m| {
                 m["reason"] == "compiler-artifact"
                     && m["target"]["name"] == "sandbox"
@@ -146,8 +147,8 @@ impl Drop for Running {
 /// The log scanner for the sandbox's component (its output, or a host serving it here): the
 /// sandbox's keys and secret values and any JWT. The sandbox's tokens are issued in its own
 /// process, so `eyJ` (every JWT's start) is what is known of them here.
-fn sandbox_scanner() -> common::scan::Scanner {
-    let mut scanner = common::scan::Scanner::new();
+fn sandbox_scanner() -> Scanner {
+    let mut scanner = Scanner::new();
     scanner.add_marker("a JWT", "eyJ");
     for key in [KEY, DEFAULT_KEY] {
         scanner.add("a function key", key);
@@ -853,7 +854,7 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         "a warm cache hides an identity-level break"
     );
     let scanner = sandbox_scanner();
-    scanner.assert_clean("host", &common::complete_log("host", &host.log_view()));
+    scanner.assert_clean("host", &complete_log("host", &host.log_view()));
     drop(host);
     let restarted = serve();
     let (status, body) = get(&restarted, SECRET_CROSS);
@@ -864,7 +865,7 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
     );
     scanner.assert_clean(
         "restarted host",
-        &common::complete_log("restarted host", &restarted.log_view()),
+        &complete_log("restarted host", &restarted.log_view()),
     );
     drop(restarted);
 
@@ -1089,7 +1090,7 @@ fn real_spin_not_run(why: &str) {
     use std::io::Write as _;
     let _ = writeln!(
         std::io::stderr(),
-        "\nnotice: tests/sandbox.rs did NOT drive scripts/run-local with real Spin: {why}. \
+        "\nnotice: tests/integration/sandbox.rs did NOT drive scripts/run-local with real Spin: {why}. \
          Only the stand-in `spin` test checked the spin up path."
     );
 }

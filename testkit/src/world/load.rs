@@ -1,12 +1,12 @@
 //! The four data endpoints and the load driver, shared by tests/load.rs and benches/bench.rs:
 //! one table of what each endpoint answers, one way to drive concurrent requests and count
-//! what came back. Included with `#[path]` next to `mod common`.
-#![allow(dead_code)] // each includer uses a part
+//! what came back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{base64, rt, KEY, SEED_A, SEED_B, SEED_BLOB, SEED_CONTAINER};
+use super::suite::{base64, rt, KEY};
+use super::{SEED_A, SEED_B, SEED_BLOB, SEED_CONTAINER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {

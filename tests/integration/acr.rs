@@ -4,9 +4,6 @@
 //! client (`skopeo`) exactly as the README documents: user `00000000-0000-0000-0000-000000000000`,
 //! the returned password.
 
-mod common;
-
-use common::*;
 use serde_json::{json, Value};
 use tenant_bridge_testkit::fakes::acr::{
     AcrNetwork, Role, RoleMode, TokenKind, ACR_RESOURCE, REFRESH_LIFETIME_SECS, TOKEN_USER,
@@ -17,6 +14,8 @@ use tenant_bridge_testkit::host::OutboundRecord;
 use tenant_bridge_testkit::launchers::skopeo::{Creds, Skopeo};
 use tenant_bridge_testkit::trust::jwt;
 use tenant_bridge_testkit::world::seed_image;
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 fn registry_world() -> World {
     World::builder()

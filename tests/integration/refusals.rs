@@ -1,9 +1,8 @@
 //! Everything the component refuses before any upstream call: routes, methods, caller keys,
 //! bad input, broken configuration; and the host's enforcement of allowed_outbound_hosts.
 
-mod common;
-
-use common::*;
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 fn assert_no_upstream(w: &World, context: &str) {
     assert!(

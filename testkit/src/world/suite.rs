@@ -2,49 +2,39 @@
 //! Spin-like wasmtime host, strict fakes of IMDS / Entra / Key Vault per tenant, and one real
 //! Azurite (HTTPS, `--oauth basic`) holding an account per tenant.
 //!
-//! Azurite, the CA and the signing keys are shared by all tests of a binary (starting them is
-//! slow); fakes and the host are fresh per test so recorded traffic belongs to one test.
+//! Azurite, the CA and the signing keys are shared by all tests of a process (starting them is
+//! slow): the integration binary's tests all use one Azurite. Fakes and the host are fresh per
+//! test so recorded traffic belongs to one test. The benchmark (`benches/bench.rs`) runs in the
+//! same world.
 //!
 //! The host runs as users run Spin: the token cache is the default key-value store, a SQLite file
 //! in a per-world state directory (Spin's `.spin/`). A replicated world
 //! (`World::builder().replicated()`) puts the default store on a real redis-server of its own
 //! instead, through a runtime config, so that `World::replica()` hosts share it as SpinKube
 //! replicas share one Redis.
-#![allow(dead_code, unused_imports)]
-
-pub mod scan;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use tenant_bridge_testkit::fakes::acr::TokenKind;
-use tenant_bridge_testkit::fakes::entra::FakeEntra;
-use tenant_bridge_testkit::fakes::imds::FakeImds;
-use tenant_bridge_testkit::fakes::keyvault::FakeVault;
-use tenant_bridge_testkit::fakes::login_server::LoginServer;
-use tenant_bridge_testkit::fakes::storage_gate::{StorageAccount, StorageGate};
-use tenant_bridge_testkit::host::{HostConfig, HostLogs, OutboundRecord, RunningHost};
-use tenant_bridge_testkit::launchers::azurite::Azurite;
-use tenant_bridge_testkit::launchers::redis::RedisServer;
-use tenant_bridge_testkit::trust::jwt::{self, Signer};
-use tenant_bridge_testkit::trust::pki::TestPki;
-use tenant_bridge_testkit::world::Tenants;
+use super::scan;
+use super::{
+    Tenants, ACCOUNTS, ACCOUNT_A, ACCOUNT_B, ACCOUNT_C, APP_SP_B, APP_SP_C, ENTRA_HOST,
+    MI_OBJECT_ID, REGISTRY_HOST, SECRET_VALUE_A, SECRET_VALUE_B, SECRET_VALUE_C, TENANT_A,
+    TENANT_B, TENANT_C,
+};
+use crate::fakes::acr::TokenKind;
+use crate::fakes::entra::FakeEntra;
+use crate::fakes::imds::FakeImds;
+use crate::fakes::keyvault::FakeVault;
+use crate::fakes::login_server::LoginServer;
+use crate::fakes::storage_gate::{StorageAccount, StorageGate};
+use crate::host::{HostConfig, HostLogs, OutboundRecord, RunningHost};
+use crate::launchers::azurite::Azurite;
+use crate::launchers::redis::RedisServer;
+use crate::trust::jwt::{self, Signer};
+use crate::trust::pki::TestPki;
 use tokio::runtime::Runtime;
-
-/// The world's ids, hosts, seed data and Entra directory (shared with the sandbox).
-pub use tenant_bridge_testkit::world::{
-    directory, ACCOUNT_A, ACCOUNT_B, ACCOUNT_C, APP_ID, APP_SP_A, APP_SP_B, APP_SP_C, ENTRA_HOST,
-    EXCHANGE_AUDIENCE, MI_CLIENT_ID, MI_OBJECT_ID, PROFILE_B, PROFILE_C, SECRET_VALUE_A,
-    SECRET_VALUE_B, SECRET_VALUE_C, SEED_A, SEED_B, SEED_BLOB, SEED_C, SEED_CONTAINER,
-    STORAGE_RESOURCE, TENANT_A, TENANT_B, TENANT_C, VAULT_A_HOST, VAULT_B_HOST, VAULT_C_HOST,
-    VAULT_RESOURCE,
-};
-/// Tenant B's registry (`WorldBuilder::registry`).
-pub use tenant_bridge_testkit::world::{
-    OTHER_REPOSITORY, REGISTRY_HOST, SEED_REPOSITORY, SEED_TAG,
-};
 
 /// `cross_tenant_repositories` of a world with a registry: every caller may pull `base/*`.
 pub const REGISTRY_RULES: &str = "base/*";
@@ -64,8 +54,12 @@ pub fn rt() -> &'static Runtime {
     })
 }
 
+/// The project's root (the testkit's parent): spin.toml, scripts/, target/.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the testkit lies in the project")
+        .to_path_buf()
 }
 
 /// Builds the release .wasm once per test binary, exactly as `spin build` would.
@@ -106,8 +100,8 @@ pub fn shared() -> &'static Shared {
         let imds_signer = Arc::new(Signer::new("imds-key"));
         let entra_signer = Arc::new(Signer::new("entra-key"));
         let azurite = rt().block_on(async {
-            let az = Azurite::start(&pki, &tenant_bridge_testkit::world::ACCOUNTS).await;
-            tenant_bridge_testkit::world::seed_azurite(&az).await;
+            let az = Azurite::start(&pki, &ACCOUNTS).await;
+            super::seed_azurite(&az).await;
             az
         });
         Shared {
@@ -135,10 +129,11 @@ pub struct World {
     pub client: reqwest::Client,
     /// How `host` was started, for replicas.
     config: HostConfig,
-    /// The Redis a replicated world's hosts share (None: SQLite in `state`).
+    /// The Redis a replicated world's hosts share (None: SQLite in the state directory).
     pub redis: Option<RedisServer>,
-    /// Spin's state directory (and the runtime config of a replicated world).
-    state: tempfile::TempDir,
+    /// Spin's state directory (and the runtime config of a replicated world), held so that it
+    /// is removed when the world ends.
+    _state: tempfile::TempDir,
     /// The log of every host this world started (`host`, replicas, siblings), scanned when it
     /// ends even where the host itself was dropped before.
     hosts: std::sync::Mutex<Vec<(String, HostLogs)>>,
@@ -361,7 +356,7 @@ impl World {
                 client,
                 config: cfg,
                 redis,
-                state,
+                _state: state,
                 hosts,
             }
         })
@@ -637,12 +632,9 @@ async fn start_storage_gate(s: &Shared) -> StorageGate {
 }
 
 async fn start_registry(s: &Shared) -> LoginServer {
-    let login = LoginServer::start(
-        &s.pki,
-        tenant_bridge_testkit::world::acr_config(vec![s.entra_signer.verifier()]),
-    )
-    .await;
-    tenant_bridge_testkit::world::seed_registry(&login).await;
+    let login =
+        LoginServer::start(&s.pki, super::acr_config(vec![s.entra_signer.verifier()])).await;
+    super::seed_registry(&login).await;
     login
 }
 

@@ -3,9 +3,8 @@
 //! tenant's vault and account, tokens never cross tenants, and a wrong or forbidden `tenant=`
 //! is refused before any upstream call.
 
-mod common;
-
-use common::*;
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 const SECRET: &str = "/api/GetSecretCrossTenant?key=TEST-SECRET-001";
 

@@ -1,6 +1,6 @@
 //! Every Spin file the project ships goes through Spin 3.6.3's rules (testkit `spin_rules`):
 //! what `spin up` or SpinKube's shim would refuse fails here, with Spin's reason. The sandbox's
-//! generated files are checked in tests/sandbox.rs, where they are generated.
+//! generated files are checked in the `sandbox` module, where they are generated.
 
 use std::path::{Path, PathBuf};
 
