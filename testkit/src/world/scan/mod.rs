@@ -9,6 +9,10 @@
 
 use std::collections::HashMap;
 
+pub mod reading;
+
+use reading::{json_strings, percent_decode};
+
 /// Bytes of a value that, found together in a log, count as a leak of it.
 pub const WINDOW: usize = 12;
 /// Shorter values than [`WINDOW`] are searched whole from this length on.
@@ -92,9 +96,7 @@ fn readings(line: &str) -> Vec<String> {
         .find('{')
         .and_then(|i| serde_json::from_str::<serde_json::Value>(&line[i..]).ok());
     if let Some(v) = json {
-        let mut decoded = String::new();
-        collect(&v, &mut decoded);
-        out.push(decoded);
+        out.push(json_strings(&v));
     }
     let percent: Vec<String> = out
         .iter()
@@ -102,43 +104,5 @@ fn readings(line: &str) -> Vec<String> {
         .filter(|d| !out.contains(d))
         .collect();
     out.extend(percent);
-    out
-}
-
-/// Every key and string of `v`, NUL-separated (a slice never spans two of them).
-fn collect(v: &serde_json::Value, out: &mut String) {
-    match v {
-        serde_json::Value::String(s) => {
-            out.push_str(s);
-            out.push('\0');
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
-        serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| {
-            out.push_str(k);
-            out.push('\0');
-            collect(v, out);
-        }),
-        other => {
-            out.push_str(&other.to_string());
-            out.push('\0');
-        }
-    }
-}
-
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
     out
 }
