@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
-use crate::fakes::http::{entra_timestamp, FakeServer, Fault, Recorded, Reply};
+use crate::fakes::http::{FakeServer, Fault, Recorded, Reply};
 use crate::trust::ids::uuid;
 use crate::trust::jwt::{self, now, JwtError, Signer, Verifier};
 use crate::trust::pki::TestPki;
@@ -592,4 +592,31 @@ fn is_guid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `2024-05-01 12:34:56Z` (Entra's `timestamp` field format); a time outside years 1-9999 (an
+/// absurd `nbf` or `exp` claim) as its number.
+fn entra_timestamp(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entra_timestamp;
+
+    #[test]
+    fn timestamps_as_entra_writes_them() {
+        assert_eq!(entra_timestamp(0), "1970-01-01 00:00:00Z");
+        assert_eq!(entra_timestamp(951_868_799), "2000-02-29 23:59:59Z");
+        assert_eq!(entra_timestamp(1_795_872_955), "2026-11-28 13:35:55Z");
+        assert_eq!(entra_timestamp(i64::MAX), i64::MAX.to_string());
+    }
 }

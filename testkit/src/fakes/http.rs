@@ -405,37 +405,6 @@ async fn handle(
     Ok(resp.body(UnsyncBoxBody::new(body))?)
 }
 
-/// (year, month, day, hour, minute, second) in UTC of a unix time.
-pub(crate) fn civil(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        m,
-        d,
-        (secs / 3600) as u32,
-        ((secs % 3600) / 60) as u32,
-        (secs % 60) as u32,
-    )
-}
-
-/// `2024-05-01 12:34:56Z` (Entra's `timestamp` field format).
-pub(crate) fn entra_timestamp(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil(unix);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}Z")
-}
-
 /// A reqwest client (rustls, ring) trusting only `ca_pem`, with `resolve` overrides like
 /// /etc/hosts (name -> address; the port in the URL is ignored by reqwest for overrides, so
 /// give the fake's real port in the URL). No proxy, no redirects.

@@ -359,26 +359,24 @@ async fn forward(
 
 /// Now as Storage writes it in `Time:` (`2025-01-02T03:04:05.0000000Z`).
 fn iso8601_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970");
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:07}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos() / 100
-    )
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+        ))
+        .expect("now formats")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_as_storage_writes_it() {
+        // `2025-01-02T03:04:05.0000000Z`: seven digits of fraction, UTC.
+        let t = super::iso8601_now();
+        assert_eq!(t.len(), 28, "{t}");
+        assert!(
+            t.ends_with('Z') && &t[10..11] == "T" && &t[19..20] == ".",
+            "{t}"
+        );
+        assert!(t[20..27].bytes().all(|b| b.is_ascii_digit()), "{t}");
+    }
 }
