@@ -104,6 +104,15 @@ fn sandbox_bin() -> PathBuf {
     .clone()
 }
 
+/// The port of `spin up`'s `Serving http://127.0.0.1:PORT` line in `output`, once it is there.
+fn spin_serving_port(output: &str) -> Option<u16> {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Serving http://"))
+        .and_then(|addr| addr.rsplit_once(':'))
+        .and_then(|(_, port)| port.trim().parse().ok())
+}
+
 /// What `scripts/run-local` finds as `spin` on PATH.
 enum SpinOnPath<'a> {
     /// None: run-local serves the component in the testkit host (given the sandbox binary the
@@ -169,11 +178,36 @@ fn component_lines(output: &str) -> String {
         .collect()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// A loopback port held for as long as the value lives: bound and never listened on, so no
+/// other program can be given it meanwhile and it is never in LISTEN state. For a port that is
+/// only written down (handed on to `spin up`, or left to it): a port bound, dropped and named
+/// could be someone else's by then. A program that listens itself is given port 0 instead and
+/// asked which port it got (the sandbox's `sandbox.json`, Spin's `Serving http://…` line).
+struct ReservedPort {
+    _socket: tokio::net::TcpSocket,
+    port: u16,
+}
+
+impl ReservedPort {
+    fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a loopback port");
+        let port = socket.local_addr().expect("the bound port").port();
+        ReservedPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+/// The port of the component's base URL in `sandbox.json` (`http://127.0.0.1:PORT`).
+fn component_port(s: &Running) -> u16 {
+    let url = s.str("/component");
+    url.rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the component URL {url}"))
 }
 
 fn test_dir(name: &str) -> PathBuf {
@@ -699,7 +733,9 @@ fn read_env(path: &Path) -> HashMap<String, String> {
 
 #[test]
 fn fakes_only_mode_gives_spin_up_everything_it_needs() {
-    let listen = free_port();
+    // Left to `spin up`: the sandbox only writes it down, and must not listen on it.
+    let reserved = ReservedPort::new();
+    let listen = reserved.port;
     let s = Running::start(
         "spin",
         &[
@@ -878,12 +914,12 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
 /// place of its own `cargo build -p tenant-bridge-testkit --bin sandbox`.)
 #[test]
 fn run_local_without_spin_serves_the_component_in_the_testkit_host() {
-    let listen = free_port();
+    // The sandbox listens itself: on a port it picks, which sandbox.json names.
     let s = Running::run_local(
         "run-local",
         &[
             "--listen",
-            &format!("127.0.0.1:{listen}"),
+            "127.0.0.1:0",
             "--control",
             "127.0.0.1:0",
             "--quiet",
@@ -891,6 +927,8 @@ fn run_local_without_spin_serves_the_component_in_the_testkit_host() {
         SpinOnPath::Absent,
     );
     assert_eq!(s.ready["served_by"], "testkit-host");
+    let listen = component_port(&s);
+    assert_ne!(listen, 0, "sandbox.json names the port it listens on");
     assert!(s.stdout().contains("no spin CLI on PATH"), "{}", s.output());
     let (status, body) = s.call(
         "GET",
@@ -932,7 +970,9 @@ fn run_local_with_a_stub_spin_hands_spin_up_the_sandbox_through_the_fakes_only_b
     )
     .unwrap();
     std::fs::set_permissions(&spin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let listen = free_port();
+    // The stub `spin` only logs its arguments: the port is held here meanwhile.
+    let reserved = ReservedPort::new();
+    let listen = reserved.port;
     let s = Running::run_local(
         "run-local-spin",
         &[
@@ -1116,25 +1156,23 @@ fn run_local_through_real_spin_up_when_spin_3_is_on_path() {
         ));
     }
     eprintln!("driving scripts/run-local with {version}");
-    let listen = free_port();
+    // `spin up` listens on a port it picks (`--listen 127.0.0.1:0`) and names it in its
+    // `Serving http://127.0.0.1:PORT` line (Spin 3.6.3 binds first, then prints the bound
+    // address).
     let mut s = Running::run_local(
         "run-local-real-spin",
-        &[
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-            "--control",
-            "127.0.0.1:0",
-        ],
+        &["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
         SpinOnPath::Real,
     );
     assert_eq!(s.ready["served_by"], "spin");
     assert!(cmdline(s.pid()).contains("sandbox-fakes"), "{}", s.output());
-    let base = format!("http://127.0.0.1:{listen}");
-    let get = |s: &Running, path: &str| s.call("GET", &format!("{base}{path}"), Some(DEFAULT_KEY));
 
-    // Spin starts after the sandbox is ready: wait until it answers.
+    // Spin starts after the sandbox is ready: wait until it says where it serves.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !listening_ports().contains(&listen) {
+    let listen = loop {
+        if let Some(port) = spin_serving_port(&s.stdout()) {
+            break port;
+        }
         if let Ok(Some(status)) = s.child.as_mut().unwrap().try_wait() {
             panic!(
                 "run-local exited ({status}) before spin up served:\n{}",
@@ -1143,11 +1181,18 @@ fn run_local_through_real_spin_up_when_spin_3_is_on_path() {
         }
         assert!(
             Instant::now() < deadline,
-            "spin up did not listen on {listen} within 120 s:\n{}",
+            "spin up did not serve within 120 s:\n{}",
             s.output()
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    assert!(
+        listening_ports().contains(&listen),
+        "spin up said it serves on {listen}, which nothing listens on:\n{}",
+        s.output()
+    );
+    let base = format!("http://127.0.0.1:{listen}");
+    let get = |s: &Running, path: &str| s.call("GET", &format!("{base}{path}"), Some(DEFAULT_KEY));
     s.served_elsewhere = Some(listen);
 
     assert_eq!(

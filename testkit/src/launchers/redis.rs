@@ -96,7 +96,16 @@ fn wait_ready(child: &mut Child, port: u16, dir: &std::path::Path) -> anyhow::Re
             bail!("redis-server exited ({status}) on port {port}:\n{log}");
         }
         if ping(port) {
-            return Ok(());
+            // The port was free when chosen, but another redis-server may have been given it
+            // since (ours then exits on EADDRINUSE): ready means ours answers.
+            let theirs = process_id(port);
+            if theirs == Some(child.id()) {
+                return Ok(());
+            }
+            bail!(
+                "port {port} answers PING from redis-server pid {theirs:?}, not ours ({})",
+                child.id()
+            );
         }
         if Instant::now() > deadline {
             bail!("redis-server did not answer PING on port {port} within 10 s");
@@ -112,4 +121,27 @@ fn ping(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// The `process_id` of the redis-server answering on `port` (`INFO server`).
+fn process_id(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk string: `$<len>\r\n<text>\r\n`; read until process_id's line is complete.
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(rest) = text.split("process_id:").nth(1) {
+            if let Some((pid, _)) = rest.split_once("\r\n") {
+                return pid.trim().parse().ok();
+            }
+        }
+    }
+    None
 }
