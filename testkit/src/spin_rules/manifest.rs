@@ -29,11 +29,12 @@ struct RawVariable {
     default: Option<String>,
     #[serde(default)]
     required: bool,
-    #[serde(default)]
-    #[allow(dead_code)]
-    secret: bool,
-    #[allow(dead_code)]
-    description: Option<String>,
+    // Checked as Spin parses it; not used here.
+    #[serde(default, rename = "secret")]
+    _secret: bool,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "description")]
+    _description: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
