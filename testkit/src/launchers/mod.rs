@@ -2,6 +2,7 @@
 //! the skopeo client.
 
 pub mod azurite;
+mod process;
 pub mod redis;
 pub mod registry;
 pub mod skopeo;

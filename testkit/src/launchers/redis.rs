@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use crate::launchers::azurite::{free_port, kill_group, spawn_tied_to_process};
+use crate::launchers::process::{free_port, kill_group, spawn_tied_to_process};
 
 const BINARY: &str = "redis-server";
 const MISSING: &str = "redis-server is not installed: install the redis-server package \

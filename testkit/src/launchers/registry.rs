@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::launchers::azurite::{free_port, kill_group, spawn_tied_to_process};
+use crate::launchers::process::{free_port, kill_group, spawn_tied_to_process};
 
 /// How the registry authenticates.
 #[derive(Clone, Debug)]
