@@ -24,11 +24,6 @@
 //! of `warm,stream,cold`; all by default). For profiling one side with `perf`: `TB_BENCH_SIDE`
 //! (`component` or `ceiling`) and `TB_BENCH_ENDPOINT` (one endpoint's name) narrow the warm runs.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/common/load.rs"]
-mod load;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,9 +31,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::*;
-use load::{burst, client, hammer, one, Endpoint, Tally, ALL};
 use tenant_bridge_testkit::host::RunningHost;
+use tenant_bridge_testkit::world::load::{burst, client, hammer, one, Endpoint, Tally, ALL};
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -9,18 +9,18 @@
 //! - a cold burst of 64 over two replicas sharing one Redis, with the fake IMDS enforcing the
 //!   real 20-per-second identity limit → all 200, one IMDS call, one Entra call, none throttled.
 //!
-//! The tests of this binary run one at a time (they share two cores). `cargo test --test load --
-//! --nocapture` shows the per-endpoint numbers.
-
-mod common;
-#[path = "common/load.rs"]
-mod load;
+//! A binary of its own, apart from `tests/integration/`: these tests saturate both cores by
+//! design (64 clients for 20 s per endpoint), so in the shared binary libtest would run them
+//! beside the timing-bounded fault tests and each would measure the other's load; here they run
+//! one at a time (they share two cores) and alone. `cargo test --test load -- --nocapture` shows
+//! the per-endpoint numbers.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::*;
-use load::{burst, client, hammer, Endpoint, ALL};
+use tenant_bridge_testkit::world::load::{burst, client, hammer, Endpoint, ALL};
+use tenant_bridge_testkit::world::suite::*;
+use tenant_bridge_testkit::world::*;
 
 const CLIENTS: usize = 64;
 const DEFAULT_SECS: u64 = 20;

@@ -518,8 +518,8 @@ fn check_no_secrets(d: &Decision, method: &str, path: &str, pairs: &[(String, St
         .map(|s| s.to_ascii_lowercase())
         .collect();
     // Decoded, not as escaped JSON: `\u0017Q2x…` shows no key tail `7Q2x…` to anyone.
-    let body = common::visible_text(&d.body);
-    let log_line = common::visible_text(d.log_line.as_bytes());
+    let body = common::reading::visible_text(&d.body);
+    let log_line = common::reading::visible_text(d.log_line.as_bytes());
     for secret in SECRETS {
         let lower = secret.to_ascii_lowercase();
         if sent.iter().any(|s| s.contains(&lower)) {
@@ -577,7 +577,7 @@ fn check_blob_name(name: &str) {
         // What a server or proxy that percent-decodes once, twice or three times would see.
         let mut decoded = seg.as_bytes().to_vec();
         for _ in 0..3 {
-            decoded = common::percent_decode(&decoded);
+            decoded = common::reading::percent_decode(&decoded);
             assert!(
                 decoded != b"."
                     && decoded != b".."
@@ -613,7 +613,7 @@ fn check_blob_path(base: &str, container: &str, name: &str, path: &str) {
     // Decoding each segment once (what Storage does) gives the name back, byte for byte.
     let decoded: Vec<Vec<u8>> = tail
         .split('/')
-        .map(|s| common::percent_decode(s.as_bytes()))
+        .map(|s| common::reading::percent_decode(s.as_bytes()))
         .collect();
     assert_eq!(
         decoded.join(&b'/'),

@@ -4,13 +4,13 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use tenant_bridge_testkit::acr::{
+use tenant_bridge_testkit::fakes::acr::{
     AcrConfig, AcrNetwork, Role, RoleMode, TokenKind, ACR_RESOURCE, TOKEN_USER,
 };
-use tenant_bridge_testkit::jwt::{self, now, Signer};
-use tenant_bridge_testkit::login_server::LoginServer;
-use tenant_bridge_testkit::oci::Image;
-use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::fakes::login_server::LoginServer;
+use tenant_bridge_testkit::fakes::oci::Image;
+use tenant_bridge_testkit::trust::jwt::{self, now, Signer};
+use tenant_bridge_testkit::trust::pki::TestPki;
 
 const TENANT: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
 const OTHER_TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
@@ -141,7 +141,10 @@ impl Env {
                 self.login.origin()
             ))
             .bearer_auth(token)
-            .header("accept", tenant_bridge_testkit::oci::MANIFEST_MEDIA_TYPE)
+            .header(
+                "accept",
+                tenant_bridge_testkit::fakes::oci::MANIFEST_MEDIA_TYPE,
+            )
             .send()
             .await
             .unwrap()

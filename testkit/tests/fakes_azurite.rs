@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tenant_bridge_testkit::azurite::{self, Azurite, X_MS_VERSION};
-use tenant_bridge_testkit::jwt::{now, Signer};
-use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::launchers::azurite::{self, Azurite, X_MS_VERSION};
+use tenant_bridge_testkit::trust::jwt::{now, Signer};
+use tenant_bridge_testkit::trust::pki::TestPki;
 
 fn date() -> String {
     httpdate::fmt_http_date(std::time::SystemTime::now())

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tenant_bridge_testkit::entra::{
+use tenant_bridge_testkit::fakes::entra::{
     AppRegistration, EntraDirectory, FakeEntra, FederatedCredential, JWT_BEARER,
 };
-use tenant_bridge_testkit::http::{client_trusting, Fault};
-use tenant_bridge_testkit::imds::{FakeImds, ImdsConfig};
-use tenant_bridge_testkit::jwt::{self, now, Signer};
-use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::fakes::http::{client_trusting, Fault};
+use tenant_bridge_testkit::fakes::imds::{FakeImds, ImdsConfig};
+use tenant_bridge_testkit::trust::jwt::{self, now, Signer};
+use tenant_bridge_testkit::trust::pki::TestPki;
 
 const A: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 const B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";

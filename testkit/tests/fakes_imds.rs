@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tenant_bridge_testkit::http::Fault;
-use tenant_bridge_testkit::imds::{FakeImds, ImdsConfig};
-use tenant_bridge_testkit::jwt::{self, now, Signer};
+use tenant_bridge_testkit::fakes::http::Fault;
+use tenant_bridge_testkit::fakes::imds::{FakeImds, ImdsConfig};
+use tenant_bridge_testkit::trust::jwt::{self, now, Signer};
 
 const TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
 const CLIENT: &str = "c1c1c1c1-0000-4000-8000-0000000000c1";

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tenant_bridge_testkit::http::{client_trusting, Fault};
-use tenant_bridge_testkit::jwt::{now, Signer};
-use tenant_bridge_testkit::keyvault::{FakeVault, VaultConfig, VaultNetwork};
-use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::fakes::http::{client_trusting, Fault};
+use tenant_bridge_testkit::fakes::keyvault::{FakeVault, VaultConfig, VaultNetwork};
+use tenant_bridge_testkit::trust::jwt::{now, Signer};
+use tenant_bridge_testkit::trust::pki::TestPki;
 
 const TENANT: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
 const OTHER_TENANT: &str = "aaaaaaaa-0000-4000-8000-00000000000a";

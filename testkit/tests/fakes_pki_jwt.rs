@@ -6,9 +6,9 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::json;
-use tenant_bridge_testkit::http::{client_trusting, FakeServer, Recorded, Reply};
-use tenant_bridge_testkit::jwt::{self, JwtError, Signer};
-use tenant_bridge_testkit::pki::TestPki;
+use tenant_bridge_testkit::fakes::http::{client_trusting, FakeServer, Recorded, Reply};
+use tenant_bridge_testkit::trust::jwt::{self, JwtError, Signer};
+use tenant_bridge_testkit::trust::pki::TestPki;
 
 #[test]
 fn jwt_round_trip_and_refusals() {

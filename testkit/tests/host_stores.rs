@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use tenant_bridge_testkit::host::RunningHost;
-use tenant_bridge_testkit::redis::RedisServer;
+use tenant_bridge_testkit::launchers::redis::RedisServer;
 
 mod probe;
 use probe::{config, get, write_manifest};
@@ -342,7 +342,7 @@ async fn a_runtime_config_spin_refuses_does_not_start_the_host() {
     let manifest = write_manifest(&[], &["default"]);
     std::fs::write(
         dir.path().join("ca.pem"),
-        tenant_bridge_testkit::pki::TestPki::new().ca_pem(),
+        tenant_bridge_testkit::trust::pki::TestPki::new().ca_pem(),
     )
     .unwrap();
     // The sandbox's runtime config before issue 10: hosts with ports.

@@ -5,6 +5,11 @@
 
 use tenant_bridge::fuzzing::Problem;
 
+/// What a reader sees in a body or a log line (JSON decoded, percent-escapes undone): the
+/// testkit's log scanner reads lines the same way, from this one file.
+#[path = "../../../testkit/src/world/scan/reading.rs"]
+pub mod reading;
+
 /// Longest problem detail accepted by the properties. Details echo names and upstream error
 /// codes, each bounded by design (`errors::truncate`), so 2 KiB is far above any legitimate one.
 pub const MAX_DETAIL_BYTES: usize = 2048;
@@ -227,63 +232,12 @@ pub fn check_problem(p: &Problem, context: &str) {
     }
 }
 
-/// The text a reader of `bytes` sees: for JSON, every key and string it decodes to (escapes
-/// undone, so a `\u0017` cannot end in a `7` that completes a secret), NUL-separated; otherwise
-/// the bytes as text.
-pub fn visible_text(bytes: &[u8]) -> String {
-    fn collect(v: &serde_json::Value, out: &mut String) {
-        match v {
-            serde_json::Value::String(s) => {
-                out.push_str(s);
-                out.push('\0');
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
-            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| {
-                out.push_str(k);
-                out.push('\0');
-                collect(v, out);
-            }),
-            other => {
-                out.push_str(&other.to_string());
-                out.push('\0');
-            }
-        }
-    }
-    match serde_json::from_slice::<serde_json::Value>(bytes) {
-        Ok(v) => {
-            let mut out = String::new();
-            collect(&v, &mut out);
-            out
-        }
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
 /// Whether `needle` occurs anywhere in a problem as a caller or operator would see it.
 pub fn problem_mentions(p: &Problem, needle: &str) -> bool {
     p.detail.contains(needle)
         || p.title.contains(needle)
-        || visible_text(&p.body).contains(needle)
+        || reading::visible_text(&p.body).contains(needle)
         || p.headers
             .iter()
             .any(|(k, v)| k.contains(needle) || v.contains(needle))
-}
-
-/// One round of RFC 3986 percent-decoding; malformed escapes stay as they are.
-pub fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
 }

@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::p2::bindings::http::types::{DnsErrorPayload, ErrorCode};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::allowed::{self, AllowedList};
 use super::logs::LogSink;
 use super::OutboundRecord;
+use crate::spin_rules::allowed::{self, AllowedList};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -69,7 +69,7 @@ impl Pool {
 pub(crate) struct Outbound {
     pub component_id: String,
     /// Renders `allowed_outbound_hosts` for each instance, as Spin's outbound-networking factor.
-    pub resolver: Arc<super::resolver::Resolver>,
+    pub resolver: Arc<crate::spin_rules::variables::Resolver>,
     pub tls: TlsConfigs,
     pub hosts: HashMap<String, IpAddr>,
     pub records: Arc<Mutex<Vec<OutboundRecord>>>,

@@ -46,7 +46,7 @@ pub struct CasHandle {
 /// Per-instance Spin state (`Store<T>` data holds one).
 pub(crate) struct SpinState {
     /// Resolves each lookup through the provider chain, as Spin does.
-    pub variables: Arc<super::resolver::Resolver>,
+    pub variables: Arc<crate::spin_rules::variables::Resolver>,
     pub stores: Arc<Stores>,
     pub kv_labels: Arc<Vec<String>>,
 }
@@ -65,7 +65,7 @@ impl wasmtime::component::HasData for HasSpin {
 
 impl variables::Host for SpinView<'_> {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
-        if let Err(e) = super::manifest::validate_key(&name) {
+        if let Err(e) = crate::spin_rules::manifest::validate_key(&name) {
             return Ok(Err(variables::Error::InvalidName(format!(
                 "invalid variable name: {e}"
             ))));

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{SECRET_CROSS, SECRET_CROSS_C, SECRET_SAME};
-use crate::keyvault::VaultNetwork;
+use crate::fakes::keyvault::VaultNetwork;
 use crate::world::{self, Tenants};
 
 /// One misconfiguration the sandbox can switch on: the Azure setup step it undoes and the

@@ -23,7 +23,7 @@ mod with_host {
 
     use super::super::{Options, KV_STORE};
     use crate::host::{HostConfig, KvHandle, RunningHost};
-    use crate::pki::TestPki;
+    use crate::trust::pki::TestPki;
     use crate::world::Tenants;
 
     /// The component in the testkit host; dropping it stops the host.
@@ -84,7 +84,7 @@ mod without_host {
     use std::net::SocketAddr;
 
     use super::super::Options;
-    use crate::pki::TestPki;
+    use crate::trust::pki::TestPki;
     use crate::world::Tenants;
 
     /// No value: without the host nothing serves the component in this process.

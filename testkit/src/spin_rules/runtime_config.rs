@@ -410,21 +410,29 @@ struct RedisStoreToml {
 
 #[derive(Deserialize)]
 struct CosmosStoreToml {
-    #[allow(dead_code)]
-    key: Option<String>,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "key")]
+    _key: Option<String>,
     account: String,
     database: String,
     container: String,
 }
 
 #[derive(Deserialize)]
-#[allow(dead_code)]
 struct DynamoStoreToml {
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    token: Option<String>,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "access_key")]
+    _access_key: Option<String>,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "secret_key")]
+    _secret_key: Option<String>,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "token")]
+    _token: Option<String>,
     region: String,
-    consistent_read: Option<bool>,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "consistent_read")]
+    _consistent_read: Option<bool>,
     table: String,
 }
 
@@ -502,8 +510,9 @@ struct EnvToml {
 #[serde(deny_unknown_fields)]
 struct VaultToml {
     url: String,
-    #[allow(dead_code)]
-    token: String,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "token")]
+    _token: String,
     mount: String,
     #[serde(default)]
     prefix: Option<String>,
@@ -516,8 +525,9 @@ struct AzureKeyVaultToml {
     client_id: Option<String>,
     client_secret: Option<String>,
     tenant_id: Option<String>,
-    #[allow(dead_code)]
-    authority_host: Option<AuthorityHost>,
+    // Checked as Spin parses it; not used here.
+    #[serde(rename = "authority_host")]
+    _authority_host: Option<AuthorityHost>,
 }
 
 // Spin's variant names: they are what the file says.

@@ -1,6 +1,5 @@
 //! The probe guest (tests/fixtures/hostprobe, a small spin-sdk 5.2 component built here for
 //! wasm32-wasip2 on first use) and the manifests and host configs the host tests serve it with.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
