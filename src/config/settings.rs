@@ -318,6 +318,20 @@ fn is_guid(v: &str) -> bool {
         })
 }
 
+/// Whether the settings accept `host` as an endpoint that receives `service` tokens: the host
+/// rule of [`cloud::may_receive`]. The `guard-probe` feature turns this first check off so the
+/// tests can show the runtime guard (`may_send_to` in the bearer policy) refusing through the
+/// compiled component; that build is never shipped (scripts/test builds it under its own
+/// profile, and the component's tests run the shipped one).
+fn endpoint_may_receive(
+    cloud: Cloud,
+    trusted: &TrustedHosts,
+    service: Service,
+    host: &str,
+) -> bool {
+    cfg!(feature = "guard-probe") || cloud::may_receive(cloud, trusted, service, host)
+}
+
 /// Reads and parses variables; every error names the variable, never its value.
 struct Reader<'a>(&'a dyn Variables);
 
@@ -440,7 +454,7 @@ impl Reader<'_> {
                 "it must use https: bearer tokens are never sent over plain http",
             ));
         }
-        if !cloud::may_receive(cloud, trusted, service, &origin.host) {
+        if !endpoint_may_receive(cloud, trusted, service, &origin.host) {
             return Err(Problem::config(
                 name,
                 format!(
@@ -710,7 +724,7 @@ impl Reader<'_> {
                         .filter(|s| !s.is_empty())
                     {
                         let parsed = names::registry_server(server).filter(|o| {
-                            cloud::may_receive(cloud, trusted, Service::Registry, &o.host)
+                            endpoint_may_receive(cloud, trusted, Service::Registry, &o.host)
                         });
                         let Some(server) = parsed else {
                             return Err(Problem::config(

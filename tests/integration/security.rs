@@ -342,6 +342,66 @@ fn no_token_leaves_for_hosts_outside_the_clouds_suffixes() {
     );
 }
 
+/// The runtime guard behind the settings check. In a build whose settings accept any endpoint
+/// (the `guard-probe` feature, never shipped), a Key Vault, a storage account or a registry
+/// outside the cloud's hosts still gets no token: the bearer policy refuses before IMDS, Entra or
+/// the service is asked anything. The shipped component refuses the same configuration earlier,
+/// naming the variable (above).
+#[test]
+fn the_runtime_guard_refuses_what_the_settings_check_would_have() {
+    let probe = guard_probe_wasm();
+    let cases: [(&str, &str, String, &str); 3] = [
+        (
+            "cross_keyvault_endpoint",
+            "https://vault.example.com",
+            "/api/GetSecretCrossTenant?key=TEST-SECRET-001".to_string(),
+            "vault.example.com",
+        ),
+        (
+            // Azurite on 127.0.0.1, no longer trusted.
+            "trusted_token_hosts",
+            "",
+            format!("/api/DownloadBlobSameTenant?container={SEED_CONTAINER}&blob={SEED_BLOB}"),
+            "127.0.0.1",
+        ),
+        (
+            "cross_tenant_registries",
+            "hub.example.com",
+            format!("/api/acr/token?registry=hub.example.com&repository={SEED_REPOSITORY}"),
+            "hub.example.com",
+        ),
+    ];
+    for (variable, value, route, host) in cases {
+        let shipped = World::builder()
+            .registry()
+            .var(variable, Some(value))
+            .build();
+        let r = shipped.get(&route);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (500, "configuration-invalid"),
+            "shipped, {variable}: {}",
+            r.text()
+        );
+
+        let w = World::builder()
+            .component(probe.clone())
+            .registry()
+            .var(variable, Some(value))
+            .build();
+        let r = w.get(&route);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (500, "token-destination-refused"),
+            "guard probe, {variable}: {}",
+            r.text()
+        );
+        assert!(r.detail().contains(host), "{}", r.detail());
+        assert!(w.outbound().is_empty(), "{variable}: {:?}", w.outbound());
+        assert!(w.entra.requests().is_empty());
+    }
+}
+
 /// `trusted_token_hosts` wildcards that would trust more than one operator's hosts are refused
 /// before any call: part of an IP address, a shared hosting or cloud service domain.
 #[test]

@@ -62,27 +62,43 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Builds the component for wasm32-wasip2 under `profile` with `extra` cargo arguments and
+/// returns the .wasm.
+fn build_component(profile: &str, extra: &[&str]) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "tenant-bridge",
+        ])
+        .args(extra)
+        .status()
+        .expect("run cargo build for wasm32-wasip2");
+    assert!(
+        status.success(),
+        "building the component ({profile}) failed"
+    );
+    root().join(format!("target/wasm32-wasip2/{profile}/tenant_bridge.wasm"))
+}
+
 /// Builds the release .wasm once per test binary, exactly as `spin build` would.
 pub fn wasm() -> PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(root())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "tenant-bridge",
-            ])
-            .status()
-            .expect("run cargo build for wasm32-wasip2");
-        assert!(status.success(), "building the component failed");
-        root().join("target/wasm32-wasip2/release/tenant_bridge.wasm")
-    })
-    .clone()
+    WASM.get_or_init(|| build_component("release", &[])).clone()
+}
+
+/// The component built with the `guard-probe` feature (Cargo.toml): its settings accept token
+/// endpoints outside the cloud, so a test reaches the runtime guard behind them. Never shipped.
+pub fn guard_probe_wasm() -> PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| build_component("guard-probe", &["--features", "guard-probe"]))
+        .clone()
 }
 
 /// State shared by every test in a binary.
@@ -195,6 +211,7 @@ pub struct WorldBuilder {
     vars: Vec<(String, Option<String>)>,
     computed: Vec<(String, VarFn)>,
     manifest: Option<PathBuf>,
+    component: Option<PathBuf>,
     registry: bool,
     replicated: bool,
 }
@@ -209,6 +226,11 @@ impl WorldBuilder {
     /// Sets a variable from the fakes' endpoints once they are running.
     pub fn var_with(mut self, name: &str, f: impl FnOnce(&Endpoints) -> String + 'static) -> Self {
         self.computed.push((name.to_string(), Box::new(f)));
+        self
+    }
+    /// Serves another build of the component (e.g. [`guard_probe_wasm`]).
+    pub fn component(mut self, wasm: PathBuf) -> Self {
+        self.component = Some(wasm);
         self
     }
     pub fn manifest(mut self, path: PathBuf) -> Self {
@@ -239,6 +261,7 @@ impl World {
             vars: Vec::new(),
             computed: Vec::new(),
             manifest: None,
+            component: None,
             registry: false,
             replicated: false,
         }
@@ -249,7 +272,7 @@ impl World {
     }
 
     fn start(b: WorldBuilder) -> World {
-        let wasm = wasm();
+        let wasm = b.component.clone().unwrap_or_else(wasm);
         let s = shared();
         rt().block_on(async {
             let tenants = Tenants::start(&s.pki, &s.imds_signer, &s.entra_signer, ENTRA_HOST).await;
