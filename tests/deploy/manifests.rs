@@ -712,8 +712,14 @@ pub(crate) fn probes_are_split(app: &Value) {
         );
         assert!(routes.contains(route), "the component serves {path}");
     }
+    let answer_live = routes
+        .find("return Ok(Decision::Live)")
+        .expect("routes::decide answers livez");
+    let read_settings = routes
+        .find("settings::load(")
+        .expect("routes::decide reads the settings");
     assert!(
-        read(&repo().join("src/request/app.rs")).contains("Endpoint::Live"),
+        answer_live < read_settings,
         "livez answers before any configuration is read"
     );
 }
