@@ -10,6 +10,9 @@
 //! - [`Lenient`] marks diagnostic members (error codes, trace ids, claims): one of another type
 //!   reads as absent instead of making the whole answer unreadable.
 //! - [`NumberOrString`]: IMDS sends every number as a string.
+//!
+//! Writing is serde_json's too ([`to_string`]): `Serialize` structs, whose members come out in
+//! declaration order (problem bodies, the health report, the log line, cache entries).
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
