@@ -7,8 +7,9 @@
 //! values a caller should not see: they are built from variable *names*, names the caller sent,
 //! and upstream error *codes*.
 
-use crate::wire::json;
+use crate::wire::typed_json;
 use http::StatusCode;
+use serde::Serialize;
 use std::borrow::Cow;
 
 pub(crate) const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -175,14 +176,34 @@ impl Problem {
 
     /// The JSON body.
     pub(crate) fn body(&self) -> Vec<u8> {
-        json::Object::with_capacity(128 + self.detail.len())
-            .str("type", &format!("urn:tenant-bridge:problem:{}", self.code))
-            .str("title", &self.title)
-            .num("status", self.status.as_u16())
-            .str("code", &self.code)
-            .str("detail", &self.detail)
-            .finish()
-            .into_bytes()
+        ProblemBody::new(&self.code, &self.title, self.status.as_u16(), &self.detail).to_json()
+    }
+}
+
+/// An RFC 9457 body: these members, in this order (clients and tests read them so).
+#[derive(Serialize)]
+pub(crate) struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+}
+
+impl<'a> ProblemBody<'a> {
+    pub(crate) fn new(code: &'a str, title: &'a str, status: u16, detail: &'a str) -> Self {
+        ProblemBody {
+            kind: format!("urn:tenant-bridge:problem:{code}"),
+            title,
+            status,
+            code,
+            detail,
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        typed_json::to_string(self).into_bytes()
     }
 }
 
@@ -205,7 +226,12 @@ mod tests {
             "secret-not-found",
             "no secret 'x' in https://v.vault.azure.net",
         );
-        let v: serde_json::Value = serde_json::from_slice(&p.body()).unwrap();
+        let body = p.body();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"type":"urn:tenant-bridge:problem:secret-not-found","title":"Not found","status":404,"code":"secret-not-found","detail":"no secret 'x' in https://v.vault.azure.net"}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], 404);
         assert_eq!(v["code"], "secret-not-found");
         assert_eq!(v["type"], "urn:tenant-bridge:problem:secret-not-found");

@@ -88,46 +88,27 @@ pub fn base64_encoded_len(n: u64) -> u64 {
     crate::wire::base64_stream::encoded_len(n)
 }
 
-// ---- JSON ----------------------------------------------------------------------------------
+// ---- JSON answers ------------------------------------------------------------------------------
 
-/// The document `json::parse` reads from `data`, written back compactly (numbers as written,
-/// members in their order, repeats kept); `None` when it refuses the document.
-pub fn json_document(data: &[u8]) -> Option<String> {
-    fn write(v: &crate::wire::json::Value, out: &mut String) {
-        use crate::wire::json::Value;
-        match v {
-            Value::Null => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Number(n) => out.push_str(n),
-            Value::String(s) => crate::wire::json::write_str(out, s),
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            Value::Object(members) => {
-                out.push('{');
-                for (i, (name, value)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    crate::wire::json::write_str(out, name);
-                    out.push(':');
-                    write(value, out);
-                }
-                out.push('}');
-            }
-        }
+/// What the typed readers (serde) take from `body` read as each JSON answer the component
+/// receives besides the tokens below and the error bodies: a Key Vault secret bundle's `value`,
+/// an ACR exchange's `refresh_token` and token answer's `access_token`, and a token-cache entry
+/// written back. `None` where the reader refuses the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answers {
+    pub secret_value: Option<String>,
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
+    pub cache_entry: Option<Vec<u8>>,
+}
+
+pub fn answers(body: &[u8]) -> Answers {
+    Answers {
+        secret_value: crate::services::keyvault::secret_value(body).ok(),
+        refresh_token: crate::services::acr::exchange_answer(body).ok(),
+        access_token: crate::services::acr::token_answer(body).ok(),
+        cache_entry: crate::identity::cache::reencode(body),
     }
-    let doc = crate::wire::json::parse(data)?;
-    let mut out = String::new();
-    write(&doc, &mut out);
-    Some(out)
 }
 
 // ---- Key Vault challenge -------------------------------------------------------------------
@@ -151,11 +132,15 @@ pub fn challenge_accepted(cloud: &str, vault_origin: &str, resource: &str) -> Op
 
 /// `(expires_on, refresh_at)` of a parsed token.
 pub fn imds_token(body: &[u8], now: u64) -> Option<(u64, u64)> {
-    crate::identity::imds::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
+    crate::identity::imds::parse_token(body, now)
+        .ok()
+        .map(|t| (t.expires_on, t.refresh_at))
 }
 
 pub fn entra_token(body: &[u8], now: u64) -> Option<(u64, u64)> {
-    crate::identity::entra::parse_token(body, now).map(|t| (t.expires_on, t.refresh_at))
+    crate::identity::entra::parse_token(body, now)
+        .ok()
+        .map(|t| (t.expires_on, t.refresh_at))
 }
 
 /// The longest lifetime any token is trusted for.

@@ -114,7 +114,7 @@ fn fully_percent_decoded(seg: &str) -> String {
     let mut current = seg.to_string();
     for _ in 0..4 {
         // A segment that stops being UTF-8 when decoded cannot be a dot; keep it as it is.
-        let Ok(next) = crate::wire::urlenc::decode_component(&current.replace('+', "%2B")) else {
+        let Ok(next) = crate::wire::urlenc::percent_decoded(&current) else {
             break;
         };
         if next == current {

@@ -107,10 +107,11 @@ impl<'a> KvStore<'a> {
             }),
             Err(e) => {
                 // Through the JSON writer: a store error's Debug form carries quotes.
-                log(&crate::wire::json::Object::new()
-                    .str("level", "warn")
-                    .str("msg", &format!("token cache disabled: cannot open key-value store '{label}' ({e:?}); list it in key_value_stores and runtime-config.toml"))
-                    .finish());
+                log(&serde_json::json!({
+                    "level": "warn",
+                    "msg": format!("token cache disabled: cannot open key-value store '{label}' ({e:?}); list it in key_value_stores and runtime-config.toml"),
+                })
+                .to_string());
                 None
             }
         }
@@ -118,10 +119,11 @@ impl<'a> KvStore<'a> {
 
     fn warn<T>(&self, what: &str, e: impl std::fmt::Debug) -> Option<T> {
         if !self.warned.replace(true) {
-            log(&crate::wire::json::Object::new()
-                .str("level", "warn")
-                .str("msg", &format!("token cache {what} failed: {e:?}"))
-                .finish());
+            log(&serde_json::json!({
+                "level": "warn",
+                "msg": format!("token cache {what} failed: {e:?}"),
+            })
+            .to_string());
         }
         None
     }

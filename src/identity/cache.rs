@@ -29,7 +29,8 @@ use crate::errors::Problem;
 use crate::identity::store::{Store, Swap};
 use crate::identity::token::Token;
 use crate::net::clock::Clock;
-use crate::wire::json::{self, Value};
+use crate::wire::typed_json;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Pause between refresh attempts after a failed refresh.
@@ -56,90 +57,53 @@ pub(crate) fn key(kind: &str, parts: &[&str]) -> String {
     key
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+/// A failed fetch as stored for its waiters. Replicas of two versions share one store during a
+/// rollout, so the members and their order are a contract.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredProblem {
     status: u16,
     code: String,
     title: String,
     detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
 }
 
-impl StoredProblem {
-    fn decode(v: &Value) -> Option<StoredProblem> {
-        let [status, code, title, detail, retry_after] =
-            v.pick(["status", "code", "title", "detail", "retry_after"])?;
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-        Some(StoredProblem {
-            status: u16::try_from(status?.as_u64()?).ok()?,
-            code: text(code)?,
-            title: text(title)?,
-            detail: text(detail)?,
-            retry_after: json::opt_u64(retry_after).ok()?,
-        })
-    }
-
-    fn encode(&self) -> String {
-        json::Object::new()
-            .num("status", self.status)
-            .str("code", &self.code)
-            .str("title", &self.title)
-            .str("detail", &self.detail)
-            .opt_num("retry_after", self.retry_after)
-            .finish()
-    }
-}
-
-/// What the store holds for one token: a JSON object (absent members read as empty).
-#[derive(Debug, Default, PartialEq, Eq)]
+/// What the store holds for one token: a JSON object (absent or `null` members read as empty).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
+    #[serde(default, deserialize_with = "typed_json::null_as_default")]
     expires_on: u64,
+    #[serde(default, deserialize_with = "typed_json::null_as_default")]
     refresh_at: u64,
     /// Unix seconds until which `owner` holds the right to fetch.
+    #[serde(default, deserialize_with = "typed_json::null_as_default")]
     lease: u64,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "typed_json::null_as_default"
+    )]
     owner: String,
     /// The failure of the last fetch by `owner`, for the requests that waited on it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "typed_json::optional_object"
+    )]
     failed: Option<StoredProblem>,
 }
 
 impl Entry {
+    /// `None` for anything but an entry of this shape (a member of another type, one that
+    /// occurs twice): such an entry is treated as absent, and replaced.
     fn decode(bytes: &[u8]) -> Option<Entry> {
-        let doc = json::parse(bytes)?;
-        let [token, expires_on, refresh_at, lease, owner, failed] = doc.pick([
-            "token",
-            "expires_on",
-            "refresh_at",
-            "lease",
-            "owner",
-            "failed",
-        ])?;
-        let number = |v| json::opt_u64(v).map(Option::unwrap_or_default);
-        Some(Entry {
-            token: json::opt_str(token).ok()?.map(str::to_string),
-            expires_on: number(expires_on).ok()?,
-            refresh_at: number(refresh_at).ok()?,
-            lease: number(lease).ok()?,
-            owner: json::opt_str(owner).ok()?.unwrap_or_default().to_string(),
-            failed: match failed {
-                None | Some(Value::Null) => None,
-                Some(f) => Some(StoredProblem::decode(f)?),
-            },
-        })
+        typed_json::object(bytes).ok()
     }
     fn encode(&self) -> Vec<u8> {
-        let mut o = json::Object::with_capacity(self.token.as_ref().map_or(0, String::len) + 96)
-            .opt_str("token", self.token.as_deref())
-            .num("expires_on", self.expires_on)
-            .num("refresh_at", self.refresh_at)
-            .num("lease", self.lease);
-        if !self.owner.is_empty() {
-            o = o.str("owner", &self.owner);
-        }
-        if let Some(failed) = &self.failed {
-            o = o.raw("failed", &failed.encode());
-        }
-        o.finish().into_bytes()
+        typed_json::to_string(self).into_bytes()
     }
     fn token(&self) -> Option<Token> {
         Some(Token {
@@ -169,6 +133,12 @@ impl Entry {
     fn lease_active(&self, now: u64) -> bool {
         self.lease > now
     }
+}
+
+/// An entry as the cache reads it, written back: `None` when it does not read (the cache then
+/// treats it as absent). For the fuzz targets.
+pub(crate) fn reencode(bytes: &[u8]) -> Option<Vec<u8>> {
+    Entry::decode(bytes).map(|e| e.encode())
 }
 
 /// The cache of one request: the store (if it opened), the clock, who we are, and how long a
@@ -973,10 +943,28 @@ mod tests {
                 ..Entry::default()
             })
         );
+        assert_eq!(
+            Entry::decode(br#"{"expires_on":null,"owner":null,"failed":{"status":502,"code":"c","title":"t","detail":"d","retry_after":null}}"#),
+            Some(Entry {
+                failed: Some(StoredProblem {
+                    status: 502,
+                    code: "c".into(),
+                    title: "t".into(),
+                    detail: "d".into(),
+                    retry_after: None,
+                }),
+                ..Entry::default()
+            })
+        );
         for bad in [
             &b"not json"[..],
             br#"{"lease":"9"}"#,
             br#"{"lease":1,"lease":2}"#,
+            br#"[null,5]"#,
+            br#"{"failed":[502,"c","t","d"]}"#,
+            br#"{"failed":{"status":70000,"code":"c","title":"t","detail":"d"}}"#,
+            br#"{"failed":{"status":502,"code":"c","title":"t"}}"#,
+            br#"{"token":1}"#,
         ] {
             assert_eq!(Entry::decode(bad), None);
         }

@@ -4,7 +4,7 @@
 //! endpoint for the multi-tenant app.
 
 use crate::config::settings::{Exchange, Identity};
-use crate::errors::Problem;
+use crate::errors::{truncate, Problem};
 use crate::identity::cache;
 use crate::identity::context::Context;
 use crate::identity::entra;
@@ -95,10 +95,13 @@ impl Credential for ManagedIdentity<'_> {
         if resp.status() != StatusCode::OK {
             return Err(imds::error_problem(&resp, self.resource, client_id));
         }
-        imds::parse_token(&resp.body, ctx.now()).ok_or_else(|| {
+        imds::parse_token(&resp.body, ctx.now()).map_err(|e| {
             Problem::upstream(
                 "identity-failed",
-                "IMDS answered 200 without a usable access_token",
+                format!(
+                    "IMDS answered 200 without a usable access_token: {}",
+                    truncate(&format!("{e:#}"), 200)
+                ),
             )
         })
     }
@@ -167,10 +170,13 @@ impl Credential for Federated<'_> {
             };
             return Err(entra::error_problem(&resp, &diag));
         }
-        entra::parse_token(&resp.body, ctx.now()).ok_or_else(|| {
+        entra::parse_token(&resp.body, ctx.now()).map_err(|e| {
             Problem::upstream(
                 "entra-failed",
-                "Entra ID answered 200 without a usable access_token",
+                format!(
+                    "Entra ID answered 200 without a usable access_token: {}",
+                    truncate(&format!("{e:#}"), 200)
+                ),
             )
         })
     }

@@ -8,9 +8,11 @@ use crate::errors::{truncate, Problem};
 use crate::identity::jwt::Claims;
 use crate::identity::token::Token;
 use crate::net::upstream::{Peer, Request, Response};
-use crate::wire::json::{self, Value};
+use crate::wire::typed_json::{self, Lenient};
 use crate::wire::urlenc::Form;
+use anyhow::Context as _;
 use http::StatusCode;
+use serde::Deserialize;
 
 pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -45,54 +47,49 @@ pub(crate) fn token_request(
     )
 }
 
-/// A v2 token answer: `access_token` and a whole-number `expires_in` are required.
-pub(crate) fn parse_token(body: &[u8], now: u64) -> Option<Token> {
-    let doc = json::parse(body)?;
-    let [access_token, expires_in, refresh_in] =
-        doc.pick(["access_token", "expires_in", "refresh_in"])?;
-    let access_token = access_token?.as_str()?;
-    let expires_in = expires_in?.as_u64()?;
-    let refresh_in = json::opt_u64(refresh_in).ok()?;
-    (!access_token.is_empty()).then(|| {
-        Token::new(
-            access_token.to_string(),
-            now,
-            now.saturating_add(expires_in),
-            refresh_in,
-        )
-    })
+/// A v2 token answer: `access_token` and a whole-number `expires_in` are required (Entra
+/// sends numbers as numbers; a string is refused).
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+    #[serde(default)]
+    refresh_in: Option<u64>,
 }
 
-/// What an error answer says; empty members when it says nothing readable.
-#[derive(Default)]
+pub(crate) fn parse_token(body: &[u8], now: u64) -> anyhow::Result<Token> {
+    let answer: TokenAnswer = typed_json::object(body).context("the answer does not read")?;
+    anyhow::ensure!(!answer.access_token.is_empty(), "its access_token is empty");
+    Ok(Token::new(
+        answer.access_token,
+        now,
+        now.saturating_add(answer.expires_in),
+        answer.refresh_in,
+    ))
+}
+
+/// What an error answer says; empty members when it says nothing readable. Each member is
+/// read on its own: one of another type (or an error code that is not a whole number) is
+/// left out.
+#[derive(Deserialize, Default)]
 struct ErrorBody {
-    error: String,
-    error_codes: Vec<u64>,
-    trace_id: String,
-    correlation_id: String,
+    #[serde(default)]
+    error: Lenient<String>,
+    #[serde(default)]
+    error_codes: Lenient<Vec<Lenient<u64>>>,
+    #[serde(default)]
+    trace_id: Lenient<String>,
+    #[serde(default)]
+    correlation_id: Lenient<String>,
 }
 
 impl ErrorBody {
     fn read(body: &[u8]) -> ErrorBody {
-        let doc = json::parse(body);
-        let Some([error, codes, trace_id, correlation_id]) = doc
-            .as_ref()
-            .and_then(|d| d.pick(["error", "error_codes", "trace_id", "correlation_id"]))
-        else {
-            return ErrorBody::default();
-        };
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
-        ErrorBody {
-            error: text(error),
-            error_codes: codes
-                .map(Value::as_array)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(Value::as_u64)
-                .collect(),
-            trace_id: text(trace_id),
-            correlation_id: text(correlation_id),
-        }
+        typed_json::object(body).unwrap_or_default()
+    }
+
+    fn codes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.error_codes.0.iter().flatten().filter_map(|c| c.0)
     }
 }
 
@@ -108,10 +105,10 @@ pub(crate) struct Diagnostics<'a> {
 /// Whether Entra refused the managed identity's token itself (stale, bad signature, or no
 /// federated credential matches it), so a cached copy must not be presented again.
 pub(crate) fn assertion_refused(resp: &Response) -> bool {
-    let err = ErrorBody::read(&resp.body);
-    err.error_codes
-        .iter()
-        .any(|c| matches!(c, 700024 | 700027 | 70021 | 700211 | 700212 | 700213))
+    let refused = ErrorBody::read(&resp.body)
+        .codes()
+        .any(|c| matches!(c, 700024 | 700027 | 70021 | 700211 | 700212 | 700213));
+    refused
 }
 
 pub(crate) fn error_problem(resp: &Response, ctx: &Diagnostics) -> Problem {
@@ -131,6 +128,12 @@ pub(crate) fn error_problem(resp: &Response, ctx: &Diagnostics) -> Problem {
     }
     let status = status.as_u16();
     let err = ErrorBody::read(&resp.body);
+    let code = err.codes().next().unwrap_or(0);
+    let (error, trace_id, correlation_id) = (
+        err.error.text(),
+        err.trace_id.text(),
+        err.correlation_id.text(),
+    );
     let ex = ctx.exchange;
     let profile = ctx.target.profile;
     let (tenant, app, authority) = (ctx.target.tenant_id, &ex.app_client_id, &ex.authority);
@@ -145,10 +148,9 @@ pub(crate) fn error_problem(resp: &Response, ctx: &Diagnostics) -> Problem {
     );
     let trace = format!(
         " [Entra trace id {}, correlation id {}]",
-        truncate(or_none(&err.trace_id), 100),
-        truncate(or_none(&err.correlation_id), 100)
+        truncate(or_none(&trace_id), 100),
+        truncate(or_none(&correlation_id), 100)
     );
-    let code = err.error_codes.first().copied().unwrap_or(0);
     let (problem_code, detail) = match code {
         700016 => (
             "entra-app-not-in-tenant",
@@ -199,7 +201,7 @@ pub(crate) fn error_problem(resp: &Response, ctx: &Diagnostics) -> Problem {
             "entra-refused",
             format!(
                 "Entra ID refused the token exchange for app {app} in tenant {tenant} of profile '{profile}': HTTP {status}, {} (AADSTS{code})",
-                truncate(or_none(&err.error), 100)
+                truncate(or_none(&error), 100)
             ),
         ),
     };
@@ -336,10 +338,34 @@ mod tests {
     }
 
     #[test]
+    fn error_bodies_are_read_member_by_member() {
+        let codes = |body: &str| ErrorBody::read(body.as_bytes()).codes().collect::<Vec<_>>();
+        assert_eq!(
+            codes(r#"{"error_codes":["x",70021,-1,1.5,700016]}"#),
+            [70021, 700016]
+        );
+        assert_eq!(codes(r#"{"error_codes":70021}"#), [0u64; 0]);
+        assert_eq!(codes(r#"{"error_codes":[1],"error_codes":[2]}"#), [0u64; 0]);
+        let e = ErrorBody::read(br#"{"error":7,"trace_id":"t","correlation_id":null}"#);
+        assert_eq!(
+            (e.error.text(), e.trace_id.text(), e.correlation_id.text()),
+            (String::new(), "t".into(), String::new())
+        );
+    }
+
+    #[test]
     fn token_parses_numbers() {
         let t = parse_token(br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"x"}"#, 100).unwrap();
         assert_eq!(t.expires_on, 3699);
-        assert!(parse_token(br#"{"expires_in":"3599","access_token":"x"}"#, 100).is_none());
+        for bad in [
+            r#"{"expires_in":"3599","access_token":"x"}"#,
+            r#"{"access_token":"x"}"#,
+            r#"{"access_token":"","expires_in":1}"#,
+            r#"{"access_token":"x","expires_in":1,"expires_in":2}"#,
+            r#"{"access_token":"x","expires_in":1,"refresh_in":"1"}"#,
+        ] {
+            assert!(parse_token(bad.as_bytes(), 100).is_err(), "{bad}");
+        }
     }
 
     #[test]

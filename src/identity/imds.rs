@@ -5,8 +5,10 @@ use crate::errors::{truncate, Problem};
 use crate::identity::token::Token;
 use crate::net::origin::Origin;
 use crate::net::upstream::{retry_after, Peer, Request, Response};
-use crate::wire::json::{self, Value};
+use crate::wire::typed_json::{self, Lenient};
 use crate::wire::urlenc::Form;
+use anyhow::Context as _;
+use serde::Deserialize;
 
 pub(crate) const API_VERSION: &str = "2018-02-01";
 
@@ -27,52 +29,52 @@ pub(crate) fn token_request(imds: &Origin, resource: &str, client_id: Option<&st
     .header("metadata", "true")
 }
 
-/// IMDS sends every value as a string; other hosts send numbers. Accept both: absent or
-/// `null` is `Ok(None)`, a string is read if it holds a number, another type is `Err`.
-fn number_or_string(v: Option<&Value>) -> Result<Option<u64>, ()> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(s.trim().parse().ok()),
-        Some(n) => n.as_u64().map(Some).ok_or(()),
-    }
+/// A 200 answer. IMDS sends every value as a string; other hosts send numbers. Both are read
+/// (`typed_json::NumberOrString`): absent or `null` is absent, a string is read if it holds a
+/// number, a number must be whole, another type refuses the answer.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default, deserialize_with = "typed_json::number_or_string")]
+    expires_in: Option<u64>,
+    #[serde(default, deserialize_with = "typed_json::number_or_string")]
+    expires_on: Option<u64>,
+    #[serde(default, deserialize_with = "typed_json::number_or_string")]
+    refresh_in: Option<u64>,
 }
 
 /// Parses a 200 answer. Expiry: `expires_on` (epoch) when readable, else `now + expires_in`,
 /// else a short 5 minutes so an odd answer is not cached for long.
-pub(crate) fn parse_token(body: &[u8], now: u64) -> Option<Token> {
-    let doc = json::parse(body)?;
-    let [access_token, expires_in, expires_on, refresh_in] =
-        doc.pick(["access_token", "expires_in", "expires_on", "refresh_in"])?;
-    let access_token = access_token?.as_str()?;
-    let (expires_in, expires_on, refresh_in) = (
-        number_or_string(expires_in).ok()?,
-        number_or_string(expires_on).ok()?,
-        number_or_string(refresh_in).ok()?,
-    );
-    if access_token.is_empty() {
-        return None;
-    }
-    let expires_on = expires_on
+pub(crate) fn parse_token(body: &[u8], now: u64) -> anyhow::Result<Token> {
+    let answer: TokenAnswer = typed_json::object(body).context("the answer does not read")?;
+    anyhow::ensure!(!answer.access_token.is_empty(), "its access_token is empty");
+    let expires_on = answer
+        .expires_on
         .filter(|e| *e > 1_000_000_000)
-        .or_else(|| expires_in.map(|s| now.saturating_add(s)))
+        .or_else(|| answer.expires_in.map(|s| now.saturating_add(s)))
         .unwrap_or(now + 300);
-    Some(Token::new(
-        access_token.to_string(),
+    Ok(Token::new(
+        answer.access_token,
         now,
         expires_on,
-        refresh_in,
+        answer.refresh_in,
     ))
+}
+
+/// The `error` of an error answer, when it has one.
+#[derive(Deserialize, Default)]
+struct ErrorAnswer {
+    #[serde(default)]
+    error: Lenient<String>,
 }
 
 /// Maps a non-200 IMDS answer.
 pub(crate) fn error_problem(resp: &Response, resource: &str, client_id: Option<&str>) -> Problem {
-    let doc = json::parse(&resp.body);
-    let error = doc
-        .as_ref()
-        .and_then(|d| d.pick(["error"]))
-        .and_then(|[e]| e)
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let error = typed_json::object::<ErrorAnswer>(&resp.body)
+        .unwrap_or_default()
+        .error
+        .text();
+    let error = error.as_str();
     let identity = match client_id {
         Some(id) => format!("the user-assigned managed identity with client id {id}"),
         None => "the system-assigned managed identity".to_string(),
@@ -155,8 +157,24 @@ mod tests {
         assert_eq!(t.expires_on, 1_800_000_060);
         let t = parse_token(br#"{"access_token":"x"}"#, 1_800_000_000).unwrap();
         assert_eq!(t.expires_on, 1_800_000_300);
-        assert!(parse_token(br#"{"access_token":""}"#, 0).is_none());
-        assert!(parse_token(b"<html>", 0).is_none());
+        assert!(parse_token(br#"{"access_token":""}"#, 0).is_err());
+        assert!(parse_token(b"<html>", 0).is_err());
+        // A number must be whole; a string that is not one is ignored.
+        for bad in [
+            r#"{"access_token":"x","expires_in":-1}"#,
+            r#"{"access_token":"x","expires_in":1.5}"#,
+            r#"{"access_token":"x","expires_on":true}"#,
+            r#"{"access_token":"x","access_token":"y"}"#,
+            r#"["x","3599"]"#,
+        ] {
+            assert!(parse_token(bad.as_bytes(), 0).is_err(), "{bad}");
+        }
+        let t = parse_token(
+            br#"{"access_token":"x","expires_in":" 60 ","refresh_in":null}"#,
+            1_800_000_000,
+        )
+        .unwrap();
+        assert_eq!(t.expires_on, 1_800_000_060);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! subject and audience a federated credential must carry; which tenant a token is for). Nothing
 //! is verified here: the services verify their tokens. Claims hold ids, never secrets.
 
-use crate::wire::json::{self, Value};
+use crate::wire::typed_json::{self, Lenient, Object};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Claims {
@@ -28,6 +30,63 @@ pub(crate) struct Access {
     pub actions: Vec<String>,
 }
 
+/// A token's payload as read: every claim on its own, one of an unexpected type reads as
+/// absent; a claim that occurs twice refuses the payload.
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(default)]
+    iss: Lenient<String>,
+    #[serde(default)]
+    sub: Lenient<String>,
+    #[serde(default)]
+    aud: Lenient<Audience>,
+    #[serde(default)]
+    tid: Lenient<String>,
+    #[serde(default)]
+    oid: Lenient<String>,
+    #[serde(default)]
+    exp: Lenient<i64>,
+    #[serde(default)]
+    nbf: Lenient<i64>,
+    /// Grants that are not objects, or repeat a member, are left out.
+    #[serde(default)]
+    access: Lenient<Vec<Lenient<Object<Grant>>>>,
+}
+
+#[derive(Deserialize)]
+struct Grant {
+    #[serde(default, rename = "type")]
+    kind: Lenient<String>,
+    #[serde(default)]
+    name: Lenient<String>,
+    #[serde(default)]
+    actions: Lenient<Vec<Lenient<String>>>,
+}
+
+/// `aud`: a string, or an array whose first member is kept when it is a string.
+struct Audience(String);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Audience, E> {
+                Ok(Audience(s.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let first = seq.next_element::<Lenient<String>>()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Audience(first.and_then(|f| f.0).unwrap_or_default()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Decodes the payload of a compact JWS. `None` for anything that is not one. A claim of an
 /// unexpected type reads as absent.
 pub(crate) fn claims(token: &str) -> Option<Claims> {
@@ -37,40 +96,35 @@ pub(crate) fn claims(token: &str) -> Option<Claims> {
         return None;
     }
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let doc = json::parse(&bytes)?;
-    let [iss, sub, aud, tid, oid, exp, nbf, access] =
-        doc.pick(["iss", "sub", "aud", "tid", "oid", "exp", "nbf", "access"])?;
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
-    let aud = match aud {
-        Some(Value::Array(a)) => text(a.first()),
-        other => text(other),
-    };
-    let access = access
-        .map(Value::as_array)
+    let p: Payload = typed_json::object(&bytes).ok()?;
+    let access = p
+        .access
+        .0
         .unwrap_or_default()
-        .iter()
+        .into_iter()
         .filter_map(|grant| {
-            let [kind, name, actions] = grant.pick(["type", "name", "actions"])?;
+            let Object(grant) = grant.0?;
             Some(Access {
-                kind: text(kind),
-                name: text(name),
-                actions: actions
-                    .map(Value::as_array)
+                kind: grant.kind.text(),
+                name: grant.name.text(),
+                actions: grant
+                    .actions
+                    .0
                     .unwrap_or_default()
-                    .iter()
-                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .into_iter()
+                    .filter_map(|a| a.0)
                     .collect(),
             })
         })
         .collect();
     Some(Claims {
-        iss: text(iss),
-        sub: text(sub),
-        aud,
-        tid: text(tid),
-        oid: text(oid),
-        exp: exp.and_then(Value::as_i64),
-        nbf: nbf.and_then(Value::as_i64),
+        iss: p.iss.text(),
+        sub: p.sub.text(),
+        aud: p.aud.0.map(|a| a.0).unwrap_or_default(),
+        tid: p.tid.text(),
+        oid: p.oid.text(),
+        exp: p.exp.0,
+        nbf: p.nbf.0,
         access,
     })
 }
@@ -103,6 +157,25 @@ mod tests {
     }
 
     #[test]
+    fn claims_of_unexpected_types_read_as_absent() {
+        let c = claims(&token(r#"{"iss":1,"aud":[2,"x"],"exp":-0,"nbf":1.5,"tid":null,"access":[[1],{"type":"repository","name":"a","name":"b"},{"type":"repository","name":"c","actions":["pull",1]}]}"#)).unwrap();
+        assert_eq!(
+            (c.iss.as_str(), c.aud.as_str(), c.tid.as_str()),
+            ("", "", "")
+        );
+        assert_eq!((c.exp, c.nbf), (None, None));
+        assert_eq!(c.access.len(), 1);
+        assert_eq!(
+            (c.access[0].name.as_str(), &c.access[0].actions[..]),
+            ("c", &["pull".to_string()][..])
+        );
+        assert_eq!(
+            claims(&token(r#"{"exp":-5,"aud":{}}"#)).unwrap().exp,
+            Some(-5)
+        );
+    }
+
+    #[test]
     fn rejects_non_jwts_without_panicking() {
         for bad in [
             "",
@@ -112,6 +185,7 @@ mod tests {
             "a.!!!.c",
             &token("[1,2]"),
             &token("not json"),
+            &token(r#"{"sub":"a","sub":"b"}"#),
         ] {
             assert!(claims(bad).is_none(), "{bad}");
         }

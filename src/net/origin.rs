@@ -1,5 +1,6 @@
-//! Origins (`scheme://host[:port]`), parsed strictly: they come from endpoint variables that
-//! also feed Spin's `allowed_outbound_hosts`, and they decide where tokens go.
+//! Origins (`scheme://host[:port]`), parsed by `url` and held to stricter rules: they come from
+//! endpoint variables that also feed Spin's `allowed_outbound_hosts`, and they decide where
+//! tokens go.
 //!
 //! Spin 3.6.3 denies *every* outbound request of a component when one `allowed_outbound_hosts`
 //! entry resolves to something that is not an origin, so a path is refused here with a reason.
@@ -30,12 +31,10 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// A host name (ASCII letters, digits, `-`, `.` — internationalised names in their `xn--`
-/// form), an IPv4 address, or a bracketed IPv6 address.
-pub(crate) fn valid_host(host: &str) -> bool {
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<std::net::Ipv6Addr>().is_ok();
-    }
+/// A DNS name as DNS allows it, stricter than `Url`'s domains: ASCII letters, digits and `-`
+/// (internationalised names in their `xn--` form), labels of 1 to 63 characters that neither
+/// start nor end with `-`, 253 characters at most.
+fn dns_name(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
@@ -49,8 +48,13 @@ pub(crate) fn valid_host(host: &str) -> bool {
         })
 }
 
-/// Parses an origin; a trailing `/` is tolerated (Spin trims it too). The error says why
-/// without repeating the value (it may be a secret in the wrong variable).
+/// Parses an origin with `url::Url`, and keeps stricter rules on top of it: the scheme exactly
+/// `https://` or `http://`; no userinfo, path, query or fragment (a trailing `/` is tolerated:
+/// Spin trims it too); a port from 1 to 65535; and the host exactly as written (lower-cased):
+/// a DNS name of ASCII letters, digits and `-`, or an IP address. `Url` would turn `bücher` into
+/// its `xn--` form, `0x7f.1` or `127.1` into `127.0.0.1`, and drop tabs; those are refused here,
+/// since the host decides where tokens go. IPv6 addresses take `Url`'s canonical form. The
+/// error says why without repeating the value (it may be a secret in the wrong variable).
 pub(crate) fn parse(value: &str) -> Result<Origin, String> {
     let value = value.trim();
     let value = value.strip_suffix('/').unwrap_or(value);
@@ -62,42 +66,58 @@ pub(crate) fn parse(value: &str) -> Result<Origin, String> {
         return Err("it must start with https:// (or http:// for IMDS)".into());
     };
     if rest.contains('@') {
-        return Err("credentials do not belong in an endpoint".into());
+        return Err(CREDENTIALS.into());
     }
     if rest.contains(['/', '?', '#']) {
-        return Err(
-            "it has a path or query; it must be an origin like https://name.example.net[:port] \
-             (Spin's allowed_outbound_hosts accepts only origins and otherwise denies every \
-             outbound request; put an account path in its own *_path variable)"
-                .into(),
-        );
+        return Err(PATH.into());
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
-            let port: u16 = port
-                .parse()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or("its port is not a number from 1 to 65535")?;
-            (host, Some(port))
-        }
-        _ => (rest, None),
+    let bad_host = || {
+        "its host is not a DNS name or IP address (write internationalised names in their \
+         xn-- form)"
+            .to_string()
     };
-    let host = host.to_ascii_lowercase();
-    if !valid_host(&host) {
-        return Err(
-            "its host is not a DNS name or IP address (write internationalised names in their \
-             xn-- form)"
-                .into(),
-        );
+    let bad_port = || "its port is not a number from 1 to 65535".to_string();
+    let url = url::Url::parse(value).map_err(|e| match e {
+        url::ParseError::InvalidPort => bad_port(),
+        _ => bad_host(),
+    })?;
+    // What the checks above already rule out, asked of the parser too.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(CREDENTIALS.into());
     }
-    let default = if https { 443 } else { 80 };
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(PATH.into());
+    }
+    // The host as written: what precedes a `:port` (an IPv6 address keeps its brackets).
+    let written = match rest.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            if port.is_empty() || url.port() == Some(0) {
+                return Err(bad_port());
+            }
+            host
+        }
+        _ => rest,
+    };
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        Some(url::Host::Domain(name)) if dns_name(name) && name.eq_ignore_ascii_case(written) => {
+            name.to_string()
+        }
+        Some(url::Host::Ipv4(ip)) if ip.to_string().eq_ignore_ascii_case(written) => ip.to_string(),
+        _ => return Err(bad_host()),
+    };
     Ok(Origin {
         https,
         host,
-        port: port.filter(|p| *p != default),
+        port: url.port(),
     })
 }
+
+const CREDENTIALS: &str = "credentials do not belong in an endpoint";
+const PATH: &str =
+    "it has a path or query; it must be an origin like https://name.example.net[:port] \
+     (Spin's allowed_outbound_hosts accepts only origins and otherwise denies every \
+     outbound request; put an account path in its own *_path variable)";
 
 #[cfg(test)]
 mod tests {
@@ -137,9 +157,46 @@ mod tests {
             "https://-a.example",
             "https://a..b",
             "https://[::1",
+            "https://h:",
+            "https://h:+80",
+            "https://@h",
+            "https://h/.",
+            "https://h//",
+            "https://h\\x",
+            "https://h%41.example",
+            "https://h\tx.example",
+            // Forms `Url` would rewrite: IPv4 shorthands, a numeric last label, bad punycode.
+            "https://1.2.3",
+            "https://0x7f.1",
+            "https://127.000.0.1",
+            "https://foo.123",
+            "https://xn--zz",
+            "HTTPS://h",
+            "https:h",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn hosts_are_kept_as_written_and_ipv6_canonical() {
+        assert_eq!(
+            parse("https://XN--BCHER-KVA.example").unwrap().host,
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            parse("http://[0:0::1]:8080").unwrap().authority(),
+            "[::1]:8080"
+        );
+        assert_eq!(parse("https://h:0443").unwrap().port, None);
+        assert_eq!(parse("http://h:080").unwrap().port, None);
+        assert_eq!(parse("https://h:80").unwrap().port, Some(80));
+        assert_eq!(
+            parse("  https://a-b.c1.example/ ").unwrap().host,
+            "a-b.c1.example"
+        );
+        assert!(parse("https://h:x").unwrap_err().contains("port"));
+        assert!(parse("https://h:").unwrap_err().contains("port"));
     }
 
     #[test]

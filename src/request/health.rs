@@ -7,43 +7,52 @@
 
 use crate::config::settings::Settings;
 use crate::errors::Problem;
-use crate::wire::json::{self, Object};
+use crate::errors::ProblemBody;
+use crate::wire::typed_json;
+use serde::Serialize;
 
+#[derive(Serialize)]
 struct Issue<'a> {
     code: &'a str,
     detail: &'a str,
 }
 
-impl Issue<'_> {
-    fn to_json(&self) -> String {
-        Object::new()
-            .str("code", self.code)
-            .str("detail", self.detail)
-            .finish()
-    }
-}
-
 /// A profile by name and state: never its values (tenant ids, endpoints), which an
 /// unauthenticated probe has no business reading.
+#[derive(Serialize)]
 struct ProfileReport<'a> {
     name: &'a str,
     status: &'static str,
     serves: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<Issue<'a>>,
 }
 
-impl ProfileReport<'_> {
-    fn to_json(&self) -> String {
-        let o = Object::new()
-            .str("name", self.name)
-            .str("status", self.status)
-            .raw("serves", &json::string_array(self.serves.iter().copied()));
-        match &self.problem {
-            Some(p) => o.raw("problem", &p.to_json()),
-            None => o,
-        }
-        .finish()
-    }
+/// The whole report, members in this order: when not ready, the first problem's RFC 9457
+/// members; `status` ("ok", or the HTTP status 503); what is served; the profiles; the
+/// problems, when there are any.
+#[derive(Serialize)]
+struct FullReport<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    status: Status,
+    serves: &'a [&'static str],
+    profiles: &'a [ProfileReport<'a>],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    problems: &'a [Issue<'a>],
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Status {
+    Ready(&'static str),
+    Unready(u16),
 }
 
 fn issue(p: &Problem) -> Issue<'_> {
@@ -71,14 +80,13 @@ impl Report {
     pub(crate) fn anonymous(&self) -> Vec<u8> {
         match &self.code {
             None => br#"{"status":"ok"}"#.to_vec(),
-            Some(code) => Object::new()
-                .str("type", &format!("urn:tenant-bridge:problem:{code}"))
-                .str("title", "Configuration error")
-                .num("status", 503u16)
-                .str("code", code)
-                .str("detail", crate::errors::WITHHELD_DETAIL)
-                .finish()
-                .into_bytes(),
+            Some(code) => ProblemBody::new(
+                code,
+                "Configuration error",
+                503,
+                crate::errors::WITHHELD_DETAIL,
+            )
+            .to_json(),
         }
     }
 }
@@ -183,31 +191,20 @@ pub(crate) fn report(settings: &Settings) -> Report {
     });
     // RFC 9457 members when not ready: the first problem, so the report reads as a problem;
     // `status` is "ok" when ready, the HTTP status (503) in the problem form.
-    let mut body = Object::with_capacity(512);
-    if let Some((code, detail)) = first {
-        body = body
-            .str("type", &format!("urn:tenant-bridge:problem:{code}"))
-            .str("title", "Configuration error")
-            .str("code", code)
-            .str("detail", detail);
-    }
-    body = if ready {
-        body.str("status", "ok")
-    } else {
-        body.num("status", 503u16)
+    let body = FullReport {
+        kind: first.map(|(code, _)| format!("urn:tenant-bridge:problem:{code}")),
+        title: first.map(|_| "Configuration error"),
+        code: first.map(|(code, _)| code),
+        detail: first.map(|(_, detail)| detail),
+        status: if ready {
+            Status::Ready("ok")
+        } else {
+            Status::Unready(503)
+        },
+        serves: &serves,
+        profiles: &profiles,
+        problems: &problems,
     };
-    body = body
-        .raw("serves", &json::string_array(serves.iter().copied()))
-        .raw(
-            "profiles",
-            &json::array(profiles.iter().map(ProfileReport::to_json)),
-        );
-    if !problems.is_empty() {
-        body = body.raw(
-            "problems",
-            &json::array(problems.iter().map(Issue::to_json)),
-        );
-    }
     let log_detail = (!ready).then(|| {
         let general = problems.iter().map(|i| i.detail.to_string());
         let of_profiles = profiles.iter().filter_map(|p| {
@@ -221,7 +218,7 @@ pub(crate) fn report(settings: &Settings) -> Report {
         ready,
         code: first.filter(|_| !ready).map(|(code, _)| code.to_string()),
         log_detail,
-        full: body.finish().into_bytes(),
+        full: typed_json::to_string(&body).into_bytes(),
     }
 }
 

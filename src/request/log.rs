@@ -3,34 +3,45 @@
 //! ids — never the query string (it may carry `code`),
 //! a token, a key or a secret value.
 
-use crate::wire::json::{self, Object};
+use crate::wire::typed_json;
+use serde::Serialize;
 
-#[derive(Default)]
 /// One outbound attempt (the Spin transport records them as it makes them).
+#[derive(Default, Serialize)]
 pub(crate) struct Upstream {
     pub service: &'static str,
     pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub ms: u128,
 }
 
-#[derive(Default)]
+/// The line's members are these fields, in this order, absent options left out (log queries
+/// and the tests read them by these names).
+#[derive(Default, Serialize)]
 pub(crate) struct RequestLine {
     pub time: String,
     pub request_id: String,
     pub method: String,
     pub route: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
     /// `same-tenant` or the tenant profile's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// What a problem's answer withheld from an unauthenticated caller (which variable is wrong
     /// and why; never a value), or why /api/healthz reports not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Set when a streamed body had to be abandoned after the status was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
     pub bytes: u64,
     pub duration_ms: u128,
@@ -45,44 +56,10 @@ pub(crate) struct RequestLine {
     pub upstream: Vec<Upstream>,
 }
 
-impl Upstream {
-    fn to_json(&self) -> String {
-        Object::new()
-            .str("service", self.service)
-            .str("host", &self.host)
-            .opt_num("status", self.status.map(u64::from))
-            .opt_str("request_id", self.request_id.as_deref())
-            .num("ms", self.ms)
-            .finish()
-    }
-}
-
 impl RequestLine {
     /// One line of JSON; members in declaration order, absent options left out.
     pub(crate) fn to_json(&self) -> String {
-        Object::with_capacity(512)
-            .str("time", &self.time)
-            .str("request_id", &self.request_id)
-            .str("method", &self.method)
-            .str("route", &self.route)
-            .opt_str("caller", self.caller.as_deref())
-            .opt_str("tenant", self.tenant.as_deref())
-            .opt_str("resource", self.resource.as_deref())
-            .num("status", self.status)
-            .opt_str("code", self.code.as_deref())
-            .opt_str("detail", self.detail.as_deref())
-            .opt_str("aborted", self.aborted.as_deref())
-            .num("bytes", self.bytes)
-            .num("duration_ms", self.duration_ms)
-            .num("variable_lookups", self.variable_lookups)
-            .num("kv_reads", self.kv_reads)
-            .num("kv_writes", self.kv_writes)
-            .num("memory_kib", self.memory_kib)
-            .raw(
-                "upstream",
-                &json::array(self.upstream.iter().map(Upstream::to_json)),
-            )
-            .finish()
+        typed_json::to_string(self)
     }
 }
 
@@ -104,6 +81,10 @@ mod tests {
             ..Default::default()
         };
         let json = line.to_json();
+        assert_eq!(
+            json,
+            r#"{"time":"","request_id":"","method":"","route":"GetSecretSameTenant","status":200,"bytes":0,"duration_ms":0,"variable_lookups":0,"kv_reads":0,"kv_writes":0,"memory_kib":0,"upstream":[{"service":"Key Vault","host":"v","status":200,"ms":0}]}"#
+        );
         assert!(!json.contains('\n'));
         assert!(json.contains(r#""service":"Key Vault""#));
         assert!(!json.contains("caller"));

@@ -15,9 +15,10 @@ use crate::net::origin::Origin;
 use crate::net::retry;
 use crate::net::upstream::{net_problem, retry_after, Request, Response, Transport};
 use crate::services::bearer::{authorize, may_send_to, Attempt};
-use crate::wire::json::{self, Value};
+use crate::wire::typed_json::{self, Lenient, Object};
 use crate::wire::urlenc::Form;
 use http::StatusCode;
+use serde::{Deserialize, Serialize};
 
 /// The user name registry clients pair with an ACR token.
 pub(crate) const TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
@@ -43,20 +44,58 @@ impl Pull {
     }
 }
 
-/// The first entry of a registry error body (`{"errors":[{"code":…,"message":…}]}`).
+/// A registry error body (`{"errors":[{"code":…,"message":…}]}`), each member read on its own.
+#[derive(Deserialize, Default)]
+struct ErrorAnswer {
+    #[serde(default)]
+    errors: Lenient<Vec<Lenient<Object<RegistryError>>>>,
+}
+
+#[derive(Deserialize)]
+struct RegistryError {
+    #[serde(default)]
+    code: Lenient<String>,
+    #[serde(default)]
+    message: Lenient<String>,
+}
+
+/// The first entry of a registry error body; empty when it says nothing readable.
 fn first_error(resp: &Response) -> (String, String) {
-    let doc = json::parse(&resp.body);
-    let first = doc
-        .as_ref()
-        .and_then(|d| d.pick(["errors"]))
-        .and_then(|[e]| e)
-        .and_then(|e| e.as_array().first());
-    let [code, message] = first
-        .and_then(|f| f.pick(["code", "message"]))
-        .unwrap_or_default();
-    let text =
-        |v: Option<&Value>, max| truncate(v.and_then(Value::as_str).unwrap_or_default(), max);
-    (text(code, 60), text(message, 200))
+    let answer: ErrorAnswer = typed_json::object(&resp.body).unwrap_or_default();
+    let first = answer
+        .errors
+        .0
+        .and_then(|e| e.into_iter().next())
+        .and_then(|f| f.0);
+    match first {
+        Some(Object(e)) => (
+            truncate(&e.code.text(), 60),
+            truncate(&e.message.text(), 200),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// `/oauth2/exchange`'s answer.
+#[derive(Deserialize)]
+struct ExchangeAnswer {
+    refresh_token: String,
+}
+
+/// `/oauth2/token`'s answer.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+}
+
+/// The refresh token of an `/oauth2/exchange` answer.
+pub(crate) fn exchange_answer(body: &[u8]) -> anyhow::Result<String> {
+    typed_json::object::<ExchangeAnswer>(body).map(|a| a.refresh_token)
+}
+
+/// The access token of an `/oauth2/token` answer.
+pub(crate) fn token_answer(body: &[u8]) -> anyhow::Result<String> {
+    typed_json::object::<TokenAnswer>(body).map(|a| a.access_token)
 }
 
 /// Failures every registry call shares: throttling, outages, and the registry's network rules.
@@ -152,11 +191,11 @@ impl Credential for RefreshCredential<'_> {
                 )
             }));
         }
-        let refresh_token = json::string_member(&resp.body, "refresh_token").ok_or_else(|| {
+        let refresh_token = exchange_answer(&resp.body).map_err(|e| {
             Problem::upstream(
                 "registry-failed",
                 format!(
-                    "{} answered the exchange without a refresh_token",
+                    "{} answered the exchange without a refresh_token: {e}",
                     self.registry
                 ),
             )
@@ -188,8 +227,8 @@ fn expiry(claims: Option<&jwt::Claims>, registry: &Origin) -> Result<u64, Proble
         })
 }
 
-/// What the caller receives.
-#[derive(Debug, PartialEq, Eq)]
+/// What the caller receives (members in this order).
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct PullToken {
     pub username: &'static str,
     pub password: String,
@@ -199,13 +238,7 @@ pub(crate) struct PullToken {
 
 impl PullToken {
     pub(crate) fn to_json(&self) -> Vec<u8> {
-        json::Object::new()
-            .str("username", self.username)
-            .str("password", &self.password)
-            .num("expires_on", self.expires_on)
-            .str("scope", &self.scope)
-            .finish()
-            .into_bytes()
+        typed_json::to_string(self).into_bytes()
     }
 }
 
@@ -251,10 +284,10 @@ pub(crate) fn pull_token<T: Transport>(
                 )
             }
         }
-        let access_token = json::string_member(&resp.body, "access_token").ok_or_else(|| {
+        let access_token = token_answer(&resp.body).map_err(|e| {
             Problem::upstream(
                 "registry-failed",
-                format!("{registry} answered without an access_token"),
+                format!("{registry} answered without an access_token: {e}"),
             )
         })?;
         // One decode for both the lifetime and the granted access.

@@ -17,8 +17,9 @@ use crate::net::origin::Origin;
 use crate::net::retry;
 use crate::net::upstream::{net_problem, retry_after, Request, Response, Transport};
 use crate::services::bearer::{authorize, Attempt};
-use crate::wire::json::{self, Value};
+use crate::wire::typed_json::{self, Lenient, Object};
 use http::StatusCode;
+use serde::Deserialize;
 use std::cell::RefCell;
 
 pub(crate) const API_VERSION: &str = "7.5";
@@ -107,24 +108,58 @@ pub(crate) fn secret_path(name: &str, version: Option<&str>) -> String {
     }
 }
 
+/// A Key Vault error body: `{"error":{"code":…,"message":…,"innererror":{"code":…}}}`, each
+/// member read on its own (one of another type reads as absent).
+#[derive(Deserialize, Default)]
+struct ErrorAnswer {
+    #[serde(default)]
+    error: Lenient<Object<ErrorDetail>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: Lenient<String>,
+    #[serde(default)]
+    message: Lenient<String>,
+    #[serde(default)]
+    innererror: Lenient<Object<InnerError>>,
+}
+
+#[derive(Deserialize)]
+struct InnerError {
+    #[serde(default)]
+    code: Lenient<String>,
+}
+
 /// The most specific error code Key Vault gave (`error.innererror.code`, else `error.code`)
 /// and its message; empty when the body says nothing readable.
 fn error_code(body: &[u8]) -> (String, String) {
-    let doc = json::parse(body);
-    let error = doc
-        .as_ref()
-        .and_then(|d| d.pick(["error"]))
-        .and_then(|[e]| e);
-    let [code, message, inner] = error
-        .and_then(|e| e.pick(["code", "message", "innererror"]))
-        .unwrap_or_default();
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
-    let inner = inner
-        .and_then(|i| i.pick(["code"]))
-        .and_then(|[c]| c)
-        .and_then(Value::as_str)
+    let Some(Object(error)) = typed_json::object::<ErrorAnswer>(body)
+        .unwrap_or_default()
+        .error
+        .0
+    else {
+        return (String::new(), String::new());
+    };
+    let inner = error
+        .innererror
+        .0
+        .and_then(|Object(i)| i.code.0)
         .filter(|c| !c.is_empty());
-    (truncate(inner.unwrap_or(&text(code)), 100), text(message))
+    let code = inner.unwrap_or_else(|| error.code.text());
+    (truncate(&code, 100), error.message.text())
+}
+
+/// A secret bundle: only its `value` is read.
+#[derive(Deserialize)]
+struct SecretBundle {
+    value: String,
+}
+
+/// The value of a 200 answer's secret bundle.
+pub(crate) fn secret_value(body: &[u8]) -> anyhow::Result<String> {
+    typed_json::object::<SecretBundle>(body).map(|b| b.value)
 }
 
 /// The secret a request asks for, for error details.
@@ -344,17 +379,16 @@ pub(crate) fn get_secret<T: Transport, C: Credential>(
         // Who the vault saw, for refusals only: it decodes the token.
         let who = || credential.principal(Some(&token.secret));
         match resp.status() {
-            StatusCode::OK => json::string_member(&resp.body, "value")
-                .map(Attempt::Done)
-                .ok_or_else(|| {
-                    Problem::upstream(
-                        "keyvault-failed",
-                        format!(
-                            "Key Vault {} answered 200 without a secret value",
-                            target.vault
-                        ),
-                    )
-                }),
+            // The reason is not shown: the answer carries the secret.
+            StatusCode::OK => secret_value(&resp.body).map(Attempt::Done).map_err(|_| {
+                Problem::upstream(
+                    "keyvault-failed",
+                    format!(
+                        "Key Vault {} answered 200 without a secret value",
+                        target.vault
+                    ),
+                )
+            }),
             StatusCode::UNAUTHORIZED => Ok(Attempt::Refused {
                 problem: error_problem(&resp, target, &who()),
                 challenge: resp.header("www-authenticate").map(str::to_string),
@@ -511,6 +545,48 @@ mod tests {
             error_problem(&resp(500, ""), &target, "").status,
             StatusCode::BAD_GATEWAY
         );
+    }
+
+    #[test]
+    fn error_bodies_are_read_member_by_member() {
+        let code = |body: &str| error_code(body.as_bytes());
+        let pair = |c: &str, m: &str| (c.to_string(), m.to_string());
+        assert_eq!(
+            code(r#"{"error":{"code":"Forbidden","message":"m","innererror":{"code":""}}}"#),
+            pair("Forbidden", "m")
+        );
+        assert_eq!(
+            code(
+                r#"{"error":{"code":"Forbidden","message":1,"innererror":{"code":"A","code":"B"}}}"#
+            ),
+            pair("Forbidden", "")
+        );
+        assert_eq!(
+            code(r#"{"error":{"code":"Forbidden","innererror":["A"]}}"#),
+            pair("Forbidden", "")
+        );
+        for nothing in [
+            r#"{"error":{"code":"A","code":"B"}}"#,
+            r#"{"error":"Forbidden"}"#,
+            r#"{"error":{"code":"A"},"error":{"code":"B"}}"#,
+            r#"[{"error":{"code":"A"}}]"#,
+            r#"{"error":{"code":"A"}"#,
+            "<html>",
+        ] {
+            assert_eq!(code(nothing), pair("", ""), "{nothing}");
+        }
+        assert_eq!(
+            secret_value(br#"{"value":"s","id":"x","attributes":{"enabled":true}}"#).unwrap(),
+            "s"
+        );
+        for bad in [
+            &br#"{"value":1}"#[..],
+            br#"{"value":"a","value":"b"}"#,
+            br#"["s"]"#,
+            b"{}",
+        ] {
+            assert!(secret_value(bad).is_err());
+        }
     }
 
     #[test]

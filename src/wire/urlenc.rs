@@ -1,77 +1,61 @@
-//! Percent-encoding and `application/x-www-form-urlencoded`, the little of it this component
-//! needs (a URL library with IDNA tables would cost more .wasm than everything here).
+//! Percent-encoding and `application/x-www-form-urlencoded`, with `url`'s `form_urlencoded` and
+//! the `percent-encoding` crate it is built on.
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (upper-case hex): a path
+/// segment that reaches the service byte for byte.
 pub(crate) fn encode_component(value: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
+    out.extend(utf8_percent_encode(value, COMPONENT));
 }
 
-/// A form body or query string: `name=value&…`, each part percent-encoded.
-#[derive(Default)]
-pub(crate) struct Form(String);
+/// A form body or query string: `name=value&…`, encoded as `application/x-www-form-urlencoded`
+/// (a space is `+`).
+pub(crate) struct Form(url::form_urlencoded::Serializer<'static, String>);
+
+impl Default for Form {
+    fn default() -> Form {
+        Form(url::form_urlencoded::Serializer::new(String::new()))
+    }
+}
 
 impl Form {
     pub(crate) fn pair(mut self, name: &str, value: &str) -> Form {
-        if !self.0.is_empty() {
-            self.0.push('&');
-        }
-        encode_component(name, &mut self.0);
-        self.0.push('=');
-        encode_component(value, &mut self.0);
+        self.0.append_pair(name, value);
         self
     }
-    pub(crate) fn finish(self) -> String {
-        self.0
+    pub(crate) fn finish(mut self) -> String {
+        self.0.finish()
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// Percent-decodes `raw` (nothing else: a `+` stays a `+`). Invalid escapes stay as they are;
+/// bytes that are not UTF-8 after decoding are an error, never a U+FFFD replacement.
+pub(crate) fn percent_decoded(raw: &str) -> Result<String, ()> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ())
 }
 
 /// Decodes one form component (`+` is a space, as ASP.NET Core reads queries). Invalid escapes
 /// stay as they are (as ASP.NET Core does); bytes that are not UTF-8 after decoding are an
-/// error, never a U+FFFD replacement: `%FF` and `%FE` must not name the same blob.
+/// error, never a U+FFFD replacement: `%FF` and `%FE` must not name the same blob. (This is
+/// `form_urlencoded::parse` without its lossy UTF-8 step.)
 pub(crate) fn decode_component(raw: &str) -> Result<String, ()> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).and_then(|b| hex(*b)),
-                bytes.get(i + 2).and_then(|b| hex(*b)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ())
+    percent_decoded(&raw.replace('+', " "))
 }
 
-/// The pairs of a query string, in order, decoded. `Err` names the first part that does not
-/// decode to UTF-8 (by position, never by value).
+/// The pairs of a query string, in order, decoded, split as `form_urlencoded::parse` splits
+/// (`&`-separated, empty parts skipped, the first `=` separates name and value). `Err` names the
+/// first part that does not decode to UTF-8 (by position, never by value).
 pub(crate) fn parse_query(raw: &str) -> Result<Vec<(String, String)>, usize> {
     raw.split('&')
         .filter(|part| !part.is_empty())
@@ -102,13 +86,32 @@ mod tests {
     }
 
     #[test]
+    fn forms_are_encoded_as_form_urlencoded_and_read_back_by_it() {
+        let body = Form::default()
+            .pair("scope", "repository:a:pull repository:b/c:pull")
+            .pair("x", "~*+&=é")
+            .finish();
+        assert_eq!(
+            body,
+            "scope=repository%3Aa%3Apull+repository%3Ab%2Fc%3Apull&x=%7E*%2B%26%3D%C3%A9"
+        );
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(pairs, parse_query(&body).unwrap());
+        assert_eq!(pairs[1].1, "~*+&=é");
+    }
+
+    #[test]
     fn decodes_plus_escapes_and_refuses_invalid_utf8() {
         assert_eq!(decode_component("a+b%2Dc").unwrap(), "a b-c");
         assert_eq!(decode_component("%zz%4").unwrap(), "%zz%4");
         assert_eq!(decode_component("%C3%BC").unwrap(), "ü");
+        assert_eq!(decode_component("%2B").unwrap(), "+");
         assert!(decode_component("%FF").is_err());
         assert!(decode_component("%FE").is_err());
         assert!(decode_component("%C3").is_err());
+        assert_eq!(percent_decoded("a+b%2E").unwrap(), "a+b.");
     }
 
     #[test]
@@ -122,14 +125,24 @@ mod tests {
             ]
         );
         assert_eq!(parse_query("a=1&b=%FF"), Err(2));
+        // Where form_urlencoded would read U+FFFD, the query is refused.
+        let lossy: Vec<(String, String)> =
+            url::form_urlencoded::parse(b"b=%FF").into_owned().collect();
+        assert_eq!(lossy[0].1, "\u{FFFD}");
+        assert_eq!(parse_query("b=%FF"), Err(1));
     }
 
     #[test]
     fn round_trips_arbitrary_text() {
-        for s in ["", "plain", "a b+c&d=e", "ü/ß\u{1F600}", "%41"] {
+        for s in ["", "plain", "a b+c&d=e", "ü/ß\u{1F600}", "%41", "~*"] {
             let mut enc = String::new();
             encode_component(s, &mut enc);
             assert_eq!(decode_component(&enc).unwrap(), s);
+            let form = Form::default().pair("k", s).finish();
+            assert_eq!(
+                parse_query(&form).unwrap(),
+                [("k".to_string(), s.to_string())]
+            );
         }
     }
 }
