@@ -171,6 +171,8 @@ mod tests {
             "https://127.000.0.1",
             "https://foo.123",
             "https://xn--zz",
+            // Unicode host names (only their xn-- form is accepted).
+            "https://bücher.example",
             "HTTPS://h",
             "https:h",
         ] {
