@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// A problem as a caller would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct ProblemFields {
     pub status: u16,
     pub code: String,
     pub title: String,
@@ -28,10 +28,10 @@ pub struct Problem {
     pub headers: Vec<(String, String)>,
 }
 
-impl From<crate::errors::Problem> for Problem {
-    fn from(p: crate::errors::Problem) -> Problem {
+impl From<crate::errors::Problem> for ProblemFields {
+    fn from(p: crate::errors::Problem) -> ProblemFields {
         let answer = p.answer();
-        Problem {
+        ProblemFields {
             status: p.status.as_u16(),
             code: p.code.to_string(),
             title: p.title.to_string(),
@@ -158,7 +158,7 @@ pub fn imds_problem(
     headers: &[(String, String)],
     body: &[u8],
     client_id: Option<&str>,
-) -> Problem {
+) -> ProblemFields {
     crate::identity::imds::error_problem(
         &response(status, headers, body),
         "https://vault.azure.net",
@@ -172,7 +172,7 @@ pub fn entra_problem(
     headers: &[(String, String)],
     body: &[u8],
     assertion: &str,
-) -> Problem {
+) -> ProblemFields {
     let exchange = crate::config::settings::Exchange {
         client_id: "c1c1c1c1-0000-0000-0000-000000000000".into(),
         app_client_id: "a9a9a9a9-0000-0000-0000-000000000000".into(),
@@ -199,7 +199,7 @@ pub fn keyvault_problem(
     headers: &[(String, String)],
     body: &[u8],
     secret: &str,
-) -> Problem {
+) -> ProblemFields {
     let vault = crate::net::origin::parse("https://v.vault.azure.net").expect("a valid origin");
     let target = crate::services::keyvault::SecretAddress {
         cloud: crate::net::cloud::Cloud::Public,
@@ -226,7 +226,7 @@ pub fn storage_problem(
     body: &[u8],
     container: &str,
     blob: &str,
-) -> Problem {
+) -> ProblemFields {
     let service = crate::config::settings::BlobService {
         origin: crate::net::origin::parse("https://127.0.0.1:10000").expect("a valid origin"),
         base_path: "/devstoreaccount1".into(),
@@ -258,7 +258,7 @@ pub fn blob_path(base_path: &str, container: &str, blob: &str) -> String {
 
 /// What a request decided, without any real service: every outbound call is refused.
 #[derive(Debug, Clone)]
-pub struct Decision {
+pub struct Served {
     pub status: u16,
     pub code: Option<String>,
     pub caller: Option<String>,
@@ -301,8 +301,8 @@ impl Transport for Refusing {
 }
 
 /// A response body that takes everything at once.
-struct Collect(Vec<u8>);
-impl crate::services::relay::Sink for Collect {
+struct Gather(Vec<u8>);
+impl crate::services::relay::Sink for Gather {
     fn write(&mut self, bytes: &[u8], _wait: Duration) -> Result<(), crate::services::relay::Stop> {
         self.0.extend_from_slice(bytes);
         Ok(())
@@ -323,7 +323,7 @@ pub fn decide(
     query: &str,
     key_headers: &[String],
     vars: &[(&str, &str)],
-) -> Decision {
+) -> Served {
     let method = http::Method::from_bytes(method.as_bytes()).unwrap_or(http::Method::OPTIONS);
     let vars: HashMap<&str, &str> = vars.iter().copied().collect();
     let clock = FakeClock::at(UNIX_NOW);
@@ -356,7 +356,7 @@ pub fn decide(
             a.body,
         ),
         Reply::Blob { plan, mut body } => {
-            let mut sink = Collect(Vec::new());
+            let mut sink = Gather(Vec::new());
             crate::services::relay::relay(&plan, &mut body, &mut sink, &clock);
             (
                 200,
@@ -370,7 +370,7 @@ pub fn decide(
     };
     line.status = status;
     let log_line = line.to_json();
-    Decision {
+    Served {
         status,
         code: line.code,
         caller: line.caller,
@@ -403,7 +403,7 @@ pub fn relay(
         crate::config::settings::TransferBounds::DEFAULT,
     )
     .map_err(|p| p.status.as_u16())?;
-    let mut sink = Collect(Vec::new());
+    let mut sink = Gather(Vec::new());
     let mut body = Chunks(chunks.iter().map(|c| Ok(c.to_vec())).collect());
     let complete = matches!(
         crate::services::relay::relay(&plan, &mut body, &mut sink, &FakeClock::at(UNIX_NOW)),

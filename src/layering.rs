@@ -154,3 +154,43 @@ fn the_check_sees_an_upward_arrow_and_a_ring() {
         ["config::settings", "request::health", "config::settings"]
     );
 }
+
+/// `struct`, `enum` and `trait` names defined in more than one place in `src/` (one concept, one
+/// name: two types of one name are two things a reader must tell apart by path).
+fn twice_defined_types() -> Vec<String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let kinds = ["struct", "enum", "trait"];
+            if let Some(i) = words.iter().position(|w| kinds.contains(w)) {
+                let prefix_ok = words[..i]
+                    .iter()
+                    .all(|w| *w == "pub" || w.starts_with("pub("));
+                let name: String = words
+                    .get(i + 1)
+                    .unwrap_or(&"")
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if prefix_ok && name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    let at = file.strip_prefix(&src).unwrap().display().to_string();
+                    seen.entry(name).or_default().push(at);
+                }
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(name, at)| format!("{name}: {}", at.join(", ")))
+        .collect()
+}
+
+#[test]
+fn no_type_name_is_defined_twice() {
+    assert_eq!(twice_defined_types(), Vec::<String>::new());
+}

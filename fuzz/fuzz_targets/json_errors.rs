@@ -20,7 +20,8 @@ use common::Upstream;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tenant_bridge::fuzzing::{
-    entra_problem, imds_problem, keyvault_problem, retry_after_seconds, storage_problem, Problem,
+    entra_problem, imds_problem, keyvault_problem, retry_after_seconds, storage_problem,
+    ProblemFields,
 };
 
 /// A managed identity token as the exchange presents it: header, claims (iss, sub, aud, tid,
@@ -66,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
 
     let status = up.status;
     let hint = retry_after_seconds(&up.headers);
-    let throttled = |p: &Problem, default: u64, who: &str| {
+    let throttled = |p: &ProblemFields, default: u64, who: &str| {
         assert_eq!(p.status, 503, "{who}: 429 is a 503");
         assert_eq!(p.code, "upstream-throttled", "{who}: 429 code");
         assert_eq!(
@@ -157,10 +158,10 @@ fuzz_target!(|data: &[u8]| {
 
 #[derive(Debug, PartialEq, Eq)]
 struct Problems {
-    keyvault: Vec<Problem>,
-    entra: Vec<Problem>,
-    imds: Vec<Problem>,
-    storage: Vec<Problem>,
+    keyvault: Vec<ProblemFields>,
+    entra: Vec<ProblemFields>,
+    imds: Vec<ProblemFields>,
+    storage: Vec<ProblemFields>,
 }
 
 fn map_all(up: &Upstream) -> Problems {

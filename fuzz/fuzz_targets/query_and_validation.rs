@@ -25,7 +25,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use tenant_bridge::fuzzing::{self, Decision};
+use tenant_bridge::fuzzing::{self, Served};
 
 const KEY_OPS: &str = "fk-ops-7Q2xW9pL4mN8vB3c";
 const KEY_2: &str = "fk-anon-5Tz8Kd1Rw6Yh0Jq";
@@ -479,7 +479,7 @@ fn is_hub(name: &str) -> bool {
 }
 
 /// Status, headers and body agree; a refusal is a problem whose code is the one logged.
-fn check_well_formed(d: &Decision) {
+fn check_well_formed(d: &Served) {
     assert!((200..=599).contains(&d.status), "status {}", d.status);
     let line: serde_json::Value = serde_json::from_str(&d.log_line).expect("the log line is JSON");
     assert!(!d.log_line.contains('\n'), "a log line on several lines");
@@ -508,7 +508,7 @@ fn check_well_formed(d: &Decision) {
 
 /// No configured secret in the answer or the log line, unless the caller sent that text itself
 /// (outside the key headers and `code`, which are never echoed).
-fn check_no_secrets(d: &Decision, method: &str, path: &str, pairs: &[(String, String)]) {
+fn check_no_secrets(d: &Served, method: &str, path: &str, pairs: &[(String, String)]) {
     let sent: Vec<String> = [method.to_string(), path.to_string()]
         .into_iter()
         .chain(pairs.iter().flat_map(|(k, v)| {

@@ -50,7 +50,7 @@ pub(crate) fn token_request(
 /// A v2 token answer: `access_token` and a whole-number `expires_in` are required (Entra
 /// sends numbers as numbers; a string is refused).
 #[derive(Deserialize)]
-struct TokenAnswer {
+struct EntraTokenAnswer {
     access_token: String,
     expires_in: u64,
     #[serde(default)]
@@ -58,7 +58,7 @@ struct TokenAnswer {
 }
 
 pub(crate) fn parse_token(body: &[u8], now: u64) -> anyhow::Result<Token> {
-    let answer: TokenAnswer = typed_json::object(body).context("the answer does not read")?;
+    let answer: EntraTokenAnswer = typed_json::object(body).context("the answer does not read")?;
     anyhow::ensure!(!answer.access_token.is_empty(), "its access_token is empty");
     Ok(Token::new(
         answer.access_token,

@@ -33,7 +33,7 @@ pub(crate) fn token_request(imds: &Origin, resource: &str, client_id: Option<&st
 /// (`typed_json::NumberOrString`): absent or `null` is absent, a string is read if it holds a
 /// number, a number must be whole, another type refuses the answer.
 #[derive(Deserialize)]
-struct TokenAnswer {
+struct ImdsTokenAnswer {
     access_token: String,
     #[serde(default, deserialize_with = "typed_json::number_or_string")]
     expires_in: Option<u64>,
@@ -46,7 +46,7 @@ struct TokenAnswer {
 /// Parses a 200 answer. Expiry: `expires_on` (epoch) when readable, else `now + expires_in`,
 /// else a short 5 minutes so an odd answer is not cached for long.
 pub(crate) fn parse_token(body: &[u8], now: u64) -> anyhow::Result<Token> {
-    let answer: TokenAnswer = typed_json::object(body).context("the answer does not read")?;
+    let answer: ImdsTokenAnswer = typed_json::object(body).context("the answer does not read")?;
     anyhow::ensure!(!answer.access_token.is_empty(), "its access_token is empty");
     let expires_on = answer
         .expires_on
@@ -63,14 +63,14 @@ pub(crate) fn parse_token(body: &[u8], now: u64) -> anyhow::Result<Token> {
 
 /// The `error` of an error answer, when it has one.
 #[derive(Deserialize, Default)]
-struct ErrorAnswer {
+struct ImdsErrorAnswer {
     #[serde(default)]
     error: Lenient<String>,
 }
 
 /// Maps a non-200 IMDS answer.
 pub(crate) fn error_problem(resp: &Response, resource: &str, client_id: Option<&str>) -> Problem {
-    let error = typed_json::object::<ErrorAnswer>(&resp.body)
+    let error = typed_json::object::<ImdsErrorAnswer>(&resp.body)
         .unwrap_or_default()
         .error
         .text();

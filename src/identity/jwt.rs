@@ -68,8 +68,8 @@ struct Audience(String);
 
 impl<'de> Deserialize<'de> for Audience {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
+        struct AudienceVisitor;
+        impl<'de> Visitor<'de> for AudienceVisitor {
             type Value = Audience;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a string or an array")
@@ -83,7 +83,7 @@ impl<'de> Deserialize<'de> for Audience {
                 Ok(Audience(first.and_then(|f| f.0).unwrap_or_default()))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(AudienceVisitor)
     }
 }
 

@@ -46,7 +46,7 @@ impl Pull {
 
 /// A registry error body (`{"errors":[{"code":…,"message":…}]}`), each member read on its own.
 #[derive(Deserialize, Default)]
-struct ErrorAnswer {
+struct RegistryErrorAnswer {
     #[serde(default)]
     errors: Lenient<Vec<Lenient<Object<RegistryError>>>>,
 }
@@ -61,7 +61,7 @@ struct RegistryError {
 
 /// The first entry of a registry error body; empty when it says nothing readable.
 fn first_error(resp: &Response) -> (String, String) {
-    let answer: ErrorAnswer = typed_json::object(&resp.body).unwrap_or_default();
+    let answer: RegistryErrorAnswer = typed_json::object(&resp.body).unwrap_or_default();
     let first = answer
         .errors
         .0
@@ -84,7 +84,7 @@ struct ExchangeAnswer {
 
 /// `/oauth2/token`'s answer.
 #[derive(Deserialize)]
-struct TokenAnswer {
+struct RegistryTokenAnswer {
     access_token: String,
 }
 
@@ -95,7 +95,7 @@ pub(crate) fn exchange_answer(body: &[u8]) -> anyhow::Result<String> {
 
 /// The access token of an `/oauth2/token` answer.
 pub(crate) fn token_answer(body: &[u8]) -> anyhow::Result<String> {
-    typed_json::object::<TokenAnswer>(body).map(|a| a.access_token)
+    typed_json::object::<RegistryTokenAnswer>(body).map(|a| a.access_token)
 }
 
 /// Failures every registry call shares: throttling, outages, and the registry's network rules.

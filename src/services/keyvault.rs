@@ -111,7 +111,7 @@ pub(crate) fn secret_path(name: &str, version: Option<&str>) -> String {
 /// A Key Vault error body: `{"error":{"code":…,"message":…,"innererror":{"code":…}}}`, each
 /// member read on its own (one of another type reads as absent).
 #[derive(Deserialize, Default)]
-struct ErrorAnswer {
+struct VaultErrorAnswer {
     #[serde(default)]
     error: Lenient<Object<ErrorDetail>>,
 }
@@ -135,7 +135,7 @@ struct InnerError {
 /// The most specific error code Key Vault gave (`error.innererror.code`, else `error.code`)
 /// and its message; empty when the body says nothing readable.
 fn error_code(body: &[u8]) -> (String, String) {
-    let Some(Object(error)) = typed_json::object::<ErrorAnswer>(body)
+    let Some(Object(error)) = typed_json::object::<VaultErrorAnswer>(body)
         .unwrap_or_default()
         .error
         .0

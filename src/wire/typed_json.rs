@@ -126,8 +126,8 @@ pub(crate) struct NumberOrString(pub Option<u64>);
 
 impl<'de> Deserialize<'de> for NumberOrString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
+        struct NumberOrStringVisitor;
+        impl Visitor<'_> for NumberOrStringVisitor {
             type Value = NumberOrString;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a whole number, or a string")
@@ -139,7 +139,7 @@ impl<'de> Deserialize<'de> for NumberOrString {
                 Ok(NumberOrString(s.trim().parse().ok()))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(NumberOrStringVisitor)
     }
 }
 
@@ -160,7 +160,7 @@ mod tests {
     use super::*;
 
     #[derive(Debug, Deserialize, PartialEq)]
-    struct Answer {
+    struct Sample {
         a: String,
         #[serde(default)]
         n: Option<u64>,
@@ -175,8 +175,8 @@ mod tests {
         k: Lenient<String>,
     }
 
-    fn read(doc: &str) -> Option<Answer> {
-        object::<Answer>(doc.as_bytes()).ok()
+    fn read(doc: &str) -> Option<Sample> {
+        object::<Sample>(doc.as_bytes()).ok()
     }
 
     #[test]
@@ -202,7 +202,7 @@ mod tests {
         ] {
             assert!(read(bad).is_none(), "{bad}");
         }
-        assert!(object::<Answer>(b"{\"a\":\"x\",\"other\":\"\xff\"}").is_err());
+        assert!(object::<Sample>(b"{\"a\":\"x\",\"other\":\"\xff\"}").is_err());
         assert_eq!(read(r#"{"a":"x","n":null}"#).unwrap().n, None);
         assert_eq!(read(r#"{"a":"\u0078"}"#).unwrap().a, "x");
     }
@@ -243,10 +243,10 @@ mod tests {
             r#"["secret-value"]"#,
             r#"{"a":"x""secret-value"}"#,
         ] {
-            let e = object::<Answer>(doc.as_bytes()).unwrap_err().to_string();
+            let e = object::<Sample>(doc.as_bytes()).unwrap_err().to_string();
             assert!(!e.contains("secret-value"), "{e}");
         }
-        let e = object::<Answer>(br#"{"n":1}"#).unwrap_err().to_string();
+        let e = object::<Sample>(br#"{"n":1}"#).unwrap_err().to_string();
         assert!(e.contains("missing field `a`"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! readable and editable by hand; every byte string decodes to *some* input, never a rejection.
 #![allow(dead_code)]
 
-use tenant_bridge::fuzzing::Problem;
+use tenant_bridge::fuzzing::ProblemFields;
 
 /// What a reader sees in a body or a log line (JSON decoded, percent-escapes undone): the
 /// testkit's log scanner reads lines the same way, from this one file.
@@ -207,7 +207,7 @@ pub fn check_problem_answer(
 
 /// What every problem must satisfy, whatever produced it: the answer is well-formed and agrees
 /// with the problem's fields.
-pub fn check_problem(p: &Problem, context: &str) {
+pub fn check_problem(p: &ProblemFields, context: &str) {
     let v = check_problem_answer(p.status, &p.code, &p.headers, &p.body, context);
     assert!(
         p.detail.len() < MAX_DETAIL_BYTES,
@@ -233,7 +233,7 @@ pub fn check_problem(p: &Problem, context: &str) {
 }
 
 /// Whether `needle` occurs anywhere in a problem as a caller or operator would see it.
-pub fn problem_mentions(p: &Problem, needle: &str) -> bool {
+pub fn problem_mentions(p: &ProblemFields, needle: &str) -> bool {
     p.detail.contains(needle)
         || p.title.contains(needle)
         || reading::visible_text(&p.body).contains(needle)
