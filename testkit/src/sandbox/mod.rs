@@ -91,6 +91,9 @@ pub struct Options {
     pub breaks: Vec<&'static Breakage>,
     /// Copy the component's log lines to stderr.
     pub echo_logs: bool,
+    /// The components the runtime config's `[[client_tls]]` trusts the sandbox CA for
+    /// ([`COMPONENT_ID`]; the benchmark adds its ceiling components, served by the same Spin).
+    pub client_tls_components: Vec<String>,
 }
 
 impl Default for Options {
@@ -106,6 +109,7 @@ impl Default for Options {
             manifest: root.join("spin.toml"),
             breaks: Vec::new(),
             echo_logs: true,
+            client_tls_components: vec![COMPONENT_ID.to_string()],
         }
     }
 }
@@ -400,8 +404,19 @@ impl Sandbox {
         &self.vars
     }
 
-    fn tenants(&self) -> &Tenants {
+    /// The fakes of the three tenants (what they recorded, for a caller checking them).
+    pub fn tenants(&self) -> &Tenants {
         &self.control.tenants
+    }
+
+    /// Azurite, with an account per tenant.
+    pub fn azurite(&self) -> &Azurite {
+        &self.azurite
+    }
+
+    /// The runtime config `spin up` gets (`runtime-config.toml` in the state directory).
+    pub fn runtime_config_path(&self) -> PathBuf {
+        self.opts.state_dir.join(RUNTIME_CONFIG_FILE)
     }
 
     /// The host of every HTTPS service the component calls (`[[client_tls]] hosts`): Spin 3.6.3
@@ -478,13 +493,19 @@ impl Sandbox {
              \n\
              # Trust the sandbox CA for the sandbox's HTTPS services only (IMDS is plain HTTP).\n\
              [[client_tls]]\n\
-             component_ids = [{id}]\n\
+             component_ids = [{ids}]\n\
              hosts = [{hosts}]\n\
              ca_roots_file = {ca}\n\
              ca_use_webpki_roots = false\n",
             env = dir.join(ENV_FILE).display(),
             rc = dir.join(RUNTIME_CONFIG_FILE).display(),
-            id = toml_str(COMPONENT_ID),
+            ids = self
+                .opts
+                .client_tls_components
+                .iter()
+                .map(|c| toml_str(c))
+                .collect::<Vec<_>>()
+                .join(", "),
             ca = toml_str(&ca.display().to_string()),
         );
         // A file Spin 3.6.3 would refuse must not start the sandbox either.
