@@ -26,8 +26,8 @@
 //!
 //! `TB_BENCH_SPIN=/path/to/spin`: the same table with both sides served by that Spin binary
 //! (`spin up`) instead of the testkit host, against the sandbox's fakes, with each side's
-//! startup (`spin up` to the first answered request); the warm part only for now ([`spin`]
-//! says how, and what /etc/hosts needs).
+//! startup (`spin up` to the first answered request); every part ([`spin`] says how, and what
+//! /etc/hosts needs).
 
 #[path = "bench/spin.rs"]
 mod spin;
@@ -690,15 +690,10 @@ fn main() {
     }
     eprintln!("setup: {:.1} s", started.elapsed().as_secs_f64());
 
-    let mut not_run: Vec<&str> = Vec::new();
-    let (stream, mut warm, backend, host, startup) = match &spin_bin {
+    let (stream, mut warm, mut cold, backend, host, startup) = match &spin_bin {
         Some(bin) => {
-            if k.runs("cold") {
-                eprintln!("cold: not measured under Spin yet (TB_BENCH_SPIN); skipped");
-                not_run.push("cold");
-            }
             let r = spin::run(bin, &k, &wasm);
-            (r.stream, r.warm, r.backend, r.host, Some(r.startup))
+            (r.stream, r.warm, r.cold, r.backend, r.host, Some(r.startup))
         }
         None => {
             // Streaming first: its memory figure is the process's growth during a transfer, and after
@@ -726,23 +721,24 @@ fn main() {
                 }
                 (warm, store_backend(&w))
             };
+            let cold: Vec<Cold> = ALL
+                .into_iter()
+                .filter(|_| k.runs("cold"))
+                .map(|ep| {
+                    eprintln!("cold burst {} …", ep.name());
+                    cold_burst(ep)
+                })
+                .collect();
             (
                 stream,
                 warm,
+                cold,
                 backend,
                 "testkit (the testkit's wasmtime host, in this process)".to_string(),
                 None,
             )
         }
     };
-    let mut cold: Vec<Cold> = ALL
-        .into_iter()
-        .filter(|_| k.runs("cold") && spin_bin.is_none())
-        .map(|ep| {
-            eprintln!("cold burst {} …", ep.name());
-            cold_burst(ep)
-        })
-        .collect();
     let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
 
     // -- the table ------------------------------------------------------------------------
@@ -899,9 +895,6 @@ fn main() {
     );
     println!();
     println!("host: {host}");
-    if !not_run.is_empty() {
-        println!("not run under this host: {}", not_run.join(", "));
-    }
     println!();
     print!("{t}");
     println!();

@@ -1,5 +1,7 @@
 //! The benchmark under a given Spin binary (`TB_BENCH_SPIN=/path/to/spin`): tenant-bridge and
-//! the ceilings each served by `spin up` of that binary, against the fakes of the local sandbox
+//! the ceilings each served by `spin up` of that binary (warm path, streaming, startup; the cold
+//! burst with two tenant-bridge replicas on one fresh redis-server, as in the testkit mode),
+//! against the fakes of the local sandbox
 //! (`testkit/src/sandbox/`, fakes only, as `scripts/run-local` starts them for `spin up`): its
 //! runtime config (in-memory `spin` key-value store, `[[client_tls]]` trusting the sandbox CA for
 //! tenant-bridge and both ceilings) and its `SPIN_VARIABLE_*`s. Nothing here runs unless the
@@ -25,9 +27,12 @@ use tenant_bridge_testkit::world::load::{client, one, Endpoint, ALL};
 use tenant_bridge_testkit::world::suite::*;
 use tenant_bridge_testkit::world::*;
 
+use tenant_bridge_testkit::launchers::redis::RedisServer;
+use tenant_bridge_testkit::world::load::burst;
+
 use super::{
-    ceiling_manifest, costs, guest_memory_kib, json_lines, pattern, side_by_side, stream_rounds,
-    Knobs, Streaming, Warm,
+    ceiling_manifest, costs, fetch_ms, guest_memory_kib, json_lines, pattern, side_by_side,
+    stream_rounds, Cold, Knobs, Streaming, Warm, BURST,
 };
 
 /// `spin up` to the first answered request.
@@ -42,6 +47,7 @@ pub struct SpinRun {
     pub backend: String,
     pub warm: Vec<Warm>,
     pub stream: Option<Streaming>,
+    pub cold: Vec<Cold>,
     pub startup: Startup,
 }
 
@@ -127,7 +133,7 @@ fn lines_since(spin: &SpinUp, from: usize) -> Vec<serde_json::Value> {
     json_lines(err.get(from..).unwrap_or(""))
 }
 
-/// Runs the warm part under `spin` (the ceilings are built already: their manifests name the
+/// Runs the parts `k` asks for under `spin` (the ceilings are built already: their manifests name the
 /// .wasm files).
 pub fn run(spin: &Path, k: &Knobs, wasm: &Path) -> SpinRun {
     let version = spin_up::version(spin).unwrap_or_else(|e| panic!("TB_BENCH_SPIN: {e:#}"));
@@ -273,12 +279,21 @@ pub fn run(spin: &Path, k: &Knobs, wasm: &Path) -> SpinRun {
     }
     drop(ceiling);
     drop(component);
+    let cold = ALL
+        .into_iter()
+        .filter(|_| k.runs("cold"))
+        .map(|ep| {
+            eprintln!("cold burst {} (spin) …", ep.name());
+            cold_burst(&sb, spin, &dir, ep)
+        })
+        .collect();
     rt().block_on(sb.shutdown());
     SpinRun {
         host,
-        backend: "Spin's `spin` key-value store, in memory (the sandbox's runtime config)".into(),
+        backend: "Spin's `spin` key-value store in memory (the sandbox's runtime config); for the cold burst's two replicas, a redis-server they share".into(),
         warm,
         stream,
+        cold,
         startup: Startup {
             component: component_startup,
             ceiling: ceiling_startup,
@@ -343,5 +358,70 @@ fn streaming(sb: &Sandbox, component: &SpinUp, passthrough: &SpinApp, k: &Knobs)
         ceiling: r,
         component_guest_kib: guest_memory_kib(&component.stderr()),
         ceiling_guest_kib: guest_memory_kib(&ceiling.stderr()),
+    }
+}
+
+/// The cold burst under Spin: two `spin up` replicas of tenant-bridge sharing one fresh
+/// redis-server as their default store (as two SpinKube replicas share one), 64 concurrent
+/// requests over both, then the same burst warm.
+fn cold_burst(sb: &Sandbox, spin: &Path, dir: &Path, ep: Endpoint) -> Cold {
+    let redis = RedisServer::start().expect("redis-server for the replicas' shared store");
+    let rc = dir.join(format!("runtime-config-redis-{}.toml", ep.name()));
+    let text = sb
+        .runtime_config(Some(&redis.url()))
+        .expect("runtime config on Redis");
+    std::fs::write(&rc, text).expect("write the runtime config");
+    let replicas: Vec<SpinUp> = (0..2)
+        .map(|i| {
+            let spin_up = SpinUp::start(
+                &SpinApp {
+                    spin,
+                    manifest: &root().join("spin.toml"),
+                    runtime_config: &rc,
+                    variables: sb.variables(),
+                    key_values: &[],
+                    log_dir: &dir.join(format!("logs-cold-{}-{i}", ep.name())),
+                },
+                Duration::from_secs(120),
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+            first_answer(
+                &format!("{}/api/livez", spin_up.base_url()),
+                br#"{"status":"alive"}"#,
+                spin_up.started(),
+            );
+            spin_up
+        })
+        .collect();
+    sb.tenants().clear();
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("{}{}", r.base_url(), ep.path()))
+        .collect();
+    let c = client(BURST);
+    let tally = burst(&c, &urls, BURST, &ep.expected());
+    let warm = burst(&c, &urls, BURST, &ep.expected());
+    // Log lines follow the bodies.
+    std::thread::sleep(Duration::from_millis(300));
+    let lines: Vec<serde_json::Value> = replicas
+        .iter()
+        .flat_map(|r| json_lines(&r.stderr()))
+        .collect();
+    if let Some(e) = tally.samples.first() {
+        eprintln!(
+            "  !! cold {}: {} errors, first: {e}",
+            ep.name(),
+            tally.errors
+        );
+    }
+    let t = sb.tenants();
+    Cold {
+        ep,
+        imds: t.imds.token_requests().len(),
+        entra: t.entra.requests().len(),
+        tokens: if ep.is_cross() { 2 } else { 1 },
+        fetch_ms: fetch_ms(&lines),
+        tally,
+        warm,
     }
 }

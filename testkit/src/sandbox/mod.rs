@@ -461,19 +461,13 @@ impl Sandbox {
         self.opts.state_dir.join("ca.pem")
     }
 
-    /// The state directory's files: CA, runtime config, env, hosts lines, then `sandbox.json`.
-    fn write_state(&self) -> anyhow::Result<()> {
+    /// The runtime config `spin up` gets: the token cache (in memory, or on the Redis at
+    /// `redis_url`, for replicas sharing it) and `[[client_tls]]` trusting the sandbox CA for
+    /// the sandbox's HTTPS hosts. Refused when Spin 3.6.3 would refuse it.
+    pub fn runtime_config(&self, redis_url: Option<&str>) -> anyhow::Result<String> {
         let dir = &self.opts.state_dir;
-        let ca = self.pki.write_ca(dir);
+        let ca = self.ca_path();
         let ca = ca.canonicalize().unwrap_or(ca);
-        let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
-            let path = dir.join(name);
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-            Ok(path)
-        };
-
         let toml_str = |s: &str| Value::String(s.to_string()).to_string();
         let hosts = self
             .tls_hosts()
@@ -481,15 +475,27 @@ impl Sandbox {
             .map(|h| toml_str(h))
             .collect::<Vec<_>>()
             .join(", ");
+        let store = match redis_url {
+            None => format!(
+                "# Token cache in memory: restarting `spin up` starts it cold (after a /break, a warm cache\n\
+                 # keeps serving tokens issued before the break until they expire).\n\
+                 [key_value_store.{KV_STORE}]\n\
+                 type = \"spin\"\n"
+            ),
+            Some(url) => format!(
+                "# Token cache on Redis, shared by every `spin up` given this file.\n\
+                 [key_value_store.{KV_STORE}]\n\
+                 type = \"redis\"\n\
+                 url = {}\n",
+                toml_str(url)
+            ),
+        };
         let runtime_config = format!(
             "# Written by the tenant-bridge sandbox on every start; it points at this run's ports and CA.\n\
              #   set -a; . {env}; set +a\n\
              #   spin up --runtime-config-file {rc}\n\
              \n\
-             # Token cache in memory: restarting `spin up` starts it cold (after a /break, a warm cache\n\
-             # keeps serving tokens issued before the break until they expire).\n\
-             [key_value_store.{KV_STORE}]\n\
-             type = \"spin\"\n\
+             {store}\
              \n\
              # Trust the sandbox CA for the sandbox's HTTPS services only (IMDS is plain HTTP).\n\
              [[client_tls]]\n\
@@ -512,6 +518,23 @@ impl Sandbox {
         crate::spin_rules::check_runtime_config(&runtime_config).map_err(|e| {
             anyhow::anyhow!("the sandbox's runtime config would not start Spin 3.6.3: {e}")
         })?;
+        Ok(runtime_config)
+    }
+
+    /// The state directory's files: CA, runtime config, env, hosts lines, then `sandbox.json`.
+    fn write_state(&self) -> anyhow::Result<()> {
+        let dir = &self.opts.state_dir;
+        let ca = self.pki.write_ca(dir);
+        let ca = ca.canonicalize().unwrap_or(ca);
+        let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+            let path = dir.join(name);
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+            Ok(path)
+        };
+
+        let runtime_config = self.runtime_config(None)?;
         let rc_path = write(RUNTIME_CONFIG_FILE, &runtime_config)?;
 
         let mut env = String::from(
