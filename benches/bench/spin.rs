@@ -133,8 +133,8 @@ fn lines_since(spin: &SpinUp, from: usize) -> Vec<serde_json::Value> {
     json_lines(err.get(from..).unwrap_or(""))
 }
 
-/// Runs the parts `k` asks for under `spin` (the ceilings are built already: their manifests name the
-/// .wasm files).
+/// Runs the parts `k` asks for under `spin` (the ceilings are built already: their manifests
+/// name the .wasm files).
 pub fn run(spin: &Path, k: &Knobs, wasm: &Path) -> SpinRun {
     let version = spin_up::version(spin).unwrap_or_else(|e| panic!("TB_BENCH_SPIN: {e:#}"));
     let host = format!("{version} at {}", spin.display());
