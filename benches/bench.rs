@@ -23,6 +23,14 @@
 //! endpoint), `TB_BENCH_ROUNDS` (4), `TB_BENCH_BLOB_MIB` (256), `TB_BENCH_ONLY` (parts to run,
 //! of `warm,stream,cold`; all by default). For profiling one side with `perf`: `TB_BENCH_SIDE`
 //! (`component` or `ceiling`) and `TB_BENCH_ENDPOINT` (one endpoint's name) narrow the warm runs.
+//!
+//! `TB_BENCH_SPIN=/path/to/spin`: the same table with both sides served by that Spin binary
+//! (`spin up`) instead of the testkit host, against the sandbox's fakes, with each side's
+//! startup (`spin up` to the first answered request); every part ([`spin`] says how, and what
+//! /etc/hosts needs).
+
+#[path = "bench/spin.rs"]
+mod spin;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -274,8 +282,10 @@ fn side_by_side(
 // ---------------------------------------------------------------------------------------------
 // Memory
 
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// `field` of `/proc/<pid>/status` (this process's without a pid), in KiB.
+fn status_kib(pid: Option<u32>, field: &str) -> Option<u64> {
+    let proc = pid.map_or("self".to_string(), |p| p.to_string());
+    let status = std::fs::read_to_string(format!("/proc/{proc}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line[field.len()..]
         .trim()
@@ -299,22 +309,24 @@ impl Memory {
     }
 }
 
-/// Runs `f` while a thread samples this process's VmRSS every 2 ms.
-fn with_memory<T>(f: impl FnOnce() -> T) -> (T, Memory) {
+/// Runs `f` while a thread samples the host's VmRSS every 2 ms: this process's (the testkit
+/// host runs in it), or process `pid`'s (Spin's).
+fn with_memory<T>(pid: Option<u32>, f: impl FnOnce() -> T) -> (T, Memory) {
+    let proc = pid.map_or("self".to_string(), |p| p.to_string());
     // Give freed heap back first, so reuse of retained pages cannot hide growth.
     // SAFETY: malloc_trim only releases free memory of glibc's arenas.
     unsafe {
         libc::malloc_trim(0);
     }
-    let baseline_kib = status_kib("VmRSS:").expect("VmRSS");
-    let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let baseline_kib = status_kib(pid, "VmRSS:").expect("VmRSS");
+    let hwm_reset = std::fs::write(format!("/proc/{proc}/clear_refs"), "5").is_ok();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(status_kib("VmRSS:").unwrap_or(0));
+                peak = peak.max(status_kib(pid, "VmRSS:").unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(2));
             }
             peak
@@ -324,7 +336,7 @@ fn with_memory<T>(f: impl FnOnce() -> T) -> (T, Memory) {
     stop.store(true, Ordering::Relaxed);
     let sampled_peak_kib = sampler.join().expect("sampler");
     let hwm_kib = if hwm_reset {
-        status_kib("VmHWM:")
+        status_kib(pid, "VmHWM:")
     } else {
         None
     };
@@ -386,9 +398,16 @@ impl Transfer {
 /// One GET of the big blob. With `verify`, the body is decoded and compared with what was
 /// uploaded; without, it is only counted, as a download client (curl, wrk) would: on two cores
 /// the client's own decoding would otherwise be charged to the side that sends base64.
-fn transfer(url: &str, base64_body: bool, verify: bool, size: usize, pattern: &[u8]) -> Transfer {
+fn transfer(
+    url: &str,
+    base64_body: bool,
+    verify: bool,
+    size: usize,
+    pattern: &[u8],
+    host_pid: Option<u32>,
+) -> Transfer {
     let client = client(1);
-    let ((secs, blob_bytes), memory) = with_memory(|| {
+    let ((secs, blob_bytes), memory) = with_memory(host_pid, || {
         rt().block_on(async {
             let start = Instant::now();
             let mut resp = client
@@ -515,21 +534,7 @@ fn streaming(passthrough: &std::path::Path, mib: usize, rounds: u32) -> Streamin
         "{}/api/DownloadBlobSameTenant?container={CONTAINER}&blob={blob}",
         w.host.base_url()
     );
-    // Each side's output checked once, byte for byte, before the timed transfers.
-    eprintln!("streaming: verifying both sides' bodies …");
-    transfer(&ceiling_url, false, true, size, &pattern);
-    transfer(&component_url, true, true, size, &pattern);
-    let (mut component, mut raw) = (Vec::new(), Vec::new());
-    let order = (0..rounds).flat_map(|r| if r % 2 == 0 { [1, 0] } else { [0, 1] });
-    for side in order {
-        if side == 0 {
-            eprintln!("streaming: {mib} MiB through the component …");
-            component.push(transfer(&component_url, true, false, size, &pattern));
-        } else {
-            eprintln!("streaming: {mib} MiB through the pass-through ceiling …");
-            raw.push(transfer(&ceiling_url, false, false, size, &pattern));
-        }
-    }
+    let (component, raw) = stream_rounds(&component_url, &ceiling_url, size, rounds, [None, None]);
     // The guest writes its line after the body; give it a moment.
     std::thread::sleep(Duration::from_millis(200));
     Streaming {
@@ -539,6 +544,49 @@ fn streaming(passthrough: &std::path::Path, mib: usize, rounds: u32) -> Streamin
         component_guest_kib: guest_memory_kib(&w.logs()),
         ceiling_guest_kib: guest_memory_kib(&ceiling.logs()),
     }
+}
+
+/// Each side's output checked once, byte for byte, then one timed transfer per side and round,
+/// alternating which goes first. `host_pids`: the processes serving the component and the
+/// ceiling (None: this one).
+fn stream_rounds(
+    component_url: &str,
+    ceiling_url: &str,
+    size: usize,
+    rounds: u32,
+    host_pids: [Option<u32>; 2],
+) -> (Vec<Transfer>, Vec<Transfer>) {
+    let pattern = pattern();
+    let mib = size >> 20;
+    eprintln!("streaming: verifying both sides' bodies …");
+    transfer(ceiling_url, false, true, size, &pattern, host_pids[1]);
+    transfer(component_url, true, true, size, &pattern, host_pids[0]);
+    let (mut component, mut raw) = (Vec::new(), Vec::new());
+    let order = (0..rounds).flat_map(|r| if r % 2 == 0 { [1, 0] } else { [0, 1] });
+    for side in order {
+        if side == 0 {
+            eprintln!("streaming: {mib} MiB through the component …");
+            component.push(transfer(
+                component_url,
+                true,
+                false,
+                size,
+                &pattern,
+                host_pids[0],
+            ));
+        } else {
+            eprintln!("streaming: {mib} MiB through the pass-through ceiling …");
+            raw.push(transfer(
+                ceiling_url,
+                false,
+                false,
+                size,
+                &pattern,
+                host_pids[1],
+            ));
+        }
+    }
+    (component, raw)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -634,40 +682,63 @@ fn main() {
     let started = Instant::now();
     let wasm = wasm();
     let ceilings = ceilings();
-    shared();
+    let spin_bin = std::env::var_os("TB_BENCH_SPIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if spin_bin.is_none() {
+        shared();
+    }
     eprintln!("setup: {:.1} s", started.elapsed().as_secs_f64());
 
-    // Streaming first: its memory figure is the process's growth during a transfer, and after
-    // the warm runs the process holds (and has freed) the log of some 300,000 requests, which
-    // makes the allocator's growth, not the relay's, the figure.
-    let stream = k
-        .runs("stream")
-        .then(|| streaming(&ceilings.passthrough, k.blob_mib, k.rounds));
-    let (mut warm, backend) = {
-        let w = World::new();
-        let ceiling = w.sibling(ceilings.kv_get.clone(), ceiling_manifest("kv-get"));
-        let mut warm: Vec<Warm> = ALL
-            .into_iter()
-            .filter(|ep| k.runs("warm") && (k.endpoint.is_empty() || k.endpoint == ep.name()))
-            .map(|ep| {
-                eprintln!("warm {} …", ep.name());
-                warm(&w, &ceiling, ep, &k)
-            })
-            .collect();
-        if k.runs("warm") && (k.endpoint.is_empty() || k.endpoint == "livez") {
-            eprintln!("warm floor …");
-            warm.push(floor(&w, &ceiling, &k));
+    let (stream, mut warm, mut cold, backend, host, startup) = match &spin_bin {
+        Some(bin) => {
+            let r = spin::run(bin, &k, &wasm);
+            (r.stream, r.warm, r.cold, r.backend, r.host, Some(r.startup))
         }
-        (warm, store_backend(&w))
+        None => {
+            // Streaming first: its memory figure is the process's growth during a transfer, and after
+            // the warm runs the process holds (and has freed) the log of some 300,000 requests, which
+            // makes the allocator's growth, not the relay's, the figure.
+            let stream = k
+                .runs("stream")
+                .then(|| streaming(&ceilings.passthrough, k.blob_mib, k.rounds));
+            let (warm, backend) = {
+                let w = World::new();
+                let ceiling = w.sibling(ceilings.kv_get.clone(), ceiling_manifest("kv-get"));
+                let mut warm: Vec<Warm> = ALL
+                    .into_iter()
+                    .filter(|ep| {
+                        k.runs("warm") && (k.endpoint.is_empty() || k.endpoint == ep.name())
+                    })
+                    .map(|ep| {
+                        eprintln!("warm {} …", ep.name());
+                        warm(&w, &ceiling, ep, &k)
+                    })
+                    .collect();
+                if k.runs("warm") && (k.endpoint.is_empty() || k.endpoint == "livez") {
+                    eprintln!("warm floor …");
+                    warm.push(floor(&w, &ceiling, &k));
+                }
+                (warm, store_backend(&w))
+            };
+            let cold: Vec<Cold> = ALL
+                .into_iter()
+                .filter(|_| k.runs("cold"))
+                .map(|ep| {
+                    eprintln!("cold burst {} …", ep.name());
+                    cold_burst(ep)
+                })
+                .collect();
+            (
+                stream,
+                warm,
+                cold,
+                backend,
+                "testkit (the testkit's wasmtime host, in this process)".to_string(),
+                None,
+            )
+        }
     };
-    let mut cold: Vec<Cold> = ALL
-        .into_iter()
-        .filter(|_| k.runs("cold"))
-        .map(|ep| {
-            eprintln!("cold burst {} …", ep.name());
-            cold_burst(ep)
-        })
-        .collect();
     let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
 
     // -- the table ------------------------------------------------------------------------
@@ -785,6 +856,19 @@ fn main() {
             ),
         ]);
     }
+    if let Some(startup) = &startup {
+        row([
+            "startup: `spin up` to the first answered request (/api/livez; the ceiling's as=none), Spin's default compilation cache"
+                .into(),
+            format!("{:.0} ms", startup.component.as_secs_f64() * 1000.0),
+            format!("{:.0} ms", startup.ceiling.as_secs_f64() * 1000.0),
+            format!(
+                "{:.2}",
+                startup.component.as_secs_f64() / startup.ceiling.as_secs_f64()
+            ),
+            "reported".into(),
+        ]);
+    }
     row([
         "tenant_bridge.wasm (release)".into(),
         kib(size(&wasm)),
@@ -799,13 +883,18 @@ fn main() {
 
     println!();
     println!(
-        "Measured with `cargo bench --bench bench`: {} clients, {} s per side and endpoint in {} alternating rounds, {} MiB blob, {} CPUs, loopback (client, host and fakes share the machine); store: {backend}.",
+        "Measured with `{}cargo bench --bench bench`: {} clients, {} s per side and endpoint in {} alternating rounds, {} MiB blob, {} CPUs, loopback (client, host and fakes share the machine); store: {backend}.",
+        spin_bin
+            .as_ref()
+            .map_or(String::new(), |b| format!("TB_BENCH_SPIN={} ", b.display())),
         k.clients,
         k.secs.as_secs(),
         k.rounds,
         k.blob_mib,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
+    println!();
+    println!("host: {host}");
     println!();
     print!("{t}");
     println!();

@@ -104,15 +104,6 @@ fn sandbox_bin() -> PathBuf {
     .clone()
 }
 
-/// The port of `spin up`'s `Serving http://127.0.0.1:PORT` line in `output`, once it is there.
-fn spin_serving_port(output: &str) -> Option<u16> {
-    output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Serving http://"))
-        .and_then(|addr| addr.rsplit_once(':'))
-        .and_then(|(_, port)| port.trim().parse().ok())
-}
-
 /// What `scripts/run-local` finds as `spin` on PATH.
 enum SpinOnPath<'a> {
     /// None: run-local serves the component in the testkit host (given the sandbox binary the
@@ -1170,7 +1161,7 @@ fn run_local_through_real_spin_up_when_spin_3_is_on_path() {
     // Spin starts after the sandbox is ready: wait until it says where it serves.
     let deadline = Instant::now() + Duration::from_secs(120);
     let listen = loop {
-        if let Some(port) = spin_serving_port(&s.stdout()) {
+        if let Some(port) = tenant_bridge_testkit::launchers::spin::serving_port(&s.stdout()) {
             break port;
         }
         if let Ok(Some(status)) = s.child.as_mut().unwrap().try_wait() {

@@ -91,6 +91,9 @@ pub struct Options {
     pub breaks: Vec<&'static Breakage>,
     /// Copy the component's log lines to stderr.
     pub echo_logs: bool,
+    /// The components the runtime config's `[[client_tls]]` trusts the sandbox CA for
+    /// ([`COMPONENT_ID`]; the benchmark adds its ceiling components, served by the same Spin).
+    pub client_tls_components: Vec<String>,
 }
 
 impl Default for Options {
@@ -106,6 +109,7 @@ impl Default for Options {
             manifest: root.join("spin.toml"),
             breaks: Vec::new(),
             echo_logs: true,
+            client_tls_components: vec![COMPONENT_ID.to_string()],
         }
     }
 }
@@ -400,8 +404,19 @@ impl Sandbox {
         &self.vars
     }
 
-    fn tenants(&self) -> &Tenants {
+    /// The fakes of the three tenants (what they recorded, for a caller checking them).
+    pub fn tenants(&self) -> &Tenants {
         &self.control.tenants
+    }
+
+    /// Azurite, with an account per tenant.
+    pub fn azurite(&self) -> &Azurite {
+        &self.azurite
+    }
+
+    /// The runtime config `spin up` gets (`runtime-config.toml` in the state directory).
+    pub fn runtime_config_path(&self) -> PathBuf {
+        self.opts.state_dir.join(RUNTIME_CONFIG_FILE)
     }
 
     /// The host of every HTTPS service the component calls (`[[client_tls]] hosts`): Spin 3.6.3
@@ -446,6 +461,66 @@ impl Sandbox {
         self.opts.state_dir.join("ca.pem")
     }
 
+    /// The runtime config `spin up` gets: the token cache (in memory, or on the Redis at
+    /// `redis_url`, for replicas sharing it) and `[[client_tls]]` trusting the sandbox CA for
+    /// the sandbox's HTTPS hosts. Refused when Spin 3.6.3 would refuse it.
+    pub fn runtime_config(&self, redis_url: Option<&str>) -> anyhow::Result<String> {
+        let dir = &self.opts.state_dir;
+        let ca = self.ca_path();
+        let ca = ca.canonicalize().unwrap_or(ca);
+        let toml_str = |s: &str| Value::String(s.to_string()).to_string();
+        let hosts = self
+            .tls_hosts()
+            .iter()
+            .map(|h| toml_str(h))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let store = match redis_url {
+            None => format!(
+                "# Token cache in memory: restarting `spin up` starts it cold (after a /break, a warm cache\n\
+                 # keeps serving tokens issued before the break until they expire).\n\
+                 [key_value_store.{KV_STORE}]\n\
+                 type = \"spin\"\n"
+            ),
+            Some(url) => format!(
+                "# Token cache on Redis, shared by every `spin up` given this file.\n\
+                 [key_value_store.{KV_STORE}]\n\
+                 type = \"redis\"\n\
+                 url = {}\n",
+                toml_str(url)
+            ),
+        };
+        let runtime_config = format!(
+            "# Written by the tenant-bridge sandbox on every start; it points at this run's ports and CA.\n\
+             #   set -a; . {env}; set +a\n\
+             #   spin up --runtime-config-file {rc}\n\
+             \n\
+             {store}\
+             \n\
+             # Trust the sandbox CA for the sandbox's HTTPS services only (IMDS is plain HTTP).\n\
+             [[client_tls]]\n\
+             component_ids = [{ids}]\n\
+             hosts = [{hosts}]\n\
+             ca_roots_file = {ca}\n\
+             ca_use_webpki_roots = false\n",
+            env = dir.join(ENV_FILE).display(),
+            rc = dir.join(RUNTIME_CONFIG_FILE).display(),
+            ids = self
+                .opts
+                .client_tls_components
+                .iter()
+                .map(|c| toml_str(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ca = toml_str(&ca.display().to_string()),
+        );
+        // A file Spin 3.6.3 would refuse must not start the sandbox either.
+        crate::spin_rules::check_runtime_config(&runtime_config).map_err(|e| {
+            anyhow::anyhow!("the sandbox's runtime config would not start Spin 3.6.3: {e}")
+        })?;
+        Ok(runtime_config)
+    }
+
     /// The state directory's files: CA, runtime config, env, hosts lines, then `sandbox.json`.
     fn write_state(&self) -> anyhow::Result<()> {
         let dir = &self.opts.state_dir;
@@ -459,38 +534,7 @@ impl Sandbox {
             Ok(path)
         };
 
-        let toml_str = |s: &str| Value::String(s.to_string()).to_string();
-        let hosts = self
-            .tls_hosts()
-            .iter()
-            .map(|h| toml_str(h))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let runtime_config = format!(
-            "# Written by the tenant-bridge sandbox on every start; it points at this run's ports and CA.\n\
-             #   set -a; . {env}; set +a\n\
-             #   spin up --runtime-config-file {rc}\n\
-             \n\
-             # Token cache in memory: restarting `spin up` starts it cold (after a /break, a warm cache\n\
-             # keeps serving tokens issued before the break until they expire).\n\
-             [key_value_store.{KV_STORE}]\n\
-             type = \"spin\"\n\
-             \n\
-             # Trust the sandbox CA for the sandbox's HTTPS services only (IMDS is plain HTTP).\n\
-             [[client_tls]]\n\
-             component_ids = [{id}]\n\
-             hosts = [{hosts}]\n\
-             ca_roots_file = {ca}\n\
-             ca_use_webpki_roots = false\n",
-            env = dir.join(ENV_FILE).display(),
-            rc = dir.join(RUNTIME_CONFIG_FILE).display(),
-            id = toml_str(COMPONENT_ID),
-            ca = toml_str(&ca.display().to_string()),
-        );
-        // A file Spin 3.6.3 would refuse must not start the sandbox either.
-        crate::spin_rules::check_runtime_config(&runtime_config).map_err(|e| {
-            anyhow::anyhow!("the sandbox's runtime config would not start Spin 3.6.3: {e}")
-        })?;
+        let runtime_config = self.runtime_config(None)?;
         let rc_path = write(RUNTIME_CONFIG_FILE, &runtime_config)?;
 
         let mut env = String::from(
