@@ -77,6 +77,12 @@ pub(crate) fn parse(value: &str) -> Result<Origin, String> {
             .to_string()
     };
     let bad_port = || "its port is not a number from 1 to 65535".to_string();
+    // Only ASCII reaches `Url`: its IDNA step has nothing to map then (the ASCII-only backend,
+    // Cargo.toml, asserts in debug builds that it is never handed upper-case ASCII beside
+    // non-ASCII; fuzz/corpus/challenge/crash-idna-uppercase-beside-non-ascii).
+    if !rest.is_ascii() {
+        return Err(bad_host());
+    }
     let url = url::Url::parse(value).map_err(|e| match e {
         url::ParseError::InvalidPort => bad_port(),
         _ => bad_host(),
