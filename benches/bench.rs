@@ -23,6 +23,7 @@
 //! endpoint), `TB_BENCH_ROUNDS` (4), `TB_BENCH_BLOB_MIB` (256), `TB_BENCH_ONLY` (parts to run,
 //! of `warm,stream,cold`; all by default). For profiling one side with `perf`: `TB_BENCH_SIDE`
 //! (`component` or `ceiling`) and `TB_BENCH_ENDPOINT` (one endpoint's name) narrow the warm runs.
+//! `TB_BENCH_CEILING_VARS=N`: the `kv-get` ceiling declares N variables it never reads.
 //!
 //! `TB_BENCH_SPIN=/path/to/spin`: the same table with both sides served by that Spin binary
 //! (`spin up`) instead of the testkit host, against the sandbox's fakes, with each side's
@@ -94,8 +95,29 @@ fn ceilings() -> Ceilings {
     }
 }
 
+/// A ceiling's manifest. `TB_BENCH_CEILING_VARS=N` gives the `kv-get` ceiling N declared
+/// application variables it never reads (a copy of its manifest in the target directory): the
+/// cost Spin charges per declared variable, measured on the ceiling's own code.
 fn ceiling_manifest(name: &str) -> PathBuf {
-    root().join("benches/ceiling").join(name).join("spin.toml")
+    let manifest = root().join("benches/ceiling").join(name).join("spin.toml");
+    let declared = env_or("TB_BENCH_CEILING_VARS", 0);
+    if name != "kv-get" || declared == 0 {
+        return manifest;
+    }
+    let text = std::fs::read_to_string(&manifest).expect("the ceiling's manifest");
+    let text = text.replace(
+        "source = \"../../../",
+        &format!("source = \"{}/", root().display()),
+    );
+    let variables: String = (1..=declared)
+        .map(|i| format!("unread_v{i} = {{ default = \"\" }}\n"))
+        .collect();
+    let copy = root()
+        .join("target")
+        .join(format!("ceiling-{name}-{declared}-variables.toml"));
+    std::fs::write(&copy, format!("{text}\n[variables]\n{variables}"))
+        .expect("the ceiling's manifest copy");
+    copy
 }
 
 /// A ceiling request: the store key holding `Bearer …`, the answer's form, the upstream URL.

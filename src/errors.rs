@@ -105,26 +105,52 @@ impl Problem {
 
     // ---- our own configuration (500) ---------------------------------------------------------
 
-    /// A variable holds something unusable. `why` must not repeat the value.
-    pub(crate) fn config(variable: &str, why: impl std::fmt::Display) -> Self {
+    /// A setting (a member of the `settings` variable's JSON) holds something unusable. `why`
+    /// must not repeat the value.
+    pub(crate) fn setting(name: &str, why: impl std::fmt::Display) -> Self {
+        Self::invalid(format!(
+            "setting '{name}' (in the Spin variable 'settings'): {why}"
+        ))
+    }
+
+    /// A Spin variable of its own (`function_keys`, `settings` itself) holds something
+    /// unusable. `why` must not repeat the value.
+    pub(crate) fn variable(name: &str, why: impl std::fmt::Display) -> Self {
+        Self::invalid(format!("Spin variable '{name}': {why}"))
+    }
+
+    fn invalid(detail: String) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "configuration-invalid",
             "Configuration error",
-            format!("Spin variable '{variable}': {why}"),
+            detail,
         )
     }
 
-    pub(crate) fn config_missing(variable: &str, what: &str) -> Self {
+    /// A setting the request needs is absent from the `settings` variable.
+    pub(crate) fn setting_missing(name: &str, what: &str) -> Self {
+        Self::missing(format!(
+            "setting '{name}' is not set: {what} (add \"{name}\" to the JSON object in the Spin \
+             variable 'settings': SPIN_VARIABLE_SETTINGS or a SpinApp variable)"
+        ))
+    }
+
+    /// A Spin variable of its own the request needs is not set.
+    pub(crate) fn variable_missing(name: &str, what: &str) -> Self {
+        Self::missing(format!(
+            "Spin variable '{name}' is not set: {what} (set it with SPIN_VARIABLE_{} or a SpinApp \
+             variable)",
+            name.to_ascii_uppercase()
+        ))
+    }
+
+    fn missing(detail: String) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "configuration-missing",
             "Configuration error",
-            format!(
-                "Spin variable '{variable}' is not set: {what} (set it in spin.toml, with \
-                 SPIN_VARIABLE_{} or a SpinApp variable)",
-                variable.to_ascii_uppercase()
-            ),
+            detail,
         )
     }
 
@@ -240,16 +266,22 @@ mod tests {
     }
 
     #[test]
-    fn config_missing_names_the_variable_and_env_form() {
-        let p = Problem::config_missing("keyvault_endpoint", "the same-tenant vault URL");
+    fn missing_settings_and_variables_say_where_they_are_set() {
+        let p = Problem::setting_missing("keyvault_endpoint", "the same-tenant vault URL");
         assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(p.detail.contains("'keyvault_endpoint'"));
-        assert!(p.detail.contains("SPIN_VARIABLE_KEYVAULT_ENDPOINT"));
+        assert!(p.detail.contains("\"keyvault_endpoint\""));
+        assert!(p.detail.contains("SPIN_VARIABLE_SETTINGS"));
+        let p = Problem::variable_missing("function_keys", "no key");
+        assert!(
+            p.detail.contains("SPIN_VARIABLE_FUNCTION_KEYS"),
+            "{}",
+            p.detail
+        );
     }
 
     #[test]
     fn a_withheld_detail_goes_to_the_log_only() {
-        let p = Problem::config("function_keys", "key 'ops' (entry 2) is too short").withheld();
+        let p = Problem::variable("function_keys", "key 'ops' (entry 2) is too short").withheld();
         assert_eq!(
             (p.status.as_u16(), &*p.code),
             (500, "configuration-invalid")

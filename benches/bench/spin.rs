@@ -168,7 +168,7 @@ pub fn run(spin: &Path, k: &Knobs, wasm: &Path) -> SpinRun {
     let component = SpinUp::start(
         &SpinApp {
             spin,
-            manifest: &root().join("spin.toml"),
+            manifest: sb.manifest_path(),
             runtime_config: &rc,
             variables: sb.variables(),
             key_values: &[],
@@ -376,7 +376,7 @@ fn cold_burst(sb: &Sandbox, spin: &Path, dir: &Path, ep: Endpoint) -> Cold {
             let spin_up = SpinUp::start(
                 &SpinApp {
                     spin,
-                    manifest: &root().join("spin.toml"),
+                    manifest: sb.manifest_path(),
                     runtime_config: &rc,
                     variables: sb.variables(),
                     key_values: &[],

@@ -211,15 +211,199 @@ forget_app() {
   fi
 }
 
+# ---- the settings document --------------------------------------------------------------------
+#
+# tenant-bridge reads every setting but the function keys from one Spin variable, `settings`, a
+# JSON object whose members are named as the settings (deploy/settings.json). `outputs` writes
+# members of it, `check` reads it. Plain bash, so that neither needs jq.
+
+# json_string TEXT: TEXT as a JSON string literal.
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\t'/\\t}"
+  s="${s//$'\r'/\\r}"
+  s="${s//$'\n'/\\n}"
+  [[ "$s" != *[[:cntrl:]]* ]] || die "a setting's value holds a control character: $(quote_cmd "$1")"
+  printf '"%s"' "$s"
+}
+
+# The VALUE that json_member writes as null (the setting is unset): a control character, which
+# no setting holds (json_string refuses them), so that no value, "null" included, is taken for it.
+JSON_NULL=$'\x1e'
+
+# json_member NAME VALUE: `"NAME": VALUE`, or `"NAME": null` for $JSON_NULL.
+json_member() {
+  printf '%s: ' "$(json_string "$1")"
+  if [[ "$2" == "$JSON_NULL" ]]; then printf 'null'; else json_string "$2"; fi
+}
+
+# json_members [--line] NAME VALUE [NAME VALUE]...: a settings document of these members as a
+# JSON object, one member a line (--line: all on one line).
+json_members() {
+  local open=$'{\n  ' sep=$',\n  ' close=$'\n}\n'
+  if [[ "${1:-}" == --line ]]; then
+    open="{" sep=", " close="}"
+    shift
+  fi
+  printf '%s' "$open"
+  json_member "$1" "$2"
+  shift 2
+  while (($# >= 2)); do
+    printf '%s' "$sep"
+    json_member "$1" "$2"
+    shift 2
+  done
+  printf '%s' "$close"
+}
+
+declare -gA SETTINGS=()
+SETTINGS_ERROR=""
+__rest=""
+
+__skip_space() {
+  if [[ "$__rest" =~ ^[[:space:]]+ ]]; then __rest="${__rest:${#BASH_REMATCH[0]}}"; fi
+}
+
+# __json_text VAR: the JSON string at the front of __rest, unescaped, into VAR (1: none there).
+__json_text() {
+  local re='^"(([^"\\]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*)"' s out="" esc
+  [[ "$__rest" =~ $re ]] || return 1
+  __rest="${__rest:${#BASH_REMATCH[0]}}"
+  s="${BASH_REMATCH[1]}"
+  while [[ "$s" == *\\* ]]; do
+    out+="${s%%\\*}"
+    s="${s#*\\}"
+    esc="${s:0:1}"
+    s="${s:1}"
+    case "$esc" in
+      n) out+=$'\n' ;;
+      t) out+=$'\t' ;;
+      r) out+=$'\r' ;;
+      b) out+=$'\b' ;;
+      f) out+=$'\f' ;;
+      u)
+        printf -v esc '%b' "\\u${s:0:4}"
+        s="${s:4}"
+        out+="$esc"
+        ;;
+      *) out+="$esc" ;;
+    esac
+  done
+  printf -v "$1" '%s' "$out$s"
+}
+
+# read_settings FILE: SETTINGS[NAME] for each member of the settings document in FILE, read as
+# the component reads it (src/config/document.rs): a string as itself, a number or true/false
+# as its text, a list of strings as its items joined by commas, null as absent; a blank file
+# sets nothing. Returns 1, with SETTINGS_ERROR saying why, where the component refuses the whole
+# document: not one JSON object, a member written twice, a nested object, a list item that is
+# not a string or holds a comma.
+read_settings() {
+  local name value item items number='^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?'
+  local -A written=()
+  SETTINGS=()
+  SETTINGS_ERROR=""
+  __rest="$(<"$1")"
+  __skip_space
+  [[ -n "$__rest" ]] || return 0 # blank: no member is set
+  if [[ "${__rest:0:1}" != "{" ]]; then
+    SETTINGS_ERROR="it is not a JSON object"
+    return 1
+  fi
+  __rest="${__rest:1}"
+  __skip_space
+  if [[ "${__rest:0:1}" == "}" ]]; then
+    __rest="${__rest:1}"
+  else
+    while :; do
+      __skip_space
+      if ! __json_text name; then
+        SETTINGS_ERROR="it is not valid JSON: a member name was expected"
+        return 1
+      fi
+      __skip_space
+      if [[ "${__rest:0:1}" != : ]]; then
+        SETTINGS_ERROR="it is not valid JSON: ':' was expected after \"$name\""
+        return 1
+      fi
+      __rest="${__rest:1}"
+      __skip_space
+      if [[ -n "${written[$name]:-}" ]]; then
+        SETTINGS_ERROR="'$name' is written twice"
+        return 1
+      fi
+      written[$name]=1
+      if __json_text value; then
+        SETTINGS[$name]="$value"
+      elif [[ "$__rest" =~ ^(true|false)|$number ]]; then
+        SETTINGS[$name]="${BASH_REMATCH[0]}"
+        __rest="${__rest:${#BASH_REMATCH[0]}}"
+      elif [[ "${__rest:0:4}" == null ]]; then
+        __rest="${__rest:4}"
+      elif [[ "${__rest:0:1}" == "[" ]]; then
+        __rest="${__rest:1}"
+        items=()
+        __skip_space
+        if [[ "${__rest:0:1}" != "]" ]]; then
+          while :; do
+            __skip_space
+            if ! __json_text item; then
+              SETTINGS_ERROR="setting '$name': item $((${#items[@]} + 1)) is not a string"
+              return 1
+            fi
+            if [[ "$item" == *,* ]]; then
+              SETTINGS_ERROR="setting '$name': item $((${#items[@]} + 1)) holds a comma; a list item is one entry"
+              return 1
+            fi
+            items+=("$item")
+            __skip_space
+            [[ "${__rest:0:1}" == , ]] || break
+            __rest="${__rest:1}"
+          done
+        fi
+        if [[ "${__rest:0:1}" != "]" ]]; then
+          SETTINGS_ERROR="setting '$name': it is not valid JSON: ']' was expected"
+          return 1
+        fi
+        __rest="${__rest:1}"
+        value="$(IFS=,; printf '%s' "${items[*]}")"
+        SETTINGS[$name]="$value"
+      else
+        SETTINGS_ERROR="setting '$name': expected a string, a number, true/false or a list of strings"
+        return 1
+      fi
+      __skip_space
+      case "${__rest:0:1}" in
+        ,) __rest="${__rest:1}" ;;
+        "}")
+          __rest="${__rest:1}"
+          break
+          ;;
+        *)
+          SETTINGS_ERROR="it is not valid JSON: ',' or '}' was expected after \"$name\""
+          return 1
+          ;;
+      esac
+    done
+  fi
+  __skip_space
+  if [[ -n "$__rest" ]]; then
+    SETTINGS_ERROR="it is not valid JSON: text follows the object"
+    return 1
+  fi
+}
+
 # ---- target tenants --------------------------------------------------------------------------
 #
 # TARGET_TENANTS="B C": the tenants tenant-bridge reads from. Target X has TENANT_X_ID,
 # SUBSCRIPTION_X_ID, KEYVAULT_X_NAME / _RESOURCE_GROUP / _SECRETS, STORAGE_X_NAME /
 # _RESOURCE_GROUP / _CONTAINER, REGISTRY_X_NAME / _RESOURCE_GROUP / _ROLE (a registry the app
 # may pull from, for /api/acr/token), and optionally PE_KEYVAULT_X_NAME, PE_BLOB_X_NAME,
-# PROFILE_X_SLOT (default or 1-4: which Spin variables it fills) and PROFILE_X_NAME (the
-# tenant= name callers use). The first target without a slot takes the default profile (the
-# cross_* variables), the others profile slots 1-4 in order.
+# PROFILE_X_SLOT (default or 1-4: which settings it fills) and PROFILE_X_NAME (the tenant= name
+# callers use). The first target without a slot takes the default profile (the cross_*
+# settings), the others profile slots 1-4 in order.
 
 TARGETS=()
 declare -A SLOT_OF=() PROFILE_OF=()
@@ -278,7 +462,7 @@ parse_targets() {
   done
 }
 
-# slot_var SLOT FIELD: the Spin variable of FIELD in a profile slot (as the component names it).
+# slot_var SLOT FIELD: the setting of FIELD in a profile slot (src/config/settings.rs, Slot::var).
 slot_var() {
   local slot="$1" field="$2"
   if [[ "$slot" != default ]]; then

@@ -20,7 +20,8 @@
 #   tenant-a-dns       back in tenant A, once approved: private DNS zones, VNet links and the
 #                      private endpoints' DNS zone groups
 #   all                tenant-a, tenant-b, tenant-a-dns, outputs (one person signed in to all)
-#   outputs            the Spin variable values for deploy/settings.env, per target tenant
+#   outputs            the settings the set-up determines, per target tenant: members of the
+#                      `settings` JSON document, to merge into deploy/settings.json
 #   check              read back every link of the chain and report it ok / missing / drifted,
 #                      with the fix (read-only; exit status 1 when a link is broken)
 #   teardown-tenant-b  in each target tenant: connections, roles, service principal
@@ -35,7 +36,8 @@
 #   --config FILE             the settings (default: deploy/azure/config.env, or $TB_CONFIG)
 #   --target X                only target tenant X (repeatable); tenant-b, tenant-a-dns,
 #                             outputs, check, teardown-tenant-b and teardown-target honour it
-#   --settings FILE           check: the settings.env to compare (default: deploy/settings.env)
+#   --settings FILE           check: the settings document to compare (default:
+#                             deploy/settings.json)
 #   --yes                     confirm a teardown (not needed with --dry-run)
 #   VERBOSE=1                 also print the read-only checks a real run makes
 #
@@ -52,7 +54,7 @@ source "$HERE/lib.sh"
 # the full teardown: checks answer "present".
 DRY_ASSUME_PRESENT=0
 ONLY_TARGETS=()
-SETTINGS_FILE="$HERE/../settings.env"
+SETTINGS_FILE="$HERE/../settings.json"
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
@@ -669,7 +671,7 @@ private_dns() {
 
 outputs() {
   check_tenant_a_config
-  heading "Spin variables (deploy/settings.env)"
+  heading "settings: members of the settings JSON document (deploy/settings.json)"
   local client_id
   if ! is_dry_run; then
     use_tenant "tenant A" "$TENANT_A_ID" "$SUBSCRIPTION_A_ID" >/dev/null
@@ -677,53 +679,64 @@ outputs() {
   lookup client_id "<clientId of $IDENTITY_NAME>" az identity show --resource-group "$RESOURCE_GROUP_A" \
     --name "$IDENTITY_NAME" --query clientId --output tsv
   find_app "<appId of $APP_DISPLAY_NAME>"$'\t'"$APP_DISPLAY_NAME"
-  local unset=https://unset.invalid t default_set=0 sel=()
+  # The document runs from a line '{' to a line '}' (`sed -n '/^{/,/^}/p'` cuts it out); every
+  # other line is a note ('#') or, in a dry run, a command. null unsets a member (an endpoint
+  # this configuration does not serve).
+  local t default_set=0 sel=() members=() registries=()
   mapfile -t sel < <(selected_targets)
-  printf 'cloud=%s\n' "$CLOUD"
-  printf 'azure_client_id=%s\n' "${client_id:-<run setup.sh tenant-a first>}"
-  printf 'app_client_id=%s\n' "${APP_CLIENT_ID:-<run setup.sh tenant-a first>}"
+  members+=(cloud "$CLOUD")
+  members+=(azure_client_id "${client_id:-<run setup.sh tenant-a first>}")
+  members+=(app_client_id "${APP_CLIENT_ID:-<run setup.sh tenant-a first>}")
   for t in "${sel[@]}"; do
     select_target "$t"
-    [[ "$T_SLOT" != default ]] || default_set=1
     if [[ "$T_SLOT" == default ]]; then
-      printf '# %s: the default profile (no tenant=, or tenant=%s)\n' "$T_LABEL" "$T_PROFILE"
+      default_set=1
+      note "$T_LABEL: the default profile, cross_* (requests without tenant=, or with tenant=$T_PROFILE)"
     else
-      printf '# %s: profile slot %s (tenant=%s)\n' "$T_LABEL" "$T_SLOT" "$T_PROFILE"
+      note "$T_LABEL: profile slot $T_SLOT, profile${T_SLOT}_* (tenant=$T_PROFILE)"
     fi
-    printf '%s=%s\n' "$(slot_var "$T_SLOT" name)" "$T_PROFILE"
-    printf '%s=%s\n' "$(slot_var "$T_SLOT" tenant_id)" "$T_TENANT_ID"
+    members+=("$(slot_var "$T_SLOT" name)" "$T_PROFILE")
+    members+=("$(slot_var "$T_SLOT" tenant_id)" "$T_TENANT_ID")
     if t_has_vault; then
-      printf '%s=https://%s.%s\n' "$(slot_var "$T_SLOT" keyvault_endpoint)" "$T_KEYVAULT_NAME" "$VAULT_SUFFIX"
+      members+=("$(slot_var "$T_SLOT" keyvault_endpoint)" "https://$T_KEYVAULT_NAME.$VAULT_SUFFIX")
     else
-      printf '%s=%s\n' "$(slot_var "$T_SLOT" keyvault_endpoint)" "$unset"
+      members+=("$(slot_var "$T_SLOT" keyvault_endpoint)" "$JSON_NULL")
     fi
     if t_has_blob; then
-      printf '%s=https://%s.%s\n' "$(slot_var "$T_SLOT" blob_service_endpoint)" "$T_STORAGE_NAME" "$BLOB_SUFFIX"
+      members+=("$(slot_var "$T_SLOT" blob_service_endpoint)" "https://$T_STORAGE_NAME.$BLOB_SUFFIX")
     else
-      printf '%s=%s\n' "$(slot_var "$T_SLOT" blob_service_endpoint)" "$unset"
+      members+=("$(slot_var "$T_SLOT" blob_service_endpoint)" "$JSON_NULL")
     fi
     if t_has_registry; then
       # Not in this profile: caller rules are per profile, and the registry-pull key must read
-      # nothing but pull tokens. deploy/settings.env's registry profile (slot 4) takes these.
-      printf '# %s registry: in the registry profile of settings.env (deploy/registry-pull/), not here:\n' "$T_LABEL"
-      printf '#   profile4_tenant_id=%s\n' "$T_TENANT_ID"
-      printf '#   profile4_registries=%s.%s\n' "$T_REGISTRY_NAME" "$REGISTRY_SUFFIX"
-      printf '#   profile4_repositories=registry-pull=<repository prefix>*\n'
+      # nothing but pull tokens. The registry profile (slot 4, deploy/profiles/registry.json)
+      # takes these.
+      registries+=("$T_LABEL" "$T_TENANT_ID" "$T_REGISTRY_NAME.$REGISTRY_SUFFIX")
     fi
   done
   if [[ "$default_set" != 1 && ${#ONLY_TARGETS[@]} == 0 ]]; then
-    printf '# no target in the default profile\ncross_tenant_id=\ncross_keyvault_endpoint=%s\ncross_blob_service_endpoint=%s\n' "$unset" "$unset"
+    note "no target in the default profile: its members are unset"
+    members+=(cross_tenant_id "$JSON_NULL" cross_keyvault_endpoint "$JSON_NULL" cross_blob_service_endpoint "$JSON_NULL")
   fi
   if [[ -n "${KEYVAULT_A_NAME:-}" ]]; then
-    printf 'keyvault_endpoint=https://%s.%s\n' "$KEYVAULT_A_NAME" "$VAULT_SUFFIX"
+    members+=(keyvault_endpoint "https://$KEYVAULT_A_NAME.$VAULT_SUFFIX")
   else
-    printf 'keyvault_endpoint=%s\n' "$unset"
+    members+=(keyvault_endpoint "$JSON_NULL")
   fi
   if [[ -n "${STORAGE_A_NAME:-}" ]]; then
-    printf 'blob_service_endpoint=https://%s.%s\n' "$STORAGE_A_NAME" "$BLOB_SUFFIX"
+    members+=(blob_service_endpoint "https://$STORAGE_A_NAME.$BLOB_SUFFIX")
   else
-    printf 'blob_service_endpoint=%s\n' "$unset"
+    members+=(blob_service_endpoint "$JSON_NULL")
   fi
+  note "merge into deploy/settings.json (a member of the same name is replaced; docs/deploy.md, step 6):"
+  note "  jq -s add deploy/settings.json <(deploy/azure/setup.sh outputs | sed -n '/^{/,/^}/p') > settings.new && mv settings.new deploy/settings.json"
+  json_members "${members[@]}"
+  while ((${#registries[@]} >= 3)); do
+    note "${registries[0]} registry: for the registry profile (slot 4, deploy/profiles/registry.json; deploy/registry-pull/), not the profile above:"
+    note "  $(json_members --line profile4_tenant_id "${registries[1]}" profile4_registries "${registries[2]}" \
+      profile4_repositories "registry-pull=<repository prefix>*")"
+    registries=("${registries[@]:3}")
+  done
 }
 
 # ---- check ---------------------------------------------------------------------------------
@@ -733,7 +746,7 @@ outputs() {
 #   missing  STEP  what            (then "fix:" and the problem code the component answers)
 #   drifted  STEP  what (found vs expected)
 # STEP is the walk-through's: 1.x setup.sh tenant-a, 2.x setup.sh tenant-b, 3 tenant-a-dns,
-# 4 the shim, 6 settings.env; the same steps the troubleshooting table gives for each code.
+# 4 the shim, 6 deploy/settings.json; the same steps the troubleshooting table gives for each code.
 
 BROKEN=0
 LINKS=0
@@ -753,22 +766,14 @@ report() { # STATUS STEP WHAT [FIX [CODE]]
   fi
 }
 
-# settings_value NAME: NAME's value in the settings file (empty when absent).
-settings_value() {
-  [[ -f "$SETTINGS_FILE" ]] || return 0
-  sed -n "s/^$1=//p" "$SETTINGS_FILE" | tail -n 1
-}
-
-# check_setting VARIABLE EXPECTED WHAT CODE
+# check_setting NAME EXPECTED WHAT CODE: a member of the settings document (read_settings).
 check_setting() {
-  local name="$1" want="$2" what="$3" code="$4" have
-  have="$(settings_value "$name")"
-  if [[ ! -f "$SETTINGS_FILE" ]]; then
-    report missing 6 "$name in $SETTINGS_FILE (no such file)" "setup.sh outputs, then deploy/settings.env" "$code"
-  elif [[ -z "$have" ]]; then
-    report missing 6 "$name ($what) in settings.env" "set $name=$want (setup.sh outputs)" "$code"
+  local name="$1" want="$2" what="$3" code="$4" have file="${SETTINGS_FILE##*/}"
+  have="${SETTINGS[$name]:-}"
+  if [[ -z "$have" ]]; then
+    report missing 6 "$name ($what) in $file" "set \"$name\": \"$want\" (setup.sh outputs)" "$code"
   elif [[ "$(lower "${have%/}")" != "$(lower "$want")" ]]; then
-    report drifted 6 "$name=$have in settings.env, but $what is $want" "set $name=$want, then kubectl apply -k deploy/" "$code"
+    report drifted 6 "$name=$have in $file, but $what is $want" "set \"$name\": \"$want\", then kubectl apply -k deploy/" "$code"
   else
     report ok 6 "$name=$have ($what)"
   fi
@@ -899,9 +904,9 @@ check_chain() {
     fi
   done
 
-  # 6: the SpinApp's variables against these objects.
+  # 6: the settings document against these objects.
   if is_dry_run; then
-    note "then: $SETTINGS_FILE compared with the values found (cloud, azure_client_id, app_client_id, each profile's tenant and endpoints)"
+    note "then: the settings document $SETTINGS_FILE compared with the values found (cloud, azure_client_id, app_client_id, each profile's tenant and endpoints)"
   else
     check_settings "$client_id"
   fi
@@ -918,10 +923,21 @@ check_chain() {
   fi
 }
 
-# check_settings CLIENT_ID: settings.env (what the SpinApp reads) against the Azure objects.
+# check_settings CLIENT_ID: the settings document (what the SpinApp's `settings` variable
+# holds) against the Azure objects.
 check_settings() {
   local client_id="$1" t sel=()
   mapfile -t sel < <(selected_targets)
+  if [[ ! -f "$SETTINGS_FILE" ]]; then
+    report missing 6 "the settings document $SETTINGS_FILE (no such file)" \
+      "setup.sh outputs, merged into deploy/settings.json (docs/deploy.md, step 6)" configuration-missing
+    return 0
+  fi
+  if ! read_settings "$SETTINGS_FILE"; then
+    report drifted 6 "$SETTINGS_FILE: $SETTINGS_ERROR (the component refuses the whole document)" \
+      "correct it: one JSON object of settings (docs/deploy.md, step 6)" configuration-invalid
+    return 0
+  fi
   check_setting cloud "$CLOUD" "the configured cloud" configuration-invalid
   check_setting azure_client_id "${client_id:-<clientId of $IDENTITY_NAME>}" "the identity's client id" identity-not-found
   check_setting app_client_id "${APP_CLIENT_ID:-<appId of $APP_DISPLAY_NAME>}" "the app registration's id" entra-app-not-in-tenant
@@ -1231,7 +1247,7 @@ teardown_target() {
     if t_has_vault; then remove_private_endpoint "$T_PE_KEYVAULT_NAME"; fi
     if t_has_blob; then remove_private_endpoint "$T_PE_BLOB_NAME"; fi
   done
-  note "the VNet links stay (the other targets' endpoints use the zones); remove the target's lines from settings.env, and it from TARGET_TENANTS"
+  note "the VNet links stay (the other targets' endpoints use the zones); remove the target's members from deploy/settings.json, and it from TARGET_TENANTS"
 }
 
 # The target tenants find the app's service principal by the app id, which lives in tenant A.

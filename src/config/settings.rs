@@ -1,5 +1,6 @@
 //! Spin variables → typed settings, once per request. The only module that reads variables
-//! (besides the Spin edge that implements [`Variables`]).
+//! (besides the Spin edge that implements [`Variables`]): `function_keys`, and `settings`, whose
+//! JSON members are every other setting ([`document`]).
 //!
 //! A request reads only the sections its route needs (a same-tenant deployment never sets the
 //! cross-tenant variables, and a warm request should not pay for forty lookups), and each
@@ -7,9 +8,10 @@
 //! variable and says why without repeating the value; the route surfaces it when it needs the
 //! section, health reports every section by name.
 //!
-//! Endpoint variables also feed Spin's `allowed_outbound_hosts`, so they are origins and their
-//! "unset" default is the placeholder [`UNSET`], a valid origin in a TLD that never resolves.
+//! Endpoints are origins (`scheme://host[:port]`); an account path has its own setting. The
+//! placeholder [`UNSET`] (the old variables' default) still reads as "not configured".
 
+use crate::config::document::{self, Document};
 use crate::config::function_keys::{self, FunctionKey};
 use crate::config::names;
 use crate::config::rules::{BlobRules, Callers, RepositoryRules, SecretRules};
@@ -18,21 +20,84 @@ use crate::net::cloud::{self, Cloud, Service, TrustedHosts};
 use crate::net::origin::{self, Origin};
 use std::time::Duration;
 
-/// Placeholder default of endpoint variables, meaning "not configured".
+/// Placeholder meaning "not configured" (the default of the endpoint variables before they
+/// moved into `settings`).
 pub(crate) const UNSET: &str = "https://unset.invalid";
-/// Target-tenant profile slots `profile1_*` … `profile4_*` (spin.toml declares them).
+/// Target-tenant profile slots `profile1_*` … `profile4_*`.
 pub(crate) const PROFILE_SLOTS: u8 = 4;
+/// The Spin variable of the function keys: a variable of its own, so it can be `secret` and
+/// come from a Kubernetes Secret while the rest of the settings do not.
+pub(crate) const FUNCTION_KEYS: &str = "function_keys";
+/// The settings outside the tenant slots (members of the `settings` variable).
+const GLOBAL_SETTINGS: [&str; 20] = [
+    "cloud",
+    "azure_client_id",
+    "imds_endpoint",
+    "keyvault_endpoint",
+    "blob_service_endpoint",
+    "blob_service_path",
+    "same_tenant_secrets",
+    "same_tenant_blobs",
+    "app_client_id",
+    "authority_host",
+    "token_exchange_audience",
+    "token_cache_store",
+    "trusted_token_hosts",
+    "max_blob_bytes",
+    "transfer_stall_secs",
+    "transfer_max_secs",
+    "request_deadline_secs",
+    "retry_base_ms",
+    "auth_disabled",
+    "auth_disabled_ready",
+];
 
-/// Read access to Spin variables; `None` when undefined. The Spin implementation lives in
-/// `platform`; tests use a map.
+/// The fields of a target-tenant slot ([`Slot::var`] names them).
+const PROFILE_FIELDS: [&str; 10] = [
+    "name",
+    "tenant_id",
+    "keyvault_endpoint",
+    "blob_service_endpoint",
+    "blob_service_path",
+    "secrets",
+    "blobs",
+    "callers",
+    "registries",
+    "repositories",
+];
+
+/// Whether `name` is a member of the `settings` document tenant-bridge reads.
+pub(crate) fn is_setting(name: &str) -> bool {
+    GLOBAL_SETTINGS.contains(&name)
+        || std::iter::once(Slot::Default)
+            .chain((1..=PROFILE_SLOTS).map(Slot::Numbered))
+            .any(|slot| PROFILE_FIELDS.iter().any(|f| slot.var(f) == name))
+}
+
+/// Read access to settings by name; `None` when undefined. The Spin edge implements it over
+/// Spin variables (`function_keys`, `settings`); [`load`] reads the document; tests use a map.
 pub(crate) trait Variables {
     fn get(&self, name: &str) -> Option<String>;
 }
 
+/// A map of settings by name (tests, fuzzing), read as the Spin edge reads its variables:
+/// `settings` is the document of every entry but `function_keys`.
 impl Variables for std::collections::HashMap<&str, &str> {
     fn get(&self, name: &str) -> Option<String> {
+        if name == document::VARIABLE && !self.contains_key(name) {
+            return Some(document_of(self.iter().map(|(k, v)| (*k, *v))));
+        }
         std::collections::HashMap::get(self, name).map(|v| v.to_string())
     }
+}
+
+/// The `settings` document holding these settings (`function_keys` left out).
+pub(crate) fn document_of<'a>(settings: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let members: serde_json::Map<String, serde_json::Value> = settings
+        .filter(|(k, _)| *k != FUNCTION_KEYS)
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+        .collect();
+    serde_json::Value::Object(members).to_string()
 }
 
 /// What a request needs from the configuration.
@@ -182,28 +247,51 @@ pub(crate) struct Settings {
     pub profile: Option<Result<Profile, Problem>>,
     /// For `Need::Health`: every configured profile.
     pub profiles: Vec<ProfileState>,
-    /// For `Need::Health`: endpoint variables that `allowed_outbound_hosts` templates but
-    /// that cannot resolve to an origin (Spin then denies every outbound request).
-    pub egress: Vec<Problem>,
 }
 
-/// The variables spin.toml's `allowed_outbound_hosts` templates: each must resolve to an
-/// origin, used or not, or Spin denies every outbound request of the component.
-pub(crate) fn outbound_variables() -> Vec<String> {
-    let mut vars = vec!["imds_endpoint".to_string()];
-    for slot in [Slot::Same, Slot::Default]
-        .into_iter()
-        .chain((1..=PROFILE_SLOTS).map(Slot::Numbered))
-    {
-        vars.push(slot.var("keyvault_endpoint"));
-        vars.push(slot.var("blob_service_endpoint"));
+impl Settings {
+    /// Every section refused for one problem (the `settings` document does not parse).
+    fn unreadable(problem: Problem) -> Self {
+        Settings {
+            auth: Err(problem.clone()),
+            common: Err(problem),
+            same: None,
+            exchange: None,
+            profile: None,
+            profiles: Vec::new(),
+        }
     }
-    vars.push("authority_host".into());
-    vars
 }
 
-/// The one function from variables to settings.
-pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
+/// Spin variables → settings: `function_keys` as it is, every other setting from the
+/// `settings` document, parsed once.
+pub(crate) fn load(spin: &dyn Variables, need: Need) -> Settings {
+    let text = spin.get(document::VARIABLE).unwrap_or_default();
+    match Document::parse(&text, is_setting) {
+        Ok(doc) => read(&Members { spin, doc }, need),
+        Err(problem) => Settings::unreadable(problem),
+    }
+}
+
+/// The settings as [`read`] sees them: the function keys from their variable, the rest from
+/// the document.
+struct Members<'a> {
+    spin: &'a dyn Variables,
+    doc: Document,
+}
+
+impl Variables for Members<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        if name == FUNCTION_KEYS {
+            self.spin.get(name)
+        } else {
+            self.doc.get(name).map(str::to_string)
+        }
+    }
+}
+
+/// The one function from settings by name to typed settings.
+pub(crate) fn read(vars: &dyn Variables, need: Need) -> Settings {
     let r = Reader(vars);
     let blobs = matches!(
         need,
@@ -216,7 +304,6 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
         exchange: None,
         profile: None,
         profiles: Vec::new(),
-        egress: Vec::new(),
     };
     let one;
     let services: &[Service] = match need {
@@ -245,10 +332,6 @@ pub(crate) fn load(vars: &dyn Variables, need: Need) -> Settings {
             });
         }
         Need::Health => {
-            settings.egress = outbound_variables()
-                .iter()
-                .filter_map(|name| r.endpoint(name).err())
-                .collect();
             settings.same = Some(r.tenant_services(Slot::Same, services, cloud, trusted));
             settings.profiles = r
                 .all_profiles(services, cloud, trusted)
@@ -284,7 +367,7 @@ fn no_positional_callers(
         return Ok(profile);
     }
     let refuse = |variable: String, entry: usize| {
-        Err(Problem::config(
+        Err(Problem::setting(
             &variable,
             format!(
                 "entry {entry} names a caller keyN, the position of an unnamed key in function_keys, \
@@ -332,7 +415,7 @@ fn endpoint_may_receive(
     cfg!(feature = "guard-probe") || cloud::may_receive(cloud, trusted, service, host)
 }
 
-/// Reads and parses variables; every error names the variable, never its value.
+/// Reads and parses settings; every error names the setting, never its value.
 struct Reader<'a>(&'a dyn Variables);
 
 impl Reader<'_> {
@@ -348,11 +431,11 @@ impl Reader<'_> {
         let disabled = self.flag("auth_disabled")?;
         // Read only when it matters: a normal request pays no lookup for it.
         let disabled_ready = disabled && self.flag("auth_disabled_ready")?;
-        let keys = function_keys::parse_keys(&self.get("function_keys").unwrap_or_default())
-            .map_err(|e| Problem::config("function_keys", e))?;
+        let keys = function_keys::parse_keys(&self.get(FUNCTION_KEYS).unwrap_or_default())
+            .map_err(|e| Problem::variable(FUNCTION_KEYS, e))?;
         if keys.is_empty() && !disabled {
-            return Err(Problem::config_missing(
-                "function_keys",
+            return Err(Problem::variable_missing(
+                FUNCTION_KEYS,
                 "no function key is configured, so every caller would be refused (set function_keys, \
                  or auth_disabled = true for local use only)",
             ));
@@ -368,7 +451,7 @@ impl Reader<'_> {
         match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("false") | Some("0") | Some("no") => Ok(false),
             Some("true") | Some("1") | Some("yes") => Ok(true),
-            Some(_) => Err(Problem::config(name, "it is not true or false")),
+            Some(_) => Err(Problem::setting(name, "it is not true or false")),
         }
     }
 
@@ -385,7 +468,7 @@ impl Reader<'_> {
                 .ok()
                 .filter(|n| range.contains(n))
                 .ok_or_else(|| {
-                    Problem::config(
+                    Problem::setting(
                         name,
                         format!(
                             "it is not a whole number from {} to {}",
@@ -401,7 +484,7 @@ impl Reader<'_> {
         match self.get(name) {
             None => Ok(None),
             Some(v) if is_guid(&v) => Ok(Some(v.to_ascii_lowercase())),
-            Some(_) => Err(Problem::config(
+            Some(_) => Err(Problem::setting(
                 name,
                 "it is not a GUID like 00000000-0000-0000-0000-000000000000",
             )),
@@ -410,29 +493,18 @@ impl Reader<'_> {
 
     fn required_guid(&self, name: &str, what: &str) -> Result<String, Problem> {
         self.guid(name)?
-            .ok_or_else(|| Problem::config_missing(name, what))
+            .ok_or_else(|| Problem::setting_missing(name, what))
     }
 
-    /// An endpoint variable: `None` when unset (or the placeholder). Defined but blank is an
-    /// error, not "unset": Spin resolves `allowed_outbound_hosts` from these variables, and
-    /// one entry that resolves to an empty string makes it deny every outbound request.
+    /// An endpoint setting: `None` when unset, blank or the placeholder [`UNSET`].
     fn endpoint(&self, name: &str) -> Result<Option<Origin>, Problem> {
-        let Some(value) = self.0.get(name).map(|v| v.trim().to_string()) else {
+        let Some(value) = self.get(name) else {
             return Ok(None);
         };
-        if value.is_empty() {
-            return Err(Problem::config(
-                name,
-                format!(
-                    "it is empty, and allowed_outbound_hosts uses it: Spin then denies every outbound \
-                     request; leave it undefined (default {UNSET}) or set an origin"
-                ),
-            ));
-        }
         if value.trim_end_matches('/') == UNSET {
             return Ok(None);
         }
-        let origin = origin::parse(&value).map_err(|e| Problem::config(name, e))?;
+        let origin = origin::parse(&value).map_err(|e| Problem::setting(name, e))?;
         Ok(Some(origin).filter(|o| !o.host.ends_with(".invalid")))
     }
 
@@ -449,13 +521,13 @@ impl Reader<'_> {
             return Ok(None);
         };
         if !origin.https {
-            return Err(Problem::config(
+            return Err(Problem::setting(
                 name,
                 "it must use https: bearer tokens are never sent over plain http",
             ));
         }
         if !endpoint_may_receive(cloud, trusted, service, &origin.host) {
-            return Err(Problem::config(
+            return Err(Problem::setting(
                 name,
                 format!(
                     "its host is not a {} host of the {} cloud (*{}); tokens are sent only there \
@@ -489,7 +561,7 @@ impl Reader<'_> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
         if !ok {
-            return Err(Problem::config(
+            return Err(Problem::setting(
                 name,
                 "it must be a path of letters, digits, '-' and '_' segments like /devstoreaccount1",
             ));
@@ -514,24 +586,25 @@ impl Reader<'_> {
     }
 
     fn rules<T>(&self, name: &str, parse: fn(&str) -> Result<T, String>) -> Result<T, Problem> {
-        parse(&self.get(name).unwrap_or_default()).map_err(|e| Problem::config(name, e))
+        parse(&self.get(name).unwrap_or_default()).map_err(|e| Problem::setting(name, e))
     }
 
     /// The settings every route shares; the blob size limit only for routes that serve blobs.
     fn common(&self, blobs: bool) -> Result<Common, Problem> {
         let cloud = match self.get("cloud") {
             None => Cloud::Public,
-            Some(v) => Cloud::parse(&v)
-                .ok_or_else(|| Problem::config("cloud", "it is not one of public, usgov, china"))?,
+            Some(v) => Cloud::parse(&v).ok_or_else(|| {
+                Problem::setting("cloud", "it is not one of public, usgov, china")
+            })?,
         };
         let client_id = self.guid("azure_client_id")?;
         let imds = match self.endpoint("imds_endpoint")? {
             Some(o) => o,
             None => origin::parse("http://169.254.169.254")
-                .map_err(|e| Problem::config("imds_endpoint", e))?,
+                .map_err(|e| Problem::setting("imds_endpoint", e))?,
         };
         let trusted = TrustedHosts::parse(&self.get("trusted_token_hosts").unwrap_or_default())
-            .map_err(|e| Problem::config("trusted_token_hosts", e))?;
+            .map_err(|e| Problem::setting("trusted_token_hosts", e))?;
         Ok(Common {
             cloud,
             identity: Identity { client_id, imds },
@@ -612,7 +685,7 @@ impl Reader<'_> {
             .client_id
             .clone()
             .ok_or_else(|| {
-                Problem::config_missing(
+                Problem::setting_missing(
                     "azure_client_id",
                     "cross-tenant federation works only with a user-assigned managed identity; set its client id",
                 )
@@ -628,10 +701,10 @@ impl Reader<'_> {
                 port: None,
             },
             Some(o) if !o.https => {
-                return Err(Problem::config("authority_host", "it must use https"))
+                return Err(Problem::setting("authority_host", "it must use https"))
             }
             Some(o) if !cloud::may_receive_assertion(cloud, trusted, &o.host) => {
-                return Err(Problem::config(
+                return Err(Problem::setting(
                     "authority_host",
                     format!(
                         "its host is not the {} cloud's Entra authority ({}); the managed identity's \
@@ -693,7 +766,7 @@ impl Reader<'_> {
     ) -> Result<Profile, Problem> {
         let name = name.unwrap_or_else(|| self.profile_name(slot).unwrap_or_default());
         if !names::is_profile_name(&name) {
-            return Err(Problem::config(
+            return Err(Problem::setting(
                 &slot.var("name"),
                 "a profile name is 1-32 lowercase letters, digits, '-' or '_'",
             ));
@@ -727,7 +800,7 @@ impl Reader<'_> {
                             endpoint_may_receive(cloud, trusted, Service::Registry, &o.host)
                         });
                         let Some(server) = parsed else {
-                            return Err(Problem::config(
+                            return Err(Problem::setting(
                                 &var,
                                 format!(
                                     "entry {} is not a login server of the {} cloud (*{}) or a trusted host",
@@ -781,7 +854,7 @@ impl Reader<'_> {
                 slot.var("name")
             };
             let profile = if states.iter().any(|s| s.name == name) {
-                Err(Problem::config(
+                Err(Problem::setting(
                     &slot.var("name"),
                     "another profile already has this name",
                 ))
@@ -801,34 +874,67 @@ pub(crate) mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn outbound_variables_are_exactly_the_manifests_templates() {
-        let manifest = include_str!("../../spin.toml");
-        let list = manifest
-            .split("allowed_outbound_hosts = [")
-            .nth(1)
-            .and_then(|rest| rest.split(']').next())
-            .expect("spin.toml has allowed_outbound_hosts");
-        let mut templated: Vec<String> = list
-            .split("{{")
-            .skip(1)
-            .filter_map(|t| t.split("}}").next())
-            .map(|t| t.trim().to_string())
+    fn the_manifest_declares_two_variables_and_lists_the_clouds_hosts() {
+        let manifest: toml::Table = include_str!("../../spin.toml").parse().unwrap();
+        let declared: Vec<&String> = manifest["variables"].as_table().unwrap().keys().collect();
+        assert_eq!(declared, [FUNCTION_KEYS, document::VARIABLE]);
+        let hosts: Vec<&str> = manifest["component"]["tenant-bridge"]["allowed_outbound_hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
             .collect();
-        let mut ours = outbound_variables();
-        templated.sort();
-        ours.sort();
-        assert_eq!(ours, templated);
+        let mut expected = vec!["http://169.254.169.254".to_string()];
+        for cloud in [Cloud::Public, Cloud::UsGov, Cloud::China] {
+            expected.push(format!("https://{}", cloud.login_host()));
+            for service in [Service::KeyVault, Service::Blob, Service::Registry] {
+                expected.push(format!("https://*{}", cloud.service_suffix(service)));
+            }
+        }
+        let mut sorted = hosts.clone();
+        sorted.sort();
+        expected.sort();
+        assert_eq!(sorted, expected, "no template: only literal cloud hosts");
     }
 
     #[test]
-    fn a_blank_endpoint_is_an_error_not_unset() {
-        let v = vars(&[("keyvault_endpoint", "")]);
-        let s = load(&v, Need::Same(Service::KeyVault));
-        let e = s.same.unwrap().unwrap_err();
-        assert!(e.detail.contains("keyvault_endpoint") && e.detail.contains("empty"));
-        let v = vars(&[("keyvault_endpoint", UNSET)]);
-        let s = load(&v, Need::Same(Service::KeyVault));
-        assert_eq!(s.same.unwrap().unwrap().vault, None);
+    fn a_blank_endpoint_is_unset() {
+        for unset in ["", " ", UNSET] {
+            let v = vars(&[("keyvault_endpoint", unset)]);
+            let s = read(&v, Need::Same(Service::KeyVault));
+            assert_eq!(s.same.unwrap().unwrap().vault, None);
+        }
+    }
+
+    #[test]
+    fn settings_come_from_one_document_and_the_keys_from_their_variable() {
+        let spin: HashMap<&str, &str> = HashMap::from([
+            ("function_keys", KEY),
+            (
+                "settings",
+                r#"{"keyvault_endpoint": "https://kv.vault.azure.net", "cloud": "public"}"#,
+            ),
+            // A variable of the old surface is not read: only `settings` members are.
+            ("cross_tenant_id", TB),
+        ]);
+        let s = load(&spin, Need::Same(Service::KeyVault));
+        assert_eq!(s.auth.unwrap().keys.len(), 1);
+        assert_eq!(
+            s.same.unwrap().unwrap().vault.unwrap().host,
+            "kv.vault.azure.net"
+        );
+        let spin: HashMap<&str, &str> = HashMap::from([
+            ("function_keys", KEY),
+            ("settings", r#"{"function_keys": "x"}"#),
+        ]);
+        let s = load(&spin, Need::Same(Service::KeyVault));
+        let p = s.common.unwrap_err();
+        assert!(
+            p.detail.contains("'function_keys' is not a setting"),
+            "{}",
+            p.detail
+        );
+        assert!(s.auth.is_err());
     }
 
     pub(crate) const KEY: &str = "ops:0123456789abcdef";
@@ -839,10 +945,12 @@ pub(crate) mod tests {
 
     /// Variables that count lookups.
     pub(crate) struct Vars(HashMap<&'static str, &'static str>, RefCell<Vec<String>>);
+    /// Read by [`read`], the map holds settings by name; read by [`load`] (as the Spin edge
+    /// is), `settings` is the document of every entry that is not a Spin variable of its own.
     impl Variables for Vars {
         fn get(&self, name: &str) -> Option<String> {
             self.1.borrow_mut().push(name.to_string());
-            self.0.get(name).map(|v| v.to_string())
+            Variables::get(&self.0, name)
         }
     }
     pub(crate) fn vars(pairs: &[(&'static str, &'static str)]) -> Vars {
@@ -864,8 +972,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_setting_names_are_exactly_what_is_read() {
+        // What `read` looks up, every slot named and every route asked, is a setting …
+        let mut pairs: Vec<(&'static str, &'static str)> = vec![("function_keys", KEY)];
+        for n in 1..=PROFILE_SLOTS {
+            pairs.push((Box::leak(format!("profile{n}_name").into_boxed_str()), "p"));
+        }
+        pairs.push(("auth_disabled", "true"));
+        let v = vars(&pairs);
+        read(&v, Need::Health);
+        for service in [Service::KeyVault, Service::Blob, Service::Registry] {
+            read(&v, Need::Same(service));
+            read(&v, Need::Cross(service, Some("p")));
+        }
+        for name in v.1.borrow().iter() {
+            assert!(
+                name == FUNCTION_KEYS || is_setting(name),
+                "{name} is read but not a setting"
+            );
+        }
+        // … and every global setting is read somewhere in this file (the profile fields are
+        // read through `Slot::var` by construction).
+        let source = include_str!("settings.rs");
+        let code = &source[source.find("impl Reader<'_>").unwrap()..];
+        for name in GLOBAL_SETTINGS {
+            let through_slot = PROFILE_FIELDS.iter().any(|f| Slot::Same.var(f) == name);
+            assert!(
+                through_slot || code.contains(&format!("\"{name}\"")),
+                "{name} is never read"
+            );
+        }
+    }
+
+    #[test]
     fn defaults() {
-        let s = load(&vars(&[]), Need::Same(Service::KeyVault));
+        let s = read(&vars(&[]), Need::Same(Service::KeyVault));
         let c = s.common.unwrap();
         assert_eq!(c.cloud, Cloud::Public);
         assert_eq!(c.identity.imds.to_string(), "http://169.254.169.254");
@@ -883,7 +1024,7 @@ pub(crate) mod tests {
         let mut pairs = cross();
         pairs.push(("profile1_name", "c"));
         let v = vars(&pairs);
-        let s = load(&v, Need::Cross(Service::KeyVault, None));
+        let s = read(&v, Need::Cross(Service::KeyVault, None));
         assert!(s.profile.unwrap().is_ok());
         let names = v.1.borrow().clone();
         let mut unique = names.clone();
@@ -911,20 +1052,20 @@ pub(crate) mod tests {
             ("transfer_max_secs", "0"),
             ("transfer_max_secs", "86401"),
         ] {
-            let p = load(&vars(&[(name, bad)]), Need::Same(Service::Blob))
+            let p = read(&vars(&[(name, bad)]), Need::Same(Service::Blob))
                 .common
                 .unwrap_err();
             assert_eq!(&*p.code, "configuration-invalid");
             assert!(p.detail.contains(name));
         }
-        let c = load(
+        let c = read(
             &vars(&[("max_blob_bytes", "10"), ("request_deadline_secs", "5")]),
             Need::Same(Service::Blob),
         )
         .common
         .unwrap();
         assert_eq!((c.max_blob_bytes, c.deadline_secs), (Some(10), 5));
-        let c = load(
+        let c = read(
             &vars(&[("transfer_stall_secs", "2"), ("transfer_max_secs", "9")]),
             Need::Same(Service::Blob),
         )
@@ -942,30 +1083,30 @@ pub(crate) mod tests {
     #[test]
     fn cloud_and_flags_parse_strictly() {
         assert_eq!(
-            load(&vars(&[("cloud", "China")]), Need::Health)
+            read(&vars(&[("cloud", "China")]), Need::Health)
                 .common
                 .unwrap()
                 .cloud,
             Cloud::China
         );
-        assert!(load(&vars(&[("cloud", "mars")]), Need::Health)
+        assert!(read(&vars(&[("cloud", "mars")]), Need::Health)
             .common
             .is_err());
-        assert!(load(&vars(&[("auth_disabled", "maybe")]), Need::Health)
+        assert!(read(&vars(&[("auth_disabled", "maybe")]), Need::Health)
             .auth
             .is_err());
-        let a = load(
+        let a = read(
             &vars(&[("auth_disabled", "TRUE"), ("function_keys", "")]),
             Need::Health,
         )
         .auth
         .unwrap();
         assert!(a.disabled && a.keys.is_empty());
-        let p = load(&vars(&[("function_keys", "")]), Need::Health)
+        let p = read(&vars(&[("function_keys", "")]), Need::Health)
             .auth
             .unwrap_err();
         assert!(p.detail.contains("function_keys"));
-        let p = load(&vars(&[("function_keys", "tiny")]), Need::Health)
+        let p = read(&vars(&[("function_keys", "tiny")]), Need::Health)
             .auth
             .unwrap_err();
         assert!(p.detail.contains("16") && !p.detail.contains("tiny"));
@@ -974,7 +1115,7 @@ pub(crate) mod tests {
     #[test]
     fn endpoints_unset_valid_invalid_and_private() {
         let same = |pairs: &[(&'static str, &'static str)]| {
-            load(&vars(pairs), Need::Same(Service::KeyVault))
+            read(&vars(pairs), Need::Same(Service::KeyVault))
                 .same
                 .unwrap()
         };
@@ -1013,7 +1154,7 @@ pub(crate) mod tests {
             ("blob_service_endpoint", "https://127.0.0.1:10000"),
             ("blob_service_path", "devstoreaccount1/"),
         ];
-        let p = load(&vars(&pairs), Need::Same(Service::Blob))
+        let p = read(&vars(&pairs), Need::Same(Service::Blob))
             .same
             .unwrap()
             .unwrap_err();
@@ -1022,7 +1163,7 @@ pub(crate) mod tests {
         );
         let mut pairs = pairs.to_vec();
         pairs.push(("trusted_token_hosts", "127.0.0.1"));
-        let b = load(&vars(&pairs), Need::Same(Service::Blob))
+        let b = read(&vars(&pairs), Need::Same(Service::Blob))
             .same
             .unwrap()
             .unwrap()
@@ -1031,7 +1172,7 @@ pub(crate) mod tests {
         assert_eq!(b.base_path, "/devstoreaccount1");
         let mut bad = pairs.clone();
         bad.push(("blob_service_path", "/../x"));
-        assert!(load(&vars(&bad), Need::Same(Service::Blob))
+        assert!(read(&vars(&bad), Need::Same(Service::Blob))
             .same
             .unwrap()
             .is_err());
@@ -1039,7 +1180,7 @@ pub(crate) mod tests {
             ("cloud", "china"),
             ("blob_service_endpoint", "https://a.blob.core.windows.net"),
         ];
-        assert!(load(&vars(&china), Need::Same(Service::Blob))
+        assert!(read(&vars(&china), Need::Same(Service::Blob))
             .same
             .unwrap()
             .is_err());
@@ -1050,7 +1191,7 @@ pub(crate) mod tests {
         let mut pairs = cross();
         pairs.push(("cloud", "usgov"));
         pairs.retain(|(k, _)| !k.contains("endpoint"));
-        let e = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
+        let e = read(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .exchange
             .unwrap()
             .unwrap();
@@ -1058,14 +1199,14 @@ pub(crate) mod tests {
         assert_eq!(e.audience, "api://AzureADTokenExchangeUSGov");
         let mut pairs = cross();
         pairs.push(("authority_host", "https://login.evil.example"));
-        let p = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .exchange
             .unwrap()
             .unwrap_err();
         assert!(p.detail.contains("authority_host") && !p.detail.contains("evil"));
         pairs.push(("trusted_token_hosts", "login.evil.example"));
         pairs.push(("token_exchange_audience", "api://Custom"));
-        let e = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
+        let e = read(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .exchange
             .unwrap()
             .unwrap();
@@ -1079,14 +1220,14 @@ pub(crate) mod tests {
     fn cross_tenant_needs_a_user_assigned_identity_and_guids() {
         let mut pairs = cross();
         pairs.retain(|(k, _)| *k != "azure_client_id");
-        let p = load(&vars(&pairs), Need::Cross(Service::Blob, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::Blob, None))
             .exchange
             .unwrap()
             .unwrap_err();
         assert!(p.detail.contains("azure_client_id"));
         let mut pairs = cross();
         pairs.push(("cross_tenant_id", "contoso.onmicrosoft.com"));
-        let p = load(&vars(&pairs), Need::Cross(Service::Blob, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::Blob, None))
             .profile
             .unwrap()
             .unwrap_err();
@@ -1108,7 +1249,7 @@ pub(crate) mod tests {
             ("profile2_callers", "ops"),
         ]);
         let v = vars(&pairs);
-        let p = load(&v, Need::Cross(Service::KeyVault, Some("C")))
+        let p = read(&v, Need::Cross(Service::KeyVault, Some("C")))
             .profile
             .unwrap()
             .unwrap();
@@ -1117,7 +1258,7 @@ pub(crate) mod tests {
             ("c", Slot::Numbered(2), TC)
         );
         assert!(p.callers.allows("ops") && !p.callers.allows("billing"));
-        let b = load(&v, Need::Cross(Service::KeyVault, Some("b")))
+        let b = read(&v, Need::Cross(Service::KeyVault, Some("b")))
             .profile
             .unwrap()
             .unwrap();
@@ -1125,12 +1266,12 @@ pub(crate) mod tests {
             (b.slot, b.services.vault.unwrap().host.as_str()),
             (Slot::Default, "b.vault.azure.net")
         );
-        let d = load(&v, Need::Cross(Service::KeyVault, None))
+        let d = read(&v, Need::Cross(Service::KeyVault, None))
             .profile
             .unwrap()
             .unwrap();
         assert_eq!(d.name, "b");
-        assert!(load(&v, Need::Cross(Service::KeyVault, Some("x")))
+        assert!(read(&v, Need::Cross(Service::KeyVault, Some("x")))
             .profile
             .is_none());
     }
@@ -1144,7 +1285,7 @@ pub(crate) mod tests {
             ("profile3_name", "c"),
             ("profile4_name", "d"),
         ]);
-        let s = load(&vars(&pairs), Need::Health);
+        let s = read(&vars(&pairs), Need::Health);
         let names: Vec<_> = s
             .profiles
             .iter()
@@ -1158,7 +1299,7 @@ pub(crate) mod tests {
         let d = s.profiles[3].profile.as_ref().unwrap_err();
         assert!(d.detail.contains("profile4_tenant_id"));
         // No cross-tenant variable at all: no profile, no exchange.
-        let s = load(&vars(&[]), Need::Health);
+        let s = read(&vars(&[]), Need::Health);
         assert!(s.profiles.is_empty() && s.exchange.is_none());
     }
 
@@ -1172,7 +1313,7 @@ pub(crate) mod tests {
             ),
             ("cross_tenant_repositories", "base/*"),
         ]);
-        let p = load(&vars(&pairs), Need::Cross(Service::Registry, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::Registry, None))
             .profile
             .unwrap()
             .unwrap();
@@ -1180,7 +1321,7 @@ pub(crate) mod tests {
         assert_eq!(names, ["hub.azurecr.io", "other.azurecr.io"]);
         assert!(p.repositories.allows("any", "base/alpine"));
         pairs.push(("cross_tenant_registries", "hub.evil.example"));
-        let p = load(&vars(&pairs), Need::Cross(Service::Registry, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::Registry, None))
             .profile
             .unwrap()
             .unwrap_err();
@@ -1195,13 +1336,13 @@ pub(crate) mod tests {
             ("function_keys", UNNAMED),
             ("cross_tenant_callers", "ops, key2"),
         ]);
-        let p = load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .profile
             .unwrap()
             .unwrap_err();
         assert!(p.detail.contains("cross_tenant_callers") && p.detail.contains("entry 2"));
         // Health reports it on the profile.
-        let s = load(&vars(&pairs), Need::Health);
+        let s = read(&vars(&pairs), Need::Health);
         assert!(s.profiles[0].profile.is_err());
         let mut pairs = cross();
         pairs.extend([
@@ -1209,7 +1350,7 @@ pub(crate) mod tests {
             ("cross_tenant_registries", "hub.azurecr.io"),
             ("cross_tenant_repositories", "base/*, key2=infra/*"),
         ]);
-        let p = load(&vars(&pairs), Need::Cross(Service::Registry, None))
+        let p = read(&vars(&pairs), Need::Cross(Service::Registry, None))
             .profile
             .unwrap()
             .unwrap_err();
@@ -1224,7 +1365,7 @@ pub(crate) mod tests {
             ("function_keys", "ops:0123456789abcdef,ci:fedcba9876543210"),
             ("cross_tenant_callers", "ops, ci"),
         ]);
-        assert!(load(&vars(&pairs), Need::Cross(Service::KeyVault, None))
+        assert!(read(&vars(&pairs), Need::Cross(Service::KeyVault, None))
             .profile
             .unwrap()
             .is_ok());

@@ -189,9 +189,10 @@ pub(crate) fn net_problem(req: &Request, err: &NetError) -> Problem {
             "outbound-denied",
             "Configuration error",
             format!(
-                "Spin refused the request to {target}: it is not in allowed_outbound_hosts, or an entry of \
-                 allowed_outbound_hosts did not resolve to scheme://host[:port] (Spin then denies every \
-                 outbound request; check the endpoint variables for paths or empty values)"
+                "Spin refused the request to {target}: it is not in allowed_outbound_hosts (spin.toml \
+                 lists the clouds' service hosts on port 443: add any other host there), or an entry \
+                 of allowed_outbound_hosts did not resolve to scheme://host[:port] (Spin then denies \
+                 every outbound request)"
             ),
         ),
         NetError::Timeout => Problem::timeout(format!("{service} at {target} did not answer in time")),

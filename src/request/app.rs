@@ -132,7 +132,7 @@ fn act<T: Transport>(
             line.tenant = Some(tenant.name().to_string());
             let slot = tenant.slot();
             let vault = tenant.services().vault.as_ref().ok_or_else(|| {
-                Problem::config_missing(
+                Problem::setting_missing(
                     &slot.var("keyvault_endpoint"),
                     "the Key Vault URL, e.g. https://myvault.vault.azure.net",
                 )
@@ -170,7 +170,7 @@ fn act<T: Transport>(
         } => {
             line.tenant = Some(tenant.name().to_string());
             let service = tenant.services().blob.as_ref().ok_or_else(|| {
-                Problem::config_missing(
+                Problem::setting_missing(
                     &tenant.slot().var("blob_service_endpoint"),
                     "the Blob service URL, e.g. https://myaccount.blob.core.windows.net",
                 )

@@ -466,7 +466,7 @@ fn cross(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::settings::load;
+    use crate::config::settings::read;
     use std::collections::HashMap;
 
     const K1: &str = "0123456789abcdef-1";
@@ -774,7 +774,7 @@ mod tests {
     fn two_key_headers_are_refused() {
         let v = vars(&[]);
         let endpoint = route(&Method::GET, "/api/GetSecretSameTenant", "key=a").unwrap();
-        let settings = load(&v, endpoint.need(None));
+        let settings = read(&v, endpoint.need(None));
         let q = Query::parse("key=a").unwrap();
         let two = [K1.to_string(), K2.to_string()];
         assert_eq!(

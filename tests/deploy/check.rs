@@ -6,26 +6,33 @@ use super::scripts::{sample_config, setup, subcommand, Run, TENANT_B};
 use super::world::*;
 use super::*;
 
-/// The settings.env a deployment of the default world has.
+/// The settings document (deploy/settings.json) a deployment of the default world has.
 fn settings() -> String {
     format!(
-        "cloud=public
-azure_client_id={CLIENT}
-app_client_id={APP}
-cross_tenant_name=b
-cross_tenant_id={TENANT_B}
-cross_keyvault_endpoint=https://kv-b.vault.azure.net
-cross_blob_service_endpoint=https://stb.blob.core.windows.net
-keyvault_endpoint=https://kv-a.vault.azure.net
-blob_service_endpoint=https://sta.blob.core.windows.net
-"
+        r#"{{
+  "cloud": "public",
+  "azure_client_id": "{CLIENT}",
+  "app_client_id": "{APP}",
+  "cross_tenant_name": "b",
+  "cross_tenant_id": "{TENANT_B}",
+  "cross_keyvault_endpoint": "https://kv-b.vault.azure.net",
+  "cross_blob_service_endpoint": "https://stb.blob.core.windows.net",
+  "cross_tenant_callers": ["caller1"],
+  "keyvault_endpoint": "https://kv-a.vault.azure.net",
+  "blob_service_endpoint": "https://sta.blob.core.windows.net"
+}}
+"#
     )
 }
 
 fn check(label: &str, world: &World, settings_text: &str) -> (Run, TempDir) {
     let tmp = TempDir::new(label);
-    let settings_file = tmp.path().join("settings.env");
+    let settings_file = tmp.path().join("settings.json");
     std::fs::write(&settings_file, settings_text).unwrap();
+    // The fixture is a document the component reads.
+    if settings_text.trim_start().starts_with('{') && label != "check-json-invalid" {
+        super::settings::valid_document(settings_text, label);
+    }
     let stub = world.stub();
     let run = setup(
         &tmp,
@@ -330,4 +337,88 @@ fn check_finds_settings_that_disagree_with_azure() {
         "keyvault-tenant-mismatch",
         "cross_keyvault_endpoint",
     );
+}
+
+/// check reads the settings document as the component does (deploy/azure/lib.sh,
+/// read_settings): any JSON layout, lists, escapes, null; and a document the component would
+/// refuse whole is one broken link, configuration-invalid.
+#[test]
+fn check_reads_the_settings_document_as_the_component_does() {
+    // One line, other member order, escapes, a list, a number, null, true/false.
+    let compact = format!(
+        r#"{{"app_client_id":"{APP}","cloud":"\u0070ublic","azure_client_id":"{CLIENT}","cross_tenant_id":"{TENANT_B}","cross_keyvault_endpoint":"https:\/\/kv-b.vault.azure.net/","cross_blob_service_endpoint":"https://stb.blob.core.windows.net","keyvault_endpoint":"https://kv-a.vault.azure.net","blob_service_endpoint":"https://sta.blob.core.windows.net","cross_tenant_secrets":["a","b\"c"],"max_blob_bytes":10,"same_tenant_blobs":null,"auth_disabled":false}}"#
+    );
+    let (run, _tmp) = check("check-json-compact", &World::default(), &compact);
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("ok       6    cloud=public (the configured cloud)"),
+        "{}",
+        run.stdout
+    );
+    // A member the set-up knows, set to null: missing.
+    let unset = settings().replace("\"https://kv-b.vault.azure.net\"", "null");
+    one_broken(
+        "check-json-null",
+        World::default(),
+        &unset,
+        "missing",
+        "6",
+        "keyvault-tenant-mismatch",
+        "cross_keyvault_endpoint",
+    );
+    // What the component refuses whole: one link, with the reason and never a value.
+    for (text, why) in [
+        (
+            format!("cloud=public\nazure_client_id={CLIENT}\n"),
+            "it is not a JSON object",
+        ),
+        (
+            settings().replacen(
+                "\"cloud\": \"public\"",
+                "\"cloud\": \"secret-ish\", \"cloud\": \"public\"",
+                1,
+            ),
+            "'cloud' is written twice",
+        ),
+        (
+            settings().replace("[\"caller1\"]", "[\"caller1,secret-ish\"]"),
+            "holds a comma",
+        ),
+        (
+            settings().replace("[\"caller1\"]", "{\"name\": \"secret-ish\"}"),
+            "expected a string",
+        ),
+        (settings().replace("\n}", ",\n}"), "not valid JSON"),
+    ] {
+        let (run, _tmp) = check("check-json-invalid", &World::default(), &text);
+        assert!(!run.ok, "{text}");
+        let found = broken(&run);
+        assert_eq!(found.len(), 1, "{}", run.stdout);
+        let (status, step, line, fix) = &found[0];
+        assert_eq!((status.as_str(), step.as_str()), ("drifted", "6"), "{line}");
+        assert!(line.contains(why), "{line}");
+        assert!(!line.contains("secret-ish"), "{line}");
+        assert!(
+            fix.ends_with("(meanwhile the component answers configuration-invalid)"),
+            "{fix}"
+        );
+    }
+    // No document at all.
+    let tmp = TempDir::new("check-no-settings");
+    let stub = World::default().stub();
+    let run = setup(
+        &tmp,
+        &sample_config("public", ""),
+        &[
+            "--settings",
+            tmp.path().join("absent.json").to_str().unwrap(),
+            "check",
+        ],
+        Some(&stub),
+    );
+    let found = broken(&run);
+    assert_eq!(found.len(), 1, "{}", run.stdout);
+    assert!(found[0].2.contains("no such file"), "{}", found[0].2);
+    assert!(found[0].3.contains("configuration-missing"));
 }

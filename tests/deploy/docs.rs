@@ -118,10 +118,15 @@ fn the_deploy_docs_cover_every_problem_code_and_variable() {
             docs.contains(&format!("`profile1_{field}` … `profile4_{field}`"))
         })
     };
-    let missing: Vec<_> = spin_variables().keys().filter(|v| !mentioned(v)).collect();
+    // The two Spin variables, and every setting of the `settings` document.
+    let missing: Vec<_> = spin_variables()
+        .keys()
+        .chain(super::settings::setting_names())
+        .filter(|v| !mentioned(v))
+        .collect();
     assert!(
         missing.is_empty(),
-        "docs/deploy.md does not mention the variables {missing:?}"
+        "docs/deploy.md does not mention the settings {missing:?}"
     );
     for warned in [
         "block_networks",
@@ -153,10 +158,86 @@ fn the_deploy_docs_cover_every_problem_code_and_variable() {
         // issue 15: pull secrets
         "ExternalSecret",
         "kubernetes.io/dockerconfigjson",
+        // two Spin variables: the settings document, and egress without templates
+        "deploy/settings.json",
+        "SPIN_VARIABLE_SETTINGS",
+        "jq -s add",
+        "sed -n '/^{/,/^}/p'",
+        "deploy/profiles/",
     ] {
         assert!(
             docs.contains(warned),
             "docs/deploy.md does not mention {warned}"
+        );
+    }
+}
+
+/// The settings are one JSON document now: nothing in deploy/ or docs/deploy.md tells a user to
+/// set a setting as a Spin variable of its own (`SPIN_VARIABLE_<NAME>`, a SpinApp variable per
+/// setting) or to edit the settings.env that the document replaced.
+#[test]
+fn nothing_tells_users_to_set_a_setting_as_a_variable_of_its_own() {
+    let declared: BTreeSet<String> = spin_variables()
+        .keys()
+        .map(|k| k.to_ascii_uppercase())
+        .collect();
+    let mut files = vec![repo().join("docs/deploy.md")];
+    files_under(&deploy(), &mut files);
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // not text
+        };
+        let shown = file.display();
+        assert!(
+            !text.contains("settings.env"),
+            "{shown} mentions settings.env"
+        );
+        for (at, _) in text.match_indices("SPIN_VARIABLE_") {
+            let name: String = text[at + "SPIN_VARIABLE_".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == &'_')
+                .collect();
+            assert!(
+                declared.contains(&name),
+                "{shown}: SPIN_VARIABLE_{name} is not a Spin variable (settings are members of SPIN_VARIABLE_SETTINGS)"
+            );
+        }
+    }
+}
+
+/// README links docs/deploy.md's Egress section: what spin.toml allows, what least privilege
+/// rests on, and when spin.toml needs a host added.
+#[test]
+fn the_deploy_docs_explain_egress() {
+    let docs = read(&repo().join("docs/deploy.md"));
+    let at = docs
+        .find("\n## Egress\n")
+        .expect("docs/deploy.md has a section '## Egress'");
+    let section = &docs[at + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    for said in [
+        "allowed_outbound_hosts",
+        "every declared variable",
+        "trusted_token_hosts",
+        "NetworkPolicy",
+        "Azure Firewall",
+        "custom",
+        "spin.toml",
+    ] {
+        assert!(
+            section.contains(said),
+            "the Egress section does not say {said}"
+        );
+    }
+    // The public cloud's suffixes it names are the ones spin.toml lists.
+    for suffix in ["vault.azure.net", "blob.core.windows.net", "azurecr.io"] {
+        assert!(
+            section.contains(&format!("*.{suffix}")),
+            "the Egress section does not name *.{suffix}"
+        );
+        assert!(
+            super::settings::spin_admits(&format!("https://x.{suffix}")),
+            "spin.toml does not list https://*.{suffix}"
         );
     }
 }

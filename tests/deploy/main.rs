@@ -1,10 +1,11 @@
 //! `deploy/` and `docs/deploy.md`: the SpinKube and External Secrets manifests validate against
 //! the operators' CRD schemas (every field known, required fields present) and agree with
-//! spin.toml, the ConfigMap/Secret sources and each other; `kubectl kustomize` renders them in an
-//! order the operator's webhook accepts; the Azure CLI scripts pass shellcheck, their dry run
+//! spin.toml, the ConfigMap/Secret sources and each other; the `settings` document they carry
+//! (deploy/settings.json, deploy/profiles/, `setup.sh outputs`) is one the component reads;
+//! `kubectl kustomize` renders them in an order the operator's webhook accepts; the Azure CLI scripts pass shellcheck, their dry run
 //! prints the expected commands in order with nothing secret, a re-run against an Azure where
 //! everything exists changes nothing, and `setup.sh check` reports each broken link of a recorded
-//! Azure state; the docs name every problem code and variable.
+//! Azure state; the docs name every problem code and setting.
 //!
 //! Nothing here talks to Azure or Kubernetes: the scripts run in dry-run mode, or against a stub
 //! `az` that only answers from a table.
@@ -29,6 +30,7 @@ mod docs;
 mod manifests;
 mod rendered;
 mod scripts;
+mod settings;
 mod upstream;
 mod world;
 

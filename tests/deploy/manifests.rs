@@ -292,36 +292,30 @@ fn every_variable_the_spinapp_sets_is_declared_in_spin_toml() {
             );
         }
     }
-    // None is required today, so also what a cross-tenant deployment cannot work without.
-    for name in [
-        "function_keys",
-        "azure_client_id",
-        "app_client_id",
-        "cross_tenant_id",
-    ] {
-        assert!(
-            vars.iter().any(|v| v.name == name && always_set(v)),
-            "a cross-tenant deployment needs '{name}' set (not optional)"
-        );
-    }
-    assert!(
-        vars.iter().any(|v| {
-            always_set(v)
-                && ["cross_keyvault_endpoint", "cross_blob_service_endpoint"]
-                    .contains(&v.name.as_str())
-        }),
-        "a cross-tenant deployment needs a cross-tenant endpoint"
+    // Every declared variable is set, and never optionally: an unset `settings` falls back to
+    // spin.toml's empty document (a pod that serves nothing), an unset `function_keys` refuses
+    // every caller. (What the settings hold: settings.rs.)
+    let always: BTreeSet<&str> = vars
+        .iter()
+        .filter(|v| always_set(v))
+        .map(|v| v.name.as_str())
+        .collect();
+    let all: BTreeSet<&str> = declared.keys().map(String::as_str).collect();
+    assert_eq!(
+        always, all,
+        "the SpinApp sets every variable spin.toml declares, none optional"
     );
-    // Never an unauthenticated deployment.
-    for v in &vars {
-        if v.name == "auth_disabled" {
-            assert_eq!(
+    assert!(
+        vars.iter().any(|v| v.name == "settings"
+            && matches!(
                 v.source,
-                Source::Value("false".into()),
-                "auth_disabled on a cluster"
-            );
-        }
-    }
+                Source::ConfigMap {
+                    optional: false,
+                    ..
+                }
+            )),
+        "the settings document comes from the ConfigMap"
+    );
 }
 
 /// kustomization.yaml's generators: name → (files it reads, each as (key, path)).
@@ -333,12 +327,13 @@ fn generators(kind: &str) -> BTreeMap<String, Vec<(Option<String>, PathBuf)>> {
         for env in g["envs"].as_array().into_iter().flatten() {
             sources.push((None, deploy().join(env.as_str().unwrap())));
         }
+        // `key=path`, or `path` (the key is the file's name).
         for file in g["files"].as_array().into_iter().flatten() {
-            let (key, path) = file
-                .as_str()
-                .unwrap()
-                .split_once('=')
-                .expect("files: key=path");
+            let file = file.as_str().unwrap();
+            let (key, path) = file.split_once('=').unwrap_or_else(|| {
+                let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+                (name, file)
+            });
             sources.push((Some(key.to_string()), deploy().join(path)));
         }
         out.insert(g["name"].as_str().unwrap().to_string(), sources);
@@ -380,7 +375,6 @@ fn generated_keys(sources: &[(Option<String>, PathBuf)]) -> BTreeSet<String> {
 fn the_configmap_and_secrets_hold_every_key_the_spinapp_reads() {
     let maps = generators("configMapGenerator");
     let secrets = generators("secretGenerator");
-    let declared = spin_variables();
     let mut read_from_maps = BTreeSet::new();
     for v in app_variables() {
         let (generators, name, key, optional) = match &v.source {
@@ -413,25 +407,26 @@ fn the_configmap_and_secrets_hold_every_key_the_spinapp_reads() {
             read_from_maps.insert(key.clone());
         }
     }
-    // settings.env has nothing the SpinApp ignores, and its endpoints are origins, never empty
-    // (an empty or path-carrying allowed_outbound_hosts entry makes Spin deny every request).
-    let outbound: BTreeSet<String> = outbound_template_variables();
+    // The ConfigMaps hold nothing the SpinApp ignores, and what it reads as `settings` is a
+    // document of settings the component knows (settings.rs checks what it says).
     for (name, sources) in &maps {
-        for (_, path) in sources {
-            for (key, value) in env_file(&committed(path)) {
-                assert!(
-                    read_from_maps.contains(&key),
-                    "{}: {key} is not read by the SpinApp (configMap {name})",
-                    path.display()
-                );
-                assert!(
-                    declared.contains_key(&key),
-                    "{key} is not a spin.toml variable"
-                );
-                if outbound.contains(&key) {
-                    assert_origin(&key, &value);
-                }
-            }
+        for key in generated_keys(sources) {
+            assert!(
+                read_from_maps.contains(&key),
+                "configMap {name}: key {key} is not read by the SpinApp"
+            );
+        }
+    }
+    for v in app_variables() {
+        let Source::ConfigMap { name, key, .. } = &v.source else {
+            continue;
+        };
+        let (_, path) = maps[name]
+            .iter()
+            .find(|(k, _)| k.as_deref() == Some(key.as_str()))
+            .unwrap_or_else(|| panic!("{}: {name}/{key} is not a file of its own", v.name));
+        if v.name == "settings" {
+            super::settings::valid_document(&read(path), &path.display().to_string());
         }
     }
     // The runtime config Secret has the one key the operator mounts.
@@ -447,41 +442,11 @@ fn the_configmap_and_secrets_hold_every_key_the_spinapp_reads() {
     assert_eq!(keys, BTreeSet::from(["runtime-config.toml".to_string()]));
 }
 
-/// Variables used as `{{ name }}` in allowed_outbound_hosts.
-fn outbound_template_variables() -> BTreeSet<String> {
-    let component = spin_toml()["component"]["tenant-bridge"]
-        .as_table()
-        .unwrap();
-    component["allowed_outbound_hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|h| {
-            let h = h.as_str()?;
-            let inner = h.strip_prefix("{{")?.strip_suffix("}}")?;
-            Some(inner.trim().to_string())
-        })
-        .collect()
-}
-
-pub(crate) fn assert_origin(key: &str, value: &str) {
-    let rest = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"))
-        .unwrap_or_else(|| panic!("{key}={value}: an endpoint is scheme://host"));
-    let host = rest.strip_suffix('/').unwrap_or(rest);
-    assert!(!host.is_empty(), "{key} is empty");
-    assert!(
-        !host.contains('/'),
-        "{key}={value}: an endpoint has no path"
-    );
-}
-
 #[test]
 fn the_runtime_config_puts_the_token_cache_in_redis() {
-    let store = spin_variables()["token_cache_store"]["default"]
-        .as_str()
-        .unwrap();
+    // The store the settings name (deploy/settings.json, or the component's default).
+    let store = super::settings::effective("token_cache_store");
+    let store = store.as_str();
     let component = spin_toml()["component"]["tenant-bridge"]
         .as_table()
         .unwrap();
@@ -927,51 +892,6 @@ pub(crate) fn egress_rules_are_right(policy: &Value, app: &Value, redis: &Value)
     );
 }
 
-#[test]
-fn the_second_profile_of_settings_env_is_complete_when_uncommented() {
-    // settings.env shows a second target tenant in profile slot 1, commented out; uncommented,
-    // every line is a variable the SpinApp reads, and its endpoints are origins.
-    let text = read(&deploy().join("settings.env"));
-    let uncommented: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# profile1_"))
-        .map(|l| format!("profile1_{l}\n"))
-        .collect();
-    let profile = env_text(&uncommented, "settings.env profile 1");
-    let read_by_app: BTreeSet<String> = app_variables().into_iter().map(|v| v.name).collect();
-    for field in [
-        "name",
-        "tenant_id",
-        "keyvault_endpoint",
-        "blob_service_endpoint",
-    ] {
-        assert!(
-            profile.contains_key(&format!("profile1_{field}")),
-            "profile1_{field}"
-        );
-    }
-    for (key, value) in &profile {
-        assert!(read_by_app.contains(key), "the SpinApp does not read {key}");
-        if key.ends_with("_endpoint") {
-            assert_origin(key, value);
-        }
-    }
-    // And the SpinApp maps every slot's variables, all optional (unused slots stay unset).
-    for slot in 1..=4 {
-        for v in spin_variables()
-            .keys()
-            .filter(|k| k.starts_with(&format!("profile{slot}_")))
-        {
-            if v.ends_with("_blob_service_path") {
-                continue; // Azurite only
-            }
-            let var = app_variables().into_iter().find(|a| &a.name == v);
-            let var = var.unwrap_or_else(|| panic!("the SpinApp does not map {v}"));
-            assert!(!always_set(&var), "{v} must be optional");
-        }
-    }
-}
-
 // ---- registry pull secrets (External Secrets Operator) -------------------------------------
 
 /// A Go duration as ESO writes it (`15m`, `1h30m`, `90s`), in seconds.
@@ -1023,9 +943,7 @@ fn the_pull_secret_store_calls_the_token_route_with_a_function_key() {
     assert!(webhook["method"].is_null() || webhook["method"] == "GET");
     assert_eq!(webhook["result"]["jsonPath"], "$");
     // Longer than the component's own deadline, so its problem answer arrives first.
-    let deadline: u64 = spin_variables()["request_deadline_secs"]["default"]
-        .as_str()
-        .unwrap()
+    let deadline: u64 = super::settings::effective("request_deadline_secs")
         .parse()
         .unwrap();
     assert!(go_duration_secs(webhook["timeout"].as_str().unwrap()) > deadline);
@@ -1261,48 +1179,63 @@ fn registry_pull_caller() -> String {
 /// admits it.
 #[test]
 fn the_registry_pull_key_has_a_profile_of_its_own() {
+    use super::settings::{deployed, fragment, set, slot_var};
     let caller = registry_pull_caller();
-    let text = read(&deploy().join("settings.env"));
-    let settings = env_file(&deploy().join("settings.env"));
+    let listed = |v: Option<&str>| -> Vec<String> {
+        v.unwrap_or_default()
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let settings = deployed();
     // The default profile names its callers, and not the registry-pull key.
-    let default_callers = &settings["cross_tenant_callers"];
+    let default_callers = listed(set(&settings, "cross_tenant_callers"));
     assert!(
         !default_callers.is_empty(),
         "an empty caller list admits every key"
     );
-    assert!(!default_callers.split(',').any(|c| c.trim() == caller));
-    assert!(!settings.contains_key("cross_tenant_registries"));
-    // The commented profiles, uncommented: slot 1 (a second tenant), slot 4 (the registry).
-    let slot = |n: u32| {
-        let prefix = format!("# profile{n}_");
-        let lines: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix(&prefix))
-            .map(|l| format!("profile{n}_{l}\n"))
-            .collect();
-        env_text(&lines, "settings.env")
-    };
-    let second = slot(1);
-    assert!(!second["profile1_callers"].is_empty());
-    assert!(!second["profile1_callers"]
-        .split(',')
-        .any(|c| c.trim() == caller));
-    let registry = slot(4);
-    assert_eq!(registry["profile4_callers"], caller, "its only caller");
-    assert!(registry["profile4_registries"].ends_with(".azurecr.io"));
-    for rule in registry["profile4_repositories"].split(',') {
+    assert!(!default_callers.contains(&caller));
+    assert!(set(&settings, "cross_tenant_registries").is_none());
+    // The profiles to merge: slot 1 (a second tenant), slot 4 (the registry).
+    let second = fragment("second-tenant.json");
+    let callers = listed(set(&second, "profile1_callers"));
+    assert!(
+        !callers.is_empty() && !callers.contains(&caller),
+        "{callers:?}"
+    );
+    let registry = fragment("registry.json");
+    assert_eq!(
+        listed(set(&registry, &slot_var(Some(4), "callers"))),
+        std::slice::from_ref(&caller),
+        "its only caller"
+    );
+    let registries = listed(set(&registry, "profile4_registries"));
+    assert!(!registries.is_empty());
+    for r in &registries {
+        assert!(r.ends_with(".azurecr.io"), "{r}");
+    }
+    let rules = listed(set(&registry, "profile4_repositories"));
+    assert!(!rules.is_empty());
+    for rule in rules {
         assert!(rule.starts_with(&format!("{caller}=")), "{rule}");
     }
-    let read_by_app: BTreeSet<String> = app_variables().into_iter().map(|v| v.name).collect();
-    for key in registry.keys() {
-        assert!(read_by_app.contains(key), "the SpinApp does not read {key}");
+    // It serves no vault and no account.
+    for field in ["keyvault_endpoint", "blob_service_endpoint"] {
+        assert!(
+            set(&registry, &slot_var(Some(4), field)).is_none(),
+            "{field}"
+        );
     }
     // The SecretStore asks for that profile.
     let url = the_one("SecretStore")["spec"]["provider"]["webhook"]["url"]
         .as_str()
         .unwrap();
     assert!(
-        url.ends_with(&format!("&tenant={}", registry["profile4_name"])),
+        url.ends_with(&format!(
+            "&tenant={}",
+            set(&registry, "profile4_name").unwrap()
+        )),
         "{url}"
     );
 }
@@ -1311,7 +1244,8 @@ fn the_registry_pull_key_has_a_profile_of_its_own() {
 /// its secrets): it points at the registry profile instead.
 #[test]
 fn setup_outputs_put_registries_in_the_registry_profile() {
-    use super::scripts::{sample_config, setup};
+    use super::scripts::{outputs_document, sample_config, setup};
+    use super::settings::{set, valid_document};
     let tmp = TempDir::new("outputs-registry");
     let config = sample_config(
         "public",
@@ -1319,23 +1253,26 @@ fn setup_outputs_put_registries_in_the_registry_profile() {
     );
     let run = setup(&tmp, &config, &["--dry-run", "outputs"], None);
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
-    let settings = env_text(
-        &run.stdout
-            .lines()
-            .filter(|l| l.contains('=') && !l.starts_with('+') && !l.starts_with('?'))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-        "setup.sh outputs",
-    );
+    let document = outputs_document(&run.stdout);
     assert!(
-        !settings.keys().any(|k| k.ends_with("_registries")),
+        !document.keys().any(|k| k.ends_with("_registries")),
         "{}",
         run.stdout
     );
-    assert!(
-        run.stdout
-            .contains("#   profile4_registries=acrb.azurecr.io"),
-        "{}",
-        run.stdout
+    // It says what goes into the registry profile instead: members to merge, as a note.
+    let hint = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("#   {"))
+        .map(|l| format!("{{{l}"))
+        .unwrap_or_else(|| panic!("no registry profile members:\n{}", run.stdout));
+    let hint = valid_document(&hint, "setup.sh outputs, the registry note");
+    assert_eq!(set(&hint, "profile4_registries"), Some("acrb.azurecr.io"));
+    assert_eq!(
+        set(&hint, "profile4_tenant_id"),
+        Some(super::scripts::TENANT_B)
     );
+    assert!(set(&hint, "profile4_repositories")
+        .unwrap()
+        .starts_with(&format!("{}=", registry_pull_caller())));
 }

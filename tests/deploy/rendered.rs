@@ -100,6 +100,56 @@ fn kustomize_renames_generated_objects_inside_the_spinapp() {
         .any(|s| s.starts_with("tenant-bridge-function-keys-")));
 }
 
+/// The rendered ConfigMap carries deploy/settings.json whole, under the key the SpinApp's
+/// `settings` variable reads, and the function keys come from the generated Secret: what the
+/// pods get as SPIN_VARIABLE_SETTINGS is the document the other tests check.
+#[test]
+fn the_rendered_settings_variable_is_the_settings_document() {
+    let kubectl = kubectl();
+    let tmp = TempDir::new("settings");
+    let built = kustomize(&kubectl, &deploy_copy(&tmp));
+    let app = find(&built, "SpinApp");
+    let variables = app["spec"]["variables"].as_array().unwrap();
+    let names: BTreeSet<&str> = variables
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["function_keys", "settings"]));
+    let settings = variables.iter().find(|v| v["name"] == "settings").unwrap();
+    let reference = &settings["valueFrom"]["configMapKeyRef"];
+    let map = built
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == reference["name"])
+        .unwrap_or_else(|| panic!("no ConfigMap {}", reference["name"]));
+    assert!(
+        map["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("tenant-bridge-settings-"),
+        "a generated (hashed) name: a changed document rolls the pods"
+    );
+    let text = map["data"][reference["key"].as_str().unwrap()]
+        .as_str()
+        .unwrap_or_else(|| panic!("{map}: no key {}", reference["key"]));
+    assert_eq!(
+        super::settings::valid_document(text, "the rendered ConfigMap"),
+        super::settings::deployed()
+    );
+    let keys = &variables
+        .iter()
+        .find(|v| v["name"] == "function_keys")
+        .unwrap()["valueFrom"]["secretKeyRef"];
+    let secret = find_named(&built, "Secret", keys["name"].as_str().unwrap());
+    assert!(secret["data"][keys["key"].as_str().unwrap()].is_string());
+}
+
+fn find_named<'a>(built: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    built
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
 /// Liveness never checks configuration; readiness does (rendered SpinApp).
 #[test]
 fn the_rendered_probes_split_liveness_from_readiness() {

@@ -199,6 +199,27 @@ pub(crate) fn assert_nothing_secret(stdout: &str) {
     }
 }
 
+/// The settings document `outputs` prints: the lines from a line `{` to a line `}` (what
+/// `sed -n '/^{/,/^}/p'` cuts out, docs/deploy.md step 6), exactly one such document, whose
+/// members are all settings the component knows. Members by name; null is `None`.
+pub(crate) fn outputs_document(stdout: &str) -> BTreeMap<String, Option<String>> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let starts: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == "{").collect();
+    assert_eq!(starts.len(), 1, "one settings document:\n{stdout}");
+    let end = (starts[0]..lines.len())
+        .find(|&i| lines[i] == "}")
+        .unwrap_or_else(|| panic!("the document does not end:\n{stdout}"));
+    let text = lines[starts[0]..=end].join("\n");
+    super::settings::valid_document(&text, "setup.sh outputs")
+}
+
+/// `name: value` of the outputs document (`None`: null).
+fn member(doc: &BTreeMap<String, Option<String>>, name: &str) -> Option<String> {
+    doc.get(name)
+        .unwrap_or_else(|| panic!("setup.sh outputs has no member {name}: {doc:?}"))
+        .clone()
+}
+
 #[test]
 fn dry_run_prints_the_whole_setup_in_order() {
     let tmp = TempDir::new("dry-run");
@@ -419,20 +440,34 @@ fn dry_run_prints_the_whole_setup_in_order() {
             "{l}"
         );
     }
-    // The Spin variables it ends with.
-    for expected in [
-        "cloud=public",
-        "azure_client_id=<clientId of id-bridge>",
-        "app_client_id=<appId of bridge-app>",
-        &format!("cross_tenant_id={TENANT_B}"),
-        "cross_tenant_name=b",
-        "cross_keyvault_endpoint=https://kv-b.vault.azure.net",
-        "cross_blob_service_endpoint=https://stb.blob.core.windows.net",
-        "keyvault_endpoint=https://kv-a.vault.azure.net",
-        "blob_service_endpoint=https://sta.blob.core.windows.net",
-    ] {
-        assert!(run.stdout.lines().any(|l| l == expected), "no {expected}");
-    }
+    // The settings document it ends with: exactly these members.
+    let document = outputs_document(&run.stdout);
+    let expected: BTreeMap<String, Option<String>> = [
+        ("cloud", "public".to_string()),
+        ("azure_client_id", "<clientId of id-bridge>".into()),
+        ("app_client_id", "<appId of bridge-app>".into()),
+        ("cross_tenant_id", TENANT_B.into()),
+        ("cross_tenant_name", "b".into()),
+        (
+            "cross_keyvault_endpoint",
+            "https://kv-b.vault.azure.net".into(),
+        ),
+        (
+            "cross_blob_service_endpoint",
+            "https://stb.blob.core.windows.net".into(),
+        ),
+        ("keyvault_endpoint", "https://kv-a.vault.azure.net".into()),
+        (
+            "blob_service_endpoint",
+            "https://sta.blob.core.windows.net".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Some(v)))
+    .collect();
+    assert_eq!(document, expected, "\n{}", run.stdout);
+    // Its endpoints are hosts spin.toml lets the component reach.
+    super::settings::assert_reachable(&document, "setup.sh outputs");
 }
 
 #[test]
@@ -475,11 +510,15 @@ fn dry_run_follows_the_sovereign_cloud() {
         );
         assert!(out.contains(&format!("--name {vault_zone}")), "{cloud}");
         assert!(out.contains(&format!("--name {blob_zone}")), "{cloud}");
-        assert!(
-            out.contains(&format!("cross_keyvault_endpoint=https://{vault_host}\n")),
+        let document = outputs_document(out);
+        assert_eq!(
+            member(&document, "cross_keyvault_endpoint"),
+            Some(format!("https://{vault_host}")),
             "{cloud}"
         );
-        assert!(out.contains(&format!("cloud={cloud}\n")));
+        assert_eq!(member(&document, "cloud").as_deref(), Some(cloud));
+        // spin.toml lists every cloud's service suffixes: no edit for a sovereign cloud.
+        super::settings::assert_reachable(&document, cloud);
     }
 }
 
@@ -661,10 +700,14 @@ fn a_second_run_against_an_existing_setup_changes_nothing() {
         "\n{}",
         run.stdout
     );
-    // (outputs selects tenant A quietly: its stdout is the variables only.)
+    // (outputs selects tenant A quietly: its stdout is notes and the settings document only.)
     assert_eq!(changes(&run.stdout), ["account set"; 3]);
-    assert!(run.stdout.contains(&format!("azure_client_id={CLIENT}")));
-    assert!(run.stdout.contains(&format!("app_client_id={APP}")));
+    let document = outputs_document(&run.stdout);
+    assert_eq!(
+        member(&document, "azure_client_id").as_deref(),
+        Some(CLIENT)
+    );
+    assert_eq!(member(&document, "app_client_id").as_deref(), Some(APP));
     // The app found by its exact name is remembered beside the configuration.
     let state = read(&tmp.path().join("config.env.state"));
     assert!(
@@ -728,6 +771,86 @@ fn a_second_run_against_an_existing_setup_changes_nothing() {
             assert!(log.contains("--secret-permissions list set get\n"), "{log}");
         }
     }
+}
+
+/// A real `outputs`: notes and the document only, the document cut out by the command the docs
+/// give, and merged into deploy/settings.json as `jq -s add` does, a document the component
+/// reads, with the set-up's values in place of the placeholders.
+#[test]
+fn outputs_is_a_document_to_merge_into_settings_json() {
+    use super::settings::{deployed, set, valid_document};
+    let tmp = TempDir::new("outputs-merge");
+    let run = run_with(
+        &tmp,
+        &sample_config("public", ""),
+        &["outputs"],
+        &World::default(),
+    );
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let document = outputs_document(&run.stdout);
+    let mut inside = false;
+    for l in run.stdout.lines() {
+        inside |= l == "{";
+        assert!(
+            inside || l.is_empty() || l.starts_with('#'),
+            "not a note: {l}"
+        );
+        inside &= l != "}";
+    }
+    let out = Command::new("sed")
+        .args(["-n", "/^{/,/^}/p"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut sed| {
+            use std::io::Write as _;
+            sed.stdin.take().unwrap().write_all(run.stdout.as_bytes())?;
+            sed.wait_with_output()
+        })
+        .unwrap();
+    let cut = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(valid_document(&cut, "sed's cut"), document);
+    assert!(
+        run.stdout.contains("sed -n '/^{/,/^}/p'"),
+        "the note says how"
+    );
+    // The merge: the outputs' members replace settings.json's of the same name.
+    let mut merged = deployed();
+    merged.extend(document.clone());
+    let merged = valid_document(&serde_json::to_string(&merged).unwrap(), "merged");
+    assert_eq!(set(&merged, "azure_client_id"), Some(CLIENT));
+    assert_eq!(set(&merged, "app_client_id"), Some(APP));
+    assert_eq!(set(&merged, "cross_tenant_id"), Some(TENANT_B));
+    assert_eq!(
+        set(&merged, "cross_keyvault_endpoint"),
+        Some("https://kv-b.vault.azure.net")
+    );
+    assert!(set(&merged, "cross_tenant_callers").is_some(), "kept");
+    for (name, value) in &merged {
+        assert!(
+            !value.as_deref().unwrap_or_default().contains('<'),
+            "{name} still holds a placeholder after the merge"
+        );
+    }
+
+    // No target in the default profile: its members are written as null, so a merge unsets
+    // the tenant and endpoints an older settings.json had there.
+    let tmp = TempDir::new("outputs-no-default");
+    let config = sample_config("public", "PROFILE_B_SLOT=2");
+    let run = setup(&tmp, &config, &["--dry-run", "outputs"], None);
+    assert!(run.ok, "{}", run.stderr);
+    let document = outputs_document(&run.stdout);
+    for name in [
+        "cross_tenant_id",
+        "cross_keyvault_endpoint",
+        "cross_blob_service_endpoint",
+    ] {
+        assert_eq!(document.get(name), Some(&None), "{name}");
+    }
+    assert_eq!(
+        document.get("profile2_tenant_id"),
+        Some(&Some(TENANT_B.to_string()))
+    );
 }
 
 /// Configuration lines adding target tenant C (a vault only) to `sample_config`.
@@ -1141,33 +1264,27 @@ fn dry_run_sets_up_every_target_tenant_in_turn() {
     assert!(run.stdout.contains("adminconsent?client_id="));
     assert!(lines.iter().any(|l| l.contains("dns-zone-group create")
         && l.contains("--endpoint-name pe-tenant-bridge-vault-c")));
-    // Outputs: B is the default profile, C profile slot 1.
-    for expected in [
-        "cross_tenant_name=b".to_string(),
-        format!("cross_tenant_id={TENANT_B}"),
-        "profile1_name=c".to_string(),
-        format!("profile1_tenant_id={TENANT_C}"),
-        "profile1_keyvault_endpoint=https://kv-c.vault.azure.net".to_string(),
-        "profile1_blob_service_endpoint=https://unset.invalid".to_string(),
+    // Outputs: B is the default profile, C profile slot 1 (C has no account: its blob
+    // endpoint is unset, null, so a merge clears an old one). outputs_document has checked that
+    // every member is a setting the component knows.
+    let document = outputs_document(&run.stdout);
+    for (name, value) in [
+        ("cross_tenant_name", Some("b")),
+        ("cross_tenant_id", Some(TENANT_B)),
+        ("profile1_name", Some("c")),
+        ("profile1_tenant_id", Some(TENANT_C)),
+        (
+            "profile1_keyvault_endpoint",
+            Some("https://kv-c.vault.azure.net"),
+        ),
+        ("profile1_blob_service_endpoint", None),
     ] {
-        assert!(run.stdout.lines().any(|l| l == expected), "no {expected}");
+        assert_eq!(member(&document, name).as_deref(), value, "{name}");
     }
-    // Every variable printed is one the SpinApp reads.
-    let read_by_app: BTreeSet<String> = super::manifests::app_variables()
-        .into_iter()
-        .map(|v| v.name)
-        .collect();
-    let printed = run
+    assert!(run
         .stdout
-        .lines()
-        .skip_while(|l| !l.contains("Spin variables"));
-    for l in printed.filter(|l| !l.starts_with(['#', '?', '+']) && l.contains('=')) {
-        let name = l.split('=').next().unwrap();
-        assert!(
-            read_by_app.contains(name),
-            "{name} is printed but the SpinApp does not read it"
-        );
-    }
+        .contains("# tenant C: profile slot 1, profile1_* (tenant=c)"));
+    super::settings::assert_reachable(&document, "setup.sh outputs");
 }
 
 #[test]
@@ -1245,7 +1362,9 @@ fn a_second_run_with_two_targets_changes_nothing() {
     let run = run_with(&tmp, &two_targets(), &["all"], &World::default());
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(logged_changes(&tmp), ["account set"; 5], "\n{}", run.stdout);
-    assert!(run
-        .stdout
-        .contains("profile1_keyvault_endpoint=https://kv-c.vault.azure.net"));
+    let document = outputs_document(&run.stdout);
+    assert_eq!(
+        member(&document, "profile1_keyvault_endpoint").as_deref(),
+        Some("https://kv-c.vault.azure.net")
+    );
 }

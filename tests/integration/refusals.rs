@@ -439,10 +439,9 @@ fn missing_and_malformed_configuration_is_500_naming_the_variable() {
 }
 
 #[test]
-fn an_endpoint_with_a_path_breaks_every_outbound_call_as_in_spin() {
-    // Spin 3.6.3: one allowed_outbound_hosts entry that resolves to a URL with a path makes Spin
-    // deny every outbound request of the component. The host reproduces that; the component
-    // names the offending variable where it can and otherwise explains the denial.
+fn an_endpoint_with_a_path_is_named_and_breaks_nothing_else() {
+    // Endpoints no longer feed allowed_outbound_hosts, so a path in one is the component's own
+    // 500 naming the setting, and every other route keeps working.
     let path_value = format!("{}/devstoreaccount1", shared().azurite.endpoint());
     let w = World::builder()
         .var("blob_service_endpoint", Some(path_value.as_str()))
@@ -457,7 +456,35 @@ fn an_endpoint_with_a_path_breaks_every_outbound_call_as_in_spin() {
         "{}",
         r.detail()
     );
-    // The vault is configured correctly, yet Spin denies its calls too.
+    assert!(
+        !w.outbound()
+            .iter()
+            .any(|o| o.url.contains("devstoreaccount1")),
+        "the refused endpoint was never called"
+    );
+    let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
+    assert_eq!((r.status, r.text().as_str()), (200, SECRET_VALUE_A));
+}
+
+#[test]
+fn an_allowed_host_entry_with_a_path_denies_every_call_as_in_spin() {
+    // Spin 3.6.3: one allowed_outbound_hosts template that resolves to a URL with a path makes
+    // Spin deny every outbound request of the component (a literal one stops `spin up`). The
+    // host reproduces that, and the component explains the denial.
+    let w = World::builder()
+        .manifest_edit(|m| {
+            m.replacen(
+                "[variables]\n",
+                "[variables]\nextra_host = { default = \"https://127.0.0.1:10000/devstoreaccount1\" }\n",
+                1,
+            )
+            .replacen(
+                "allowed_outbound_hosts = [\n",
+                "allowed_outbound_hosts = [\n  \"{{ extra_host }}\",\n",
+                1,
+            )
+        })
+        .build();
     let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
     assert_eq!(
         (r.status, r.code().as_str()),
@@ -478,8 +505,19 @@ fn an_endpoint_with_a_path_breaks_every_outbound_call_as_in_spin() {
 #[test]
 fn the_host_enforces_allowed_outbound_hosts_from_spin_toml() {
     // Drop the IMDS entry from the manifest: the component's IMDS call must be denied by the host.
-    let manifest = manifest_variant("no-imds", |m| m.replace("  \"{{ imds_endpoint }}\",\n", ""));
-    let w = World::builder().manifest(manifest).build();
+    let w = World::builder()
+        .manifest_edit(|m| {
+            let kept: Vec<&str> = m
+                .lines()
+                .filter(|l| !l.ends_with("# imds_endpoint"))
+                .collect();
+            assert!(
+                kept.len() < m.lines().count(),
+                "the world's manifest lists the IMDS fake"
+            );
+            kept.join("\n")
+        })
+        .build();
     let r = w.get("/api/GetSecretSameTenant?key=TEST-SECRET-001");
     assert_eq!(
         (r.status, r.code().as_str()),

@@ -748,10 +748,18 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
     tenant_bridge_testkit::spin_rules::check_env_file(&env_text, &root().join("spin.toml"))
         .unwrap_or_else(|e| panic!("the sandbox's env file: {e}"));
     let env = read_env(Path::new(&s.str("/files/env")));
+    assert_eq!(env.len(), 2, "function_keys and settings: {env:?}");
+    let settings: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&env["SPIN_VARIABLE_SETTINGS"]).expect("settings is a JSON object");
     let var = |name: &str| {
-        env.get(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()))
-            .unwrap_or_else(|| panic!("{name} in env: {env:?}"))
-            .clone()
+        if name == "function_keys" {
+            return env["SPIN_VARIABLE_FUNCTION_KEYS"].clone();
+        }
+        settings
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{name} in settings: {settings:?}"))
+            .to_string()
     };
     assert_eq!(var("function_keys"), format!("sandbox:{KEY}"));
     assert_eq!(var("imds_endpoint"), s.str("/services/imds"));
@@ -773,6 +781,23 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         assert!(!var(name).is_empty(), "{name}");
     }
     assert!(var("keyvault_endpoint").contains(".vault.azure.net:"));
+    // The manifest spin up runs: the shipped one plus each endpoint's origin, tagged.
+    let manifest =
+        std::fs::read_to_string(Path::new(&s.str("/files/env")).with_file_name("spin.toml"))
+            .expect("the sandbox's spin.toml");
+    for name in [
+        "imds_endpoint",
+        "keyvault_endpoint",
+        "authority_host",
+        "blob_service_endpoint",
+    ] {
+        assert!(
+            manifest.contains(&format!("\"{}\", # {name}", var(name))),
+            "{name} in the sandbox's manifest:\n{manifest}"
+        );
+    }
+    tenant_bridge_testkit::spin_rules::check_manifest(&manifest)
+        .unwrap_or_else(|e| panic!("the sandbox's manifest: {e}"));
 
     // runtime-config.toml: a token cache and one [[client_tls]] trusting the sandbox CA for
     // exactly the HTTPS endpoints in env.
@@ -793,9 +818,9 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
         .map(|h| h.as_str().unwrap().to_string())
         .collect();
     // Hosts only (Spin 3.6.3 refuses `host:port`), each once.
-    let https: HashSet<String> = env
+    let https: HashSet<String> = settings
         .values()
-        .filter_map(|v| v.strip_prefix("https://"))
+        .filter_map(|v| v.as_str()?.strip_prefix("https://"))
         .map(|a| a.rsplit_once(':').map_or(a, |(h, _)| h).to_string())
         .collect();
     assert_eq!(
@@ -843,6 +868,7 @@ fn fakes_only_mode_gives_spin_up_everything_it_needs() {
     let serve = || {
         rt().block_on(RunningHost::start(HostConfig {
             wasm: wasm(),
+            manifest: Path::new(&s.str("/files/env")).with_file_name("spin.toml"),
             variables: env.clone(),
             ca_pem: Some(ca_pem.clone()),
             hosts: hosts.clone(),
@@ -998,7 +1024,8 @@ fn run_local_with_a_stub_spin_hands_spin_up_the_sandbox_through_the_fakes_only_b
         lines.next(),
         Some(
             format!(
-                "up --listen 127.0.0.1:{listen} --runtime-config-file {}/runtime-config.toml",
+                "up -f {}/spin.toml --listen 127.0.0.1:{listen} --runtime-config-file {}/runtime-config.toml",
+                state.display(),
                 state.display()
             )
             .as_str()
@@ -1016,21 +1043,21 @@ fn run_local_with_a_stub_spin_hands_spin_up_the_sandbox_through_the_fakes_only_b
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let env = read_env(&state.join("env"));
-    assert!(env.len() >= 12, "{env:?}");
+    assert_eq!(env.len(), 2, "function_keys and settings: {env:?}");
     assert_eq!(
         given, env,
         "spin up gets every SPIN_VARIABLE_* of .sandbox/env, and no other"
     );
     // What `spin up` receives passes Spin 3.6.3's rules: the runtime config it is pointed at,
-    // every variable it is given is one spin.toml declares, and the manifest in its working
-    // directory loads with exactly those variables (every required one provided).
+    // every variable it is given is one spin.toml declares, and the manifest it is given (the
+    // sandbox's copy of spin.toml) loads with exactly those variables.
     let rc = std::fs::read_to_string(state.join("runtime-config.toml")).unwrap();
     tenant_bridge_testkit::spin_rules::check_runtime_config(&rc)
         .unwrap_or_else(|e| panic!("spin up would refuse the runtime config: {e}\n{rc}"));
     let given_env: String = given.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    tenant_bridge_testkit::spin_rules::check_env_file(&given_env, &cwd.join("spin.toml"))
+    tenant_bridge_testkit::spin_rules::check_env_file(&given_env, &state.join("spin.toml"))
         .unwrap_or_else(|e| panic!("spin up's variables: {e}"));
-    let manifest = std::fs::read_to_string(cwd.join("spin.toml")).unwrap();
+    let manifest = std::fs::read_to_string(state.join("spin.toml")).unwrap();
     tenant_bridge_testkit::spin_rules::manifest_check(&manifest, &given)
         .unwrap_or_else(|e| panic!("spin up would refuse spin.toml with these variables: {e:#}"));
     s.stop_and_check_nothing_left();

@@ -59,6 +59,8 @@ pub const ENTRA_HOST: &str = "127.0.0.1";
 /// Files in the state directory.
 pub const READY_FILE: &str = "sandbox.json";
 pub const ENV_FILE: &str = "env";
+/// spin.toml with the fakes' origins in `allowed_outbound_hosts` (what `spin up -f` runs).
+pub const MANIFEST_FILE: &str = "spin.toml";
 pub const RUNTIME_CONFIG_FILE: &str = "runtime-config.toml";
 pub const HOSTS_FILE: &str = "hosts";
 /// The token cache's key-value store label (spin.toml's `key_value_stores`).
@@ -330,16 +332,24 @@ impl Sandbox {
         world::seed_azurite(&azurite).await;
         let tenants = Tenants::start(&pki, &imds_signer, &entra_signer, ENTRA_HOST).await;
 
-        let mut vars: Vec<(String, String)> = vec![(
-            "function_keys".into(),
-            format!("{KEY_NAME}:{}", opts.function_key),
-        )];
-        vars.extend(
-            tenants
-                .variables(&azurite)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v)),
+        let settings = tenants.variables(&azurite);
+        let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // The manifest `spin up` and the served host run: the given one plus the fakes' origins.
+        let shipped = std::fs::read_to_string(&opts.manifest)
+            .with_context(|| format!("reading {}", opts.manifest.display()))?;
+        let manifest = opts.state_dir.join(MANIFEST_FILE);
+        std::fs::write(&manifest, world::manifest_for(&shipped, &settings, &[]))
+            .with_context(|| format!("writing {}", manifest.display()))?;
+        let mut opts = opts;
+        opts.manifest = manifest;
+        let key = format!("{KEY_NAME}:{}", opts.function_key);
+        let mut spin = world::spin_variables(
+            std::iter::once(("function_keys", key.as_str())).chain(settings.iter().copied()),
         );
+        let vars: Vec<(String, String)> = ["function_keys", "settings"]
+            .into_iter()
+            .filter_map(|name| spin.remove_entry(name))
+            .collect();
 
         let host = match opts.serve_component {
             true => Some(Served::start(&opts, &vars, &pki, &tenants).await?),
@@ -399,7 +409,12 @@ impl Sandbox {
         format!("http://{}", self.control_addr)
     }
 
-    /// The component's variables (`function_keys` first), as written to the env file.
+    /// The manifest the component runs with ([`MANIFEST_FILE`] in the state directory).
+    pub fn manifest_path(&self) -> &Path {
+        &self.opts.manifest
+    }
+
+    /// The component's variables (`function_keys`, then `settings`), as written to the env file.
     pub fn variables(&self) -> &[(String, String)] {
         &self.vars
     }
@@ -542,7 +557,7 @@ impl Sandbox {
              # Load into a shell with: set -a; . .sandbox/env; set +a\n",
         );
         for (k, v) in &self.vars {
-            // Values are URLs, ids, paths and a URL-safe key: nothing to escape inside '…'.
+            // A URL-safe key and a JSON document of URLs, ids and paths: no `'` to escape.
             let _ = writeln!(env, "SPIN_VARIABLE_{}='{v}'", k.to_ascii_uppercase());
         }
         crate::spin_rules::check_env_file(&env, &self.opts.manifest)

@@ -303,3 +303,77 @@ pub async fn seed_registry(login: &LoginServer) {
             .await;
     }
 }
+
+/// The Spin variables of a component configured with these settings (names as in README's
+/// settings table): `function_keys` as it is, every other setting a member of the `settings`
+/// JSON document. A `settings` entry given outright is kept as written (tests of a malformed
+/// document) and the other settings are then left out.
+pub fn spin_variables<'a>(
+    settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut members = serde_json::Map::new();
+    for (name, value) in settings {
+        match name {
+            "function_keys" | "settings" => {
+                out.insert(name.to_string(), value.to_string());
+            }
+            _ => {
+                members.insert(name.to_string(), serde_json::Value::from(value));
+            }
+        }
+    }
+    out.entry("settings".to_string())
+        .or_insert_with(|| serde_json::Value::Object(members).to_string());
+    out
+}
+
+/// spin.toml as a test or the sandbox runs it: the shipped manifest lists only the clouds'
+/// hosts on port 443, and the fakes listen on loopback ports, so the origin of every endpoint
+/// setting that holds one is added to `allowed_outbound_hosts`, as a user adds Azurite's
+/// (each line tagged with its setting: `"http://127.0.0.1:4711", # imds_endpoint`). `source`
+/// becomes absolute so the copy can live anywhere. `extra` adds entries of its own.
+pub fn manifest_for(
+    manifest_text: &str,
+    settings: &[(&str, &str)],
+    extra: &[(&str, String)],
+) -> String {
+    let mut lines = String::new();
+    let endpoints = settings
+        .iter()
+        .filter(|(name, _)| name.ends_with("_endpoint") || *name == "authority_host")
+        .filter_map(|(name, value)| Some((*name, plain_origin(value)?)));
+    let extra = extra.iter().map(|(tag, entry)| (*tag, entry.clone()));
+    let mut seen = Vec::new();
+    for (tag, entry) in endpoints.chain(extra) {
+        if !seen.contains(&entry) {
+            lines.push_str(&format!("  \"{entry}\", # {tag}\n"));
+            seen.push(entry);
+        }
+    }
+    let list = "allowed_outbound_hosts = [\n";
+    assert!(manifest_text.contains(list), "spin.toml has {list}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the testkit lies in the project");
+    let source = format!("source = \"{}/target/", root.display());
+    manifest_text
+        .replacen(list, &format!("{list}{lines}"), 1)
+        .replacen("source = \"target/", &source, 1)
+}
+
+/// `scheme://host:port` of an endpoint value that is exactly an origin with a port (what the
+/// fakes listen on); anything else (an unset placeholder, a malformed value a test is about)
+/// adds nothing.
+fn plain_origin(value: &str) -> Option<String> {
+    let value = value.trim().trim_end_matches('/');
+    let (scheme, rest) = value.split_once("://")?;
+    let (host, port) = rest.rsplit_once(':')?;
+    let ok = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]".contains(&b))
+        && port.parse::<u16>().is_ok_and(|p| p > 0);
+    ok.then(|| format!("{scheme}://{host}:{port}"))
+}

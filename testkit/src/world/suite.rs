@@ -206,11 +206,12 @@ pub struct Endpoints {
 }
 
 type VarFn = Box<dyn FnOnce(&Endpoints) -> String>;
+type ManifestEdit = Box<dyn FnOnce(String) -> String>;
 
 pub struct WorldBuilder {
     vars: Vec<(String, Option<String>)>,
     computed: Vec<(String, VarFn)>,
-    manifest: Option<PathBuf>,
+    manifest_edit: Option<ManifestEdit>,
     component: Option<PathBuf>,
     registry: bool,
     replicated: bool,
@@ -233,8 +234,10 @@ impl WorldBuilder {
         self.component = Some(wasm);
         self
     }
-    pub fn manifest(mut self, path: PathBuf) -> Self {
-        self.manifest = Some(path);
+    /// Edits the manifest the world runs (spin.toml plus the fakes' origins, each line tagged
+    /// with its setting: see [`super::manifest_for`]), for tests of the host's enforcement.
+    pub fn manifest_edit(mut self, edit: impl FnOnce(String) -> String + 'static) -> Self {
+        self.manifest_edit = Some(Box::new(edit));
         self
     }
     /// Adds tenant B's registry: the fake token service, the real registry seeded with
@@ -260,7 +263,7 @@ impl World {
         WorldBuilder {
             vars: Vec::new(),
             computed: Vec::new(),
-            manifest: None,
+            manifest_edit: None,
             component: None,
             registry: false,
             replicated: false,
@@ -343,21 +346,32 @@ impl World {
                 std::fs::write(&path, text).expect("write runtime-config.toml");
                 path
             });
-            let mut cfg = HostConfig {
+            let settings: Vec<(&str, &str)> =
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            // The test registry cannot listen on 443 without root: its port is added for
+            // ACR login server names; the component's own allow-list is what the tests exercise.
+            let extra: Vec<(&str, String)> = registry
+                .iter()
+                .map(|login| ("registry", format!("https://*.azurecr.io:{}", login.port())))
+                .collect();
+            let shipped =
+                std::fs::read_to_string(root().join("spin.toml")).expect("read spin.toml");
+            let mut text = super::manifest_for(&shipped, &settings, &extra);
+            if let Some(edit) = b.manifest_edit {
+                text = edit(text);
+            }
+            let manifest = state.path().join("spin.toml");
+            std::fs::write(&manifest, text).expect("write the world's manifest");
+            let cfg = HostConfig {
                 wasm,
-                variables: vars.clone(),
+                manifest,
+                variables: super::spin_variables(settings.iter().copied()),
                 ca_pem: Some(s.pki.ca_pem()),
                 hosts: guest_hosts,
                 echo_logs: std::env::var_os("TB_ECHO_LOGS").is_some(),
                 runtime_config,
                 state_dir: Some(state.path().join(".spin")),
-                ..HostConfig::default()
             };
-            if let Some(m) = b.manifest {
-                cfg.manifest = m;
-            } else if let Some(login) = &registry {
-                cfg.manifest = registry_manifest(login.port());
-            }
             let host = RunningHost::start(cfg.clone())
                 .await
                 .expect("start the component host");
@@ -659,25 +673,6 @@ async fn start_registry(s: &Shared) -> LoginServer {
         LoginServer::start(&s.pki, super::acr_config(vec![s.entra_signer.verifier()])).await;
     super::seed_registry(&login).await;
     login
-}
-
-/// spin.toml plus the test login server's port: the manifest allows `https://*.azurecr.io` on
-/// 443 only, and the test registry cannot listen there without root. Adding the port (not a
-/// host) keeps egress to ACR login server names while letting the component reach the front;
-/// the component's own allow-list (`cross_tenant_registries`) is what the tests exercise.
-pub fn registry_manifest(port: u16) -> PathBuf {
-    manifest_variant(&format!("registry-{port}"), |text| {
-        let entry = "\"https://*.azurecr.io\",";
-        assert!(
-            text.contains(entry),
-            "spin.toml allows https://*.azurecr.io"
-        );
-        text.replacen(
-            entry,
-            &format!("{entry}\n  \"https://*.azurecr.io:{port}\","),
-            1,
-        )
-    })
 }
 
 /// The `tid` claim of a bearer token in an outbound request.
