@@ -163,13 +163,44 @@ pub fn run(spin: &Path, k: &Knobs, wasm: &Path) -> SpinRun {
         dir.join(sandbox::HOSTS_FILE).display()
     );
     let rc = sb.runtime_config_path();
+    // `TB_BENCH_STATIC_VARIABLES=1`: tenant-bridge's two variables from a `static` variables
+    // provider in its runtime config (consulted before the environment provider, without its
+    // blocking hand-off), as a SpinKube runtime-config Secret can hold them.
+    let component_rc = if std::env::var_os("TB_BENCH_STATIC_VARIABLES").is_some() {
+        let mut values = toml::Table::new();
+        for (k, v) in sb.variables() {
+            values.insert(k.clone(), toml::Value::String(v.clone()));
+        }
+        let mut provider = toml::Table::new();
+        provider.insert("type".into(), "static".into());
+        provider.insert("values".into(), toml::Value::Table(values));
+        let mut doc = toml::Table::new();
+        doc.insert(
+            "variables_provider".into(),
+            toml::Value::Array(vec![toml::Value::Table(provider)]),
+        );
+        let text = format!(
+            "{}\n{}",
+            std::fs::read_to_string(&rc).expect("the sandbox's runtime config"),
+            toml::to_string(&doc).expect("a static provider")
+        );
+        let path = dir.join("runtime-config-static.toml");
+        std::fs::write(&path, text).expect("write the static runtime config");
+        eprintln!(
+            "tenant-bridge's variables from a static provider: {}",
+            path.display()
+        );
+        path
+    } else {
+        rc.clone()
+    };
 
     eprintln!("spin up tenant-bridge …");
     let component = SpinUp::start(
         &SpinApp {
             spin,
             manifest: sb.manifest_path(),
-            runtime_config: &rc,
+            runtime_config: &component_rc,
             variables: sb.variables(),
             key_values: &[],
             log_dir: &dir.join("logs-tenant-bridge"),
