@@ -180,10 +180,11 @@ impl Callers {
     }
 }
 
-/// The 403 for a request outside the rules in `variable`; the rules themselves stay private.
-pub(crate) fn denied(variable: &str, what: &str) -> Problem {
+/// The 403 for a request outside the rules in the setting `name`; the rules themselves stay
+/// private.
+pub(crate) fn denied(name: &str, what: &str) -> Problem {
     Problem::forbidden(format!(
-        "{} is not allowed here by the Spin variable '{variable}'",
+        "{} is not allowed here by the setting '{name}'",
         truncate(what, 160)
     ))
 }

@@ -1,9 +1,6 @@
 //! Origins (`scheme://host[:port]`), parsed by `url` and held to stricter rules: they come from
-//! endpoint variables that also feed Spin's `allowed_outbound_hosts`, and they decide where
-//! tokens go.
-//!
-//! Spin 3.6.3 denies *every* outbound request of a component when one `allowed_outbound_hosts`
-//! entry resolves to something that is not an origin, so a path is refused here with a reason.
+//! the endpoint settings, and they decide where tokens go. A path is refused with a reason (an
+//! account path has a setting of its own).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Origin {
@@ -126,8 +123,7 @@ pub(crate) fn parse(value: &str) -> Result<Origin, String> {
 const CREDENTIALS: &str = "credentials do not belong in an endpoint";
 const PATH: &str =
     "it has a path or query; it must be an origin like https://name.example.net[:port] \
-     (Spin's allowed_outbound_hosts accepts only origins and otherwise denies every \
-     outbound request; put an account path in its own *_path variable)";
+     (put an account path in its own *_path setting)";
 
 #[cfg(test)]
 mod tests {
